@@ -1,0 +1,17 @@
+"""What every stage script shares: one clear error line and a non-zero exit on bad input."""
+
+import sys
+from collections.abc import Callable
+
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError)
+EXIT_BAD_INPUT = 2
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    """Run ``main``; a user error prints ``error: …`` (no traceback) and exits 2."""
+    try:
+        main()
+    except USER_ERRORS as error:
+        message = error.args[0] if error.args else repr(error)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)

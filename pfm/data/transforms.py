@@ -1,0 +1,25 @@
+"""Turning stored uint8 images into backbone input, one batch at a time.
+
+Done per batch rather than once per dataset because MedMNIST at 224 px would need
+gigabytes as float tensors. The recipe follows the authors' code: grey images repeated
+to three channels, values scaled to [0, 1] then normalised with mean = std = 0.5.
+"""
+
+import torch
+import torch.nn.functional as F
+
+
+def to_pixel_values(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, H, W, C) uint8 → (B, 3, size, size) float in [-1, 1]."""
+    if images.dtype != torch.uint8 or images.ndim != 4:
+        raise ValueError(
+            f"expected (B, H, W, C) uint8 images, got {images.dtype} {tuple(images.shape)}"
+        )
+    x = images.permute(0, 3, 1, 2).float() / 255.0  # (B, C, H, W)
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    elif x.shape[1] != 3:
+        raise ValueError(f"images must have 1 or 3 channels, got {x.shape[1]}")
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return (x - 0.5) / 0.5

@@ -1,0 +1,117 @@
+"""The one evaluation path: accuracy under an inference mode, and the forget-k protocol.
+
+Forget-k (as in the authors' code): for k in {1, ⌊C/2⌋, C−1}, every combination of k
+classes is forgotten in turn (``forget`` deletes their prompts) and the test split is
+classified with ``full_bank`` inference, argmax over all C logits; we report accuracy on
+forgotten-class and on retained-class samples, mean and population std over the sets.
+``max_sets`` caps the number of sets per k with seeded sampling (reported in the keys).
+"""
+
+import itertools
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pfm.batches import SplitTensors
+from pfm.models.prompted import PromptedClassifier
+from pfm.modes import mode_logits
+
+EXHAUSTIVE_LIMIT = 100_000
+
+
+@torch.no_grad()
+def predict(
+    model: PromptedClassifier,
+    data: SplitTensors,
+    mode: str,
+    batch_size: int,
+    seed: int = 0,
+) -> np.ndarray:
+    """Predicted class per sample under ``mode`` (seeded: random modes repeat exactly)."""
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    predictions = [
+        mode_logits(model, x, y, mode, generator).argmax(dim=1).cpu()
+        for x, y in data.batches(batch_size)
+    ]
+    model.train(was_training)
+    return torch.cat(predictions).numpy() if predictions else np.empty(0, dtype=np.int64)
+
+
+def mode_accuracies(
+    model: PromptedClassifier, data: SplitTensors, modes: Sequence[str], batch_size: int, seed: int
+) -> dict[str, float]:
+    labels = data.labels.numpy()
+    return {
+        mode: float((predict(model, data, mode, batch_size, seed) == labels).mean())
+        for mode in modes
+    }
+
+
+def k_values(num_classes: int) -> list[int]:
+    return sorted({1, num_classes // 2, num_classes - 1} - {0})
+
+
+def forget_sets(
+    num_classes: int, k: int, max_sets: int | None, seed: int
+) -> tuple[list[tuple[int, ...]], bool]:
+    """The class sets to forget for this k, and whether they are all C-choose-k of them.
+
+    Sampling is seeded by (seed, k), so every method evaluated with the same seed sees
+    the same sets."""
+    if not 1 <= k < num_classes:
+        raise ValueError(f"k must satisfy 1 ≤ k < C = {num_classes}, got k = {k}")
+    if max_sets is not None and max_sets < 1:
+        raise ValueError(f"max_sets must be ≥ 1 or null, got {max_sets}")
+    total = math.comb(num_classes, k)
+    if max_sets is None or max_sets >= total:
+        if total > EXHAUSTIVE_LIMIT:
+            raise ValueError(f"C({num_classes},{k}) = {total} sets is too many; set max_sets")
+        return list(itertools.combinations(range(num_classes), k)), True
+    rng = np.random.default_rng([seed, k])
+    chosen: set[tuple[int, ...]] = set()
+    while len(chosen) < max_sets:
+        chosen.add(tuple(sorted(rng.choice(num_classes, size=k, replace=False).tolist())))
+    return sorted(chosen), False
+
+
+def forget_k(
+    model: PromptedClassifier,
+    test: SplitTensors,
+    ks: Sequence[int],
+    max_sets: int | None,
+    seed: int,
+    batch_size: int,
+    mask_logits: bool = False,
+) -> dict[str, float]:
+    """Flat metrics ``k{k}.forget_acc.mean`` etc. for every k, plus ``forget`` timings."""
+    labels = test.labels.numpy()
+    metrics: dict[str, float] = {}
+    forget_seconds: list[float] = []
+    for k in ks:
+        sets, exhaustive = forget_sets(model.num_classes, k, max_sets, seed)
+        forget_accs, retain_accs = [], []
+        for classes in tqdm(sets, desc=f"forget k={k}", unit="set", leave=False, disable=None):
+            start = time.perf_counter()
+            forgotten = model.forget(classes, mask_logits=mask_logits)
+            forget_seconds.append(time.perf_counter() - start)
+            correct = predict(forgotten, test, "full_bank", batch_size, seed) == labels
+            in_set = np.isin(labels, classes)
+            forget_accs.append(float(correct[in_set].mean()))
+            retain_accs.append(float(correct[~in_set].mean()))
+        metrics.update({
+            f"k{k}.forget_acc.mean": float(np.mean(forget_accs)),
+            f"k{k}.forget_acc.std": float(np.std(forget_accs)),
+            f"k{k}.retain_acc.mean": float(np.mean(retain_accs)),
+            f"k{k}.retain_acc.std": float(np.std(retain_accs)),
+            f"k{k}.sets": len(sets),
+            f"k{k}.exhaustive": int(exhaustive),
+        })  # fmt: skip
+    metrics["forget_seconds.mean"] = float(np.mean(forget_seconds))
+    metrics["forget_seconds.max"] = float(np.max(forget_seconds))
+    return metrics

@@ -1,0 +1,87 @@
+"""Backbone registry: frozen transformer encoders that prompts are prepended into.
+
+A registered name builds a small model from a ``transformers`` config (CPU profile);
+any other name is treated as a Hugging Face model id or a local directory and loaded
+with ``from_pretrained`` — offline by default, so a missing weight fails with the path
+to put it at instead of a download attempt.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModel, ViTConfig, ViTModel
+
+from pfm.registry import Registry
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """An encoder plus what the prompted model needs to know about it.
+
+    ``embeddings_attr`` names the public submodule whose output is the token sequence
+    ``[CLS; patches]`` with positions already added; prompts are prepended to it by a
+    forward hook, so no internal layer is ever addressed by name.
+    """
+
+    model: nn.Module
+    hidden_size: int
+    input_size: int
+    embeddings_attr: str = "embeddings"
+
+
+BACKBONES: Registry[Callable[[int], Backbone]] = Registry("backbone")
+
+
+@BACKBONES.register("vit-tiny")
+def vit_tiny(init_seed: int) -> Backbone:
+    """A ViT small enough for 2 CPU cores: 32 px, patch 4, width 192, 6 layers."""
+    config = ViTConfig(
+        image_size=32,
+        patch_size=4,
+        num_channels=3,
+        hidden_size=192,
+        num_hidden_layers=6,
+        num_attention_heads=3,
+        intermediate_size=768,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        model = ViTModel(config, add_pooling_layer=False)
+    return Backbone(model=model, hidden_size=config.hidden_size, input_size=config.image_size)
+
+
+def load_pretrained(name_or_path: str, allow_download: bool = False) -> Backbone:
+    """``from_pretrained`` on a hub id or local directory, offline unless allowed."""
+    local = Path(name_or_path)
+    try:
+        model = AutoModel.from_pretrained(
+            name_or_path, local_files_only=not allow_download and not local.is_dir()
+        )
+    except OSError as error:
+        raise FileNotFoundError(
+            f"backbone {name_or_path!r} is neither a registered backbone "
+            f"({', '.join(BACKBONES)}) nor loadable offline: no local directory {local.resolve()} "
+            f"and not in the Hugging Face cache. Save the model there with "
+            f"`save_pretrained`, or set model.allow_download: true on a machine with network. "
+            f"({error.__class__.__name__}: {str(error).splitlines()[0]})"
+        ) from None
+    config = model.config
+    size = getattr(config, "image_size", None)
+    if not isinstance(size, int):
+        raise ValueError(f"backbone {name_or_path!r} has no integer config.image_size")
+    return Backbone(model=model, hidden_size=config.hidden_size, input_size=size)
+
+
+def build_backbone(name: str, init_seed: int = 0, allow_download: bool = False) -> Backbone:
+    backbone = (
+        BACKBONES.get(name)(init_seed)
+        if name in BACKBONES
+        else load_pretrained(name, allow_download)
+    )
+    if not hasattr(backbone.model, backbone.embeddings_attr):
+        raise ValueError(f"backbone {name!r} has no public {backbone.embeddings_attr!r} module")
+    backbone.model.requires_grad_(False)
+    return backbone

@@ -1,0 +1,95 @@
+"""Saving and loading models without their frozen backbone weights.
+
+A checkpoint holds the spec, every tensor that training or forgetting can change
+(adapters, head, prompt bank, its class ids, the output mask) and a fingerprint of the
+frozen weights, which are rebuilt from the spec on load; a backbone that rebuilds
+differently (another seed, another pretrained file) is refused rather than silently
+mixed. Anything unreadable raises ``CheckpointError`` naming the file.
+"""
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import torch
+
+from pfm.files import write_atomic
+from pfm.models.adapters import LoraSpec
+from pfm.models.prompted import ModelSpec, PromptedClassifier, build_model
+
+FORMAT = "pfm-model/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is missing, truncated, foreign or for another backbone."""
+
+
+def frozen_names(model: PromptedClassifier) -> set[str]:
+    return {f"encoder.{n}" for n, p in model.encoder.named_parameters() if not p.requires_grad}
+
+
+def frozen_fingerprint(model: PromptedClassifier) -> str:
+    digest = hashlib.sha256()
+    frozen = frozen_names(model)
+    for name, tensor in sorted(model.state_dict().items()):
+        if name in frozen:
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def model_state(model: PromptedClassifier) -> dict[str, object]:
+    frozen = frozen_names(model)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items() if k not in frozen}
+    return {
+        "format": FORMAT,
+        "spec": dataclasses.asdict(model.spec),
+        "state": state,
+        "fingerprint": frozen_fingerprint(model),
+    }
+
+
+def save_model(model: PromptedClassifier, path: str | Path) -> None:
+    payload = model_state(model)
+    write_atomic(path, lambda tmp: torch.save(payload, tmp))
+
+
+def read_checkpoint(path: str | Path, expected_format: str = FORMAT) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a damaged zip/pickle
+        raise CheckpointError(
+            f"checkpoint {path} is unreadable (corrupt or truncated): {error}"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != expected_format:
+        raise CheckpointError(f"{path} is not a {expected_format} checkpoint")
+    return payload
+
+
+def restore_model(payload: dict, source: str | Path = "<memory>") -> PromptedClassifier:
+    spec_dict = dict(payload["spec"])
+    spec = ModelSpec(**{**spec_dict, "lora": LoraSpec(**spec_dict["lora"])})
+    model = build_model(spec, seed=0)
+    state = payload["state"]
+    bank = state["prompt_classes"].shape[0]
+    if bank != len(model.prompt_classes):  # a forgotten model: shrink the bank to fit
+        model = model.forget(set(range(spec.num_classes)) - set(state["prompt_classes"].tolist()))
+    if frozen_fingerprint(model) != payload["fingerprint"]:
+        raise CheckpointError(
+            f"{source}: the backbone {spec.backbone!r} rebuilt here differs from the one it was "
+            f"trained with (different weights or init seed)"
+        )
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k not in frozen_names(model)]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{source}: state does not fit the model (missing {missing}, unexpected {unexpected})"
+        )
+    return model
+
+
+def load_model(path: str | Path) -> PromptedClassifier:
+    return restore_model(read_checkpoint(path), path)

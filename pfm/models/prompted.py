@@ -1,0 +1,201 @@
+"""The pre-forgettable model (Hendrix et al., ACM MM 2025, arXiv 2509.15230).
+
+A frozen encoder with LoRA adapters, a bank of learnable class prompts and a linear head
+on the CLS output. Each forward receives, per sample, the ordered class ids whose prompts
+are active; their tokens are prepended before CLS: ``[prompts ; CLS ; patches]``, after
+the encoder's own embeddings (prompts get no position embedding). Forgetting a class
+deletes its row from the bank — no data, no gradient step.
+
+Deliberate choices, each a spec field: the authors read CLS from the encoder output
+*before* ViT's final layernorm (``final_layernorm: false``, our default too); they keep
+all C head outputs after forgetting (``forget(mask_logits=False)``, our default too).
+A plain classifier for the baselines is the same model with an empty bank.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+from peft import PeftModel
+from torch import nn
+
+from pfm.models.adapters import LoraSpec, add_lora
+from pfm.models.backbones import build_backbone
+
+PAD = -1  # class-id padding in prompt lists; pads sit at the end of a row
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a model before its trained weights are loaded."""
+
+    backbone: str
+    num_classes: int
+    prompt_len: int = 1
+    with_prompts: bool = True
+    final_layernorm: bool = False
+    init_seed: int = 0
+    allow_download: bool = False
+    lora: LoraSpec = field(default_factory=LoraSpec)
+
+
+class PromptedClassifier(nn.Module):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        encoder: PeftModel,
+        head: nn.Linear,
+        prompts: torch.Tensor,
+        prompt_classes: torch.Tensor,
+        masked: torch.Tensor,
+        input_size: int,
+        embeddings_attr: str,
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.encoder = encoder
+        self.head = head
+        self.prompts = nn.Parameter(prompts)  # (P_bank, L, D)
+        self.register_buffer("prompt_classes", prompt_classes)  # (P_bank,) class id per row
+        self.register_buffer("masked", masked)  # (C,) logits masked at output
+        self.input_size = input_size
+        self.embeddings_attr = embeddings_attr
+
+    @property
+    def num_classes(self) -> int:
+        return self.spec.num_classes
+
+    @property
+    def bank_classes(self) -> list[int]:
+        """Class ids that still have a prompt, in class order."""
+        return sorted(int(c) for c in self.prompt_classes)
+
+    def forward(
+        self, pixel_values: torch.Tensor, prompts: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits (B, C). ``prompts``: (B, P) class ids, ``PAD``-padded at row ends.
+
+        Rows with different numbers of prompts run as separate groups, because an
+        encoder without an attention mask cannot ignore padded tokens.
+        """
+        if prompts is None or prompts.shape[1] == 0:
+            return self._forward_group(pixel_values, None)
+        counts = (prompts != PAD).sum(dim=1)
+        positions = torch.arange(prompts.shape[1], device=prompts.device)
+        if not torch.equal(prompts != PAD, positions[None, :] < counts[:, None]):
+            raise ValueError("prompt lists must put PAD only at the end of each row")
+        unique_counts = counts.unique()
+        if len(unique_counts) == 1:
+            n = int(unique_counts[0])
+            return self._forward_group(pixel_values, prompts[:, :n] if n else None)
+        logits = pixel_values.new_empty(len(pixel_values), self.num_classes)
+        for n in unique_counts.tolist():
+            rows = counts == n
+            logits[rows] = self._forward_group(pixel_values[rows], prompts[rows, :n] if n else None)
+        return logits
+
+    def _prompt_tokens(self, class_ids: torch.Tensor) -> torch.Tensor:
+        """(b, n) class ids → (b, n·L, D) tokens; a class without a prompt is an error."""
+        lookup = torch.full((self.num_classes,), PAD, dtype=torch.long, device=class_ids.device)
+        lookup[self.prompt_classes] = torch.arange(
+            len(self.prompt_classes), device=class_ids.device
+        )
+        if class_ids.min() < 0 or class_ids.max() >= self.num_classes:
+            raise ValueError(f"prompt class ids must lie in 0..{self.num_classes - 1}")
+        rows = lookup[class_ids]
+        if (rows == PAD).any():
+            missing = sorted(set(class_ids[rows == PAD].tolist()))
+            raise KeyError(f"no prompt for class(es) {missing}: not in the bank (forgotten?)")
+        b, n = class_ids.shape
+        return self.prompts[rows].reshape(b, n * self.spec.prompt_len, -1)
+
+    def _forward_group(
+        self, pixel_values: torch.Tensor, class_ids: torch.Tensor | None
+    ) -> torch.Tensor:
+        n_tokens = 0
+        handle = None
+        if class_ids is not None:
+            tokens = self._prompt_tokens(class_ids)
+            n_tokens = tokens.shape[1]
+            embeddings = getattr(self.encoder.get_base_model(), self.embeddings_attr)
+
+            def prepend(_module: nn.Module, _args: tuple, output: torch.Tensor) -> torch.Tensor:
+                return torch.cat([tokens.to(output.dtype), output], dim=1)  # (b, n·L+1+N, D)
+
+            handle = embeddings.register_forward_hook(prepend)
+        try:
+            out = self.encoder(
+                pixel_values=pixel_values, output_hidden_states=not self.spec.final_layernorm
+            )
+        finally:
+            if handle is not None:
+                handle.remove()
+        hidden = out.last_hidden_state if self.spec.final_layernorm else out.hidden_states[-1]
+        logits = self.head(hidden[:, n_tokens])  # CLS sits right after the prompts
+        if self.masked.any():
+            logits = logits.masked_fill(self.masked, torch.finfo(logits.dtype).min)
+        return logits
+
+    def forget(self, classes: Iterable[int], mask_logits: bool = False) -> "PromptedClassifier":
+        """A model without the prompts of ``classes``: the bank tensor is rebuilt from the
+        kept rows (fresh storage, so a saved copy holds no byte of the removed prompts).
+
+        The returned model shares the encoder, adapters and head with this one — forgetting
+        does not change them; deep-copy it before training it further.
+        """
+        classes = sorted(set(int(c) for c in classes))
+        out_of_range = [c for c in classes if not 0 <= c < self.num_classes]
+        if out_of_range:
+            raise ValueError(
+                f"forget class id(s) {out_of_range} out of range 0..{self.num_classes - 1}"
+            )
+        absent = [c for c in classes if c not in self.bank_classes]
+        if absent and self.spec.with_prompts:
+            raise ValueError(f"class(es) {absent} have no prompt to forget")
+        keep = torch.tensor(
+            [i for i, c in enumerate(self.prompt_classes.tolist()) if c not in classes],
+            dtype=torch.long,
+            device=self.prompts.device,
+        )
+        masked = self.masked.clone()
+        if mask_logits:
+            masked[classes] = True
+        return PromptedClassifier(
+            spec=self.spec,
+            encoder=self.encoder,
+            head=self.head,
+            prompts=self.prompts.detach().index_select(0, keep).clone(),
+            prompt_classes=self.prompt_classes.index_select(0, keep).clone(),
+            masked=masked,
+            input_size=self.input_size,
+            embeddings_attr=self.embeddings_attr,
+        )
+
+
+def build_model(spec: ModelSpec, seed: int) -> PromptedClassifier:
+    """A fresh model: prompts ~ N(0, 1), peft's LoRA init, default Linear head, all seeded."""
+    if spec.prompt_len < 1:
+        raise ValueError(f"prompt_len must be ≥ 1, got {spec.prompt_len}")
+    if spec.num_classes < 2:
+        raise ValueError(f"need at least 2 classes, got {spec.num_classes}")
+    backbone = build_backbone(spec.backbone, spec.init_seed, spec.allow_download)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        encoder = add_lora(backbone.model, spec.lora)
+        head = nn.Linear(backbone.hidden_size, spec.num_classes)
+        bank = spec.num_classes if spec.with_prompts else 0
+        prompts = torch.randn(bank, spec.prompt_len, backbone.hidden_size)
+    return PromptedClassifier(
+        spec=spec,
+        encoder=encoder,
+        head=head,
+        prompts=prompts,
+        prompt_classes=torch.arange(bank, dtype=torch.long),
+        masked=torch.zeros(spec.num_classes, dtype=torch.bool),
+        input_size=backbone.input_size,
+        embeddings_attr=backbone.embeddings_attr,
+    )
+
+
+def trainable_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

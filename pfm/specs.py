@@ -1,0 +1,43 @@
+"""params.yaml sections → typed specs, validated once at the edge."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pfm.config import from_mapping
+from pfm.models.adapters import LoraSpec
+from pfm.models.prompted import ModelSpec
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    backbone: str
+    init_seed: int = 0
+    prompt_len: int = 1
+    final_layernorm: bool = False
+    allow_download: bool = False
+    lora: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    max_sets: int | None
+    mask_logits: bool = False
+    batch_size: int = 256
+    modes: tuple[str, ...] = ("full_bank",)
+    k: tuple[int, ...] | None = None  # null: the protocol's {1, ⌊C/2⌋, C−1}
+
+
+def model_spec(values: Mapping[str, Any], num_classes: int, with_prompts: bool) -> ModelSpec:
+    params = from_mapping(ModelParams, values, "model")
+    lora = from_mapping(LoraSpec, params.lora or {}, "model.lora")
+    return ModelSpec(
+        backbone=params.backbone,
+        num_classes=num_classes,
+        prompt_len=params.prompt_len,
+        with_prompts=with_prompts,
+        final_layernorm=params.final_layernorm,
+        init_seed=params.init_seed,
+        allow_download=params.allow_download,
+        lora=lora,
+    )

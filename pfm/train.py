@@ -1,0 +1,166 @@
+"""The one training loop, shared by the prompt model and every baseline.
+
+Seed-deterministic and resumable: after each epoch the trainable state, the optimizer,
+every random generator and the history are written atomically to one checkpoint, keyed
+by a hash of everything that defines the run; a killed run restarts from its last
+finished epoch and ends bit-identical to an uninterrupted one, while a checkpoint from a
+different configuration is ignored rather than resumed.
+"""
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from pfm.batches import SplitTensors
+from pfm.evaluate import mode_accuracies
+from pfm.files import write_atomic
+from pfm.losses import Objective
+from pfm.models.checkpoint import model_state, read_checkpoint
+from pfm.models.prompted import PromptedClassifier
+
+TRAIN_FORMAT = "pfm-train/1"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int
+    batch_size: int
+    lr: float
+    kl_weight: float = 1.0
+    eval_modes: tuple[str, ...] = ("full_bank",)
+    eval_batch_size: int = 256
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError(f"bad training config {self}: need epochs ≥ 0, batch_size ≥ 1, lr > 0")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def resume_key(spec: object, config: TrainConfig, seed: int, *identity: object) -> str:
+    """Hash of everything that defines a run except its length: a checkpoint with the
+    same key and no more epochs than asked for is resumed (``-S train.epochs=N`` goes
+    on from where a shorter run stopped); anything else starts afresh. ``identity``
+    names the data and objective (e.g. a hash of the prepared file)."""
+    parts = (dataclasses.asdict(spec), dataclasses.replace(config, epochs=0), seed, identity)
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, float]]
+    train_seconds: float
+    resumed_from_epoch: int
+
+
+def _save(
+    path: Path,
+    key: str,
+    epoch: int,
+    model: PromptedClassifier,
+    optimizer: torch.optim.Optimizer,
+    generators: dict[str, torch.Generator],
+    history: list[dict[str, float]],
+    seconds: float,
+) -> None:
+    payload = {
+        "format": TRAIN_FORMAT,
+        "key": key,
+        "epoch": epoch,
+        "model": model_state(model),
+        "optimizer": optimizer.state_dict(),
+        "rng": {
+            "torch": torch.get_rng_state(),
+            **{k: g.get_state() for k, g in generators.items()},
+        },
+        "history": history,
+        "seconds": seconds,
+    }
+    write_atomic(path, lambda tmp: torch.save(payload, tmp))
+
+
+def train(
+    model: PromptedClassifier,
+    objective: Objective,
+    train_data: SplitTensors,
+    val_data: SplitTensors,
+    config: TrainConfig,
+    seed: int,
+    checkpoint: Path | None,
+    key: str,
+) -> TrainResult:
+    """Train ``model`` in place with Adam on its trainable parameters."""
+    device = train_data.device
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=config.lr)
+    torch.manual_seed(seed)
+    generators = {
+        "order": torch.Generator().manual_seed(seed),
+        "prompts": torch.Generator().manual_seed(seed + 1),
+    }
+    history: list[dict[str, float]] = []
+    seconds, start_epoch = 0.0, 0
+    if checkpoint is not None and checkpoint.is_file():
+        state = read_checkpoint(checkpoint, TRAIN_FORMAT)
+        if state["key"] == key and state["epoch"] <= config.epochs:
+            model.load_state_dict(state["model"]["state"], strict=False)
+            optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["rng"]["torch"])
+            for name, generator in generators.items():
+                generator.set_state(state["rng"][name])
+            history, seconds, start_epoch = state["history"], state["seconds"], state["epoch"]
+            tqdm.write(f"resuming from {checkpoint} after epoch {start_epoch}")
+        else:
+            tqdm.write(
+                f"ignoring {checkpoint}: it belongs to another configuration or a longer run"
+            )
+    for epoch in range(start_epoch + 1, config.epochs + 1):
+        model.train()
+        tick = time.perf_counter()
+        order = torch.randperm(len(train_data), generator=generators["order"])
+        total, steps = 0.0, 0
+        bar = tqdm(
+            train_data.batches(config.batch_size, order),
+            desc=f"epoch {epoch}/{config.epochs}",
+            total=-(-len(train_data) // config.batch_size),
+            unit="batch",
+            leave=False,
+            disable=None,
+        )
+        for x, y in bar:
+            loss = objective(model, x, y, generators["prompts"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total, steps = total + loss.item(), steps + 1
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        seconds += time.perf_counter() - tick
+        record = {"epoch": epoch, "loss": total / max(steps, 1), "train_seconds": seconds}
+        accuracies = mode_accuracies(
+            model, val_data, config.eval_modes, config.eval_batch_size, seed
+        )
+        record.update({f"val.{mode}": acc for mode, acc in accuracies.items()})
+        history.append(record)
+        tqdm.write(
+            " ".join(
+                f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
+            )
+        )
+        if checkpoint is not None:
+            _save(checkpoint, key, epoch, model, optimizer, generators, history, seconds)
+    model.eval()
+    return TrainResult(history=history, train_seconds=seconds, resumed_from_epoch=start_epoch)

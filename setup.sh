@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install pfm and everything it uses into ./.venv (and, as root, the Debian data packages).
+# Safe to re-run: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+debian_packages=(dataset-fashion-mnist)
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  missing=()
+  for package in "${debian_packages[@]}"; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+else
+  echo "setup: not root or no apt-get; install Debian packages yourself: ${debian_packages[*]}" >&2
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+echo "setup: ready (.venv)"

@@ -1,0 +1,46 @@
+"""Stage evaluate: no-forget accuracy per inference mode and the forget-k protocol."""
+
+import argparse
+from pathlib import Path
+
+from pfm.batches import SplitTensors
+from pfm.cli import run_stage
+from pfm.config import from_mapping, load_params, section
+from pfm.data import load_prepared
+from pfm.evaluate import forget_k, k_values, mode_accuracies
+from pfm.files import write_json
+from pfm.models.checkpoint import load_model
+from pfm.specs import EvaluateParams
+from pfm.train import resolve_device
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", required=True, type=Path)
+    parser.add_argument("--model", required=True, type=Path)
+    parser.add_argument("--seed", required=True, type=int)
+    parser.add_argument("--out", required=True, type=Path, help="metrics JSON")
+    args = parser.parse_args()
+    params = load_params()
+    config = from_mapping(EvaluateParams, section(params, "evaluate"), "evaluate")
+    device = resolve_device(section(params, "train")["device"])
+    dataset = load_prepared(args.data)
+    model = load_model(args.model).to(device)
+    if model.num_classes != dataset.num_classes:
+        raise ValueError(
+            f"model has {model.num_classes} classes, {args.data} has {dataset.num_classes}"
+        )
+    test = SplitTensors(dataset.splits["test"], model.input_size, device)
+    ks = list(config.k) if config.k is not None else k_values(dataset.num_classes)
+    metrics: dict[str, float] = {"num_classes": dataset.num_classes}
+    accuracies = mode_accuracies(model, test, config.modes, config.batch_size, args.seed)
+    metrics.update({f"no_forget.{mode}.acc": acc for mode, acc in accuracies.items()})
+    metrics.update(
+        forget_k(model, test, ks, config.max_sets, args.seed, config.batch_size, config.mask_logits)
+    )
+    write_json(args.out, metrics)
+    print(" ".join(f"{k}={v:.4f}" for k, v in metrics.items() if ".mean" in k or "full_bank" in k))
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,23 @@
+"""Stage prepare: build one dataset from its source and write the prepared format."""
+
+import argparse
+
+from pfm.cli import run_stage
+from pfm.config import load_params, section
+from pfm.data import build_dataset, save_prepared
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--out", required=True, help="folder for data.npz and counts.json")
+    args = parser.parse_args()
+    options = section(load_params(), "data").get(args.dataset, {})
+    dataset = build_dataset(args.dataset, options)
+    save_prepared(dataset, args.out)
+    sizes = ", ".join(f"{name} {len(split)}" for name, split in dataset.splits.items())
+    print(f"prepared {dataset.name}: {dataset.num_classes} classes; {sizes}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

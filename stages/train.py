@@ -1,0 +1,60 @@
+"""Stage train: fit the pre-forgettable prompt model on one prepared dataset and seed."""
+
+import argparse
+from pathlib import Path
+
+from pfm.batches import SplitTensors
+from pfm.cli import run_stage
+from pfm.config import from_mapping, load_params, section
+from pfm.data import load_prepared
+from pfm.data.prepared import ARRAYS_FILE
+from pfm.files import file_digest, write_json
+from pfm.losses import prompt_objective
+from pfm.models.checkpoint import save_model
+from pfm.models.prompted import build_model, trainable_parameters
+from pfm.specs import model_spec
+from pfm.train import TrainConfig, resolve_device, resume_key, train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", required=True, type=Path)
+    parser.add_argument("--seed", required=True, type=int)
+    parser.add_argument("--model", required=True, type=Path, help="trained model file")
+    parser.add_argument("--checkpoint", required=True, type=Path, help="resumable state")
+    parser.add_argument("--metrics", required=True, type=Path)
+    parser.add_argument("--history", required=True, type=Path, help="per-epoch log (JSON)")
+    args = parser.parse_args()
+    params = load_params()
+    config = from_mapping(TrainConfig, section(params, "train"), "train")
+    dataset = load_prepared(args.data)
+    spec = model_spec(section(params, "model"), dataset.num_classes, with_prompts=True)
+    model = build_model(spec, args.seed)
+    device = resolve_device(config.device)
+    train_data, val_data = (
+        SplitTensors(dataset.splits[s], model.input_size, device) for s in ("train", "val")
+    )
+    key = resume_key(spec, config, args.seed, "prompt", file_digest(args.data / ARRAYS_FILE))
+    result = train(
+        model,
+        prompt_objective(config.kl_weight),
+        train_data,
+        val_data,
+        config,
+        args.seed,
+        args.checkpoint,
+        key,
+    )
+    save_model(model, args.model)
+    last = result.history[-1] if result.history else {}
+    write_json(args.metrics, {
+        "epochs": config.epochs,
+        "train_seconds": result.train_seconds,
+        "trainable_params": trainable_parameters(model),
+        **{f"final.{k}": v for k, v in last.items() if k.startswith("val.")},
+    })  # fmt: skip
+    write_json(args.history, {"epochs": result.history})
+
+
+if __name__ == "__main__":
+    run_stage(main)

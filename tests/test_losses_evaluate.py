@@ -1,0 +1,76 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pfm.batches import SplitTensors
+from pfm.data.prepared import Split
+from pfm.evaluate import forget_k, forget_sets, k_values
+from pfm.losses import kl_to_uniform
+
+
+def test_kl_to_uniform_is_zero_at_uniform_and_matches_the_formula() -> None:
+    assert kl_to_uniform(torch.zeros(5, 4)).item() == pytest.approx(0.0, abs=1e-7)
+    logits = torch.tensor([[2.0, 0.0, -1.0, 0.5]])
+    q = logits.softmax(-1)[0]
+    expected = sum(0.25 * math.log(0.25 / float(qi)) for qi in q)
+    assert kl_to_uniform(logits).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_k_values_follow_the_protocol() -> None:
+    assert k_values(10) == [1, 5, 9]
+    assert k_values(11) == [1, 5, 10]
+    assert k_values(4) == [1, 2, 3]
+    assert k_values(3) == [1, 2]
+    assert k_values(2) == [1]
+
+
+def test_forget_sets_are_every_combination_by_default() -> None:
+    sets, exhaustive = forget_sets(11, 5, None, seed=0)
+    assert exhaustive and len(sets) == 462 == len(set(sets))
+
+
+def test_capped_forget_sets_are_seeded_distinct_samples() -> None:
+    a, exhaustive = forget_sets(10, 5, 7, seed=3)
+    b, _ = forget_sets(10, 5, 7, seed=3)
+    c, _ = forget_sets(10, 5, 7, seed=4)
+    assert not exhaustive and a == b != c
+    assert len(set(a)) == 7 and all(len(s) == 5 == len(set(s)) for s in a)
+    assert forget_sets(10, 1, 50, seed=0) == (forget_sets(10, 1, None, 0)[0], True)
+
+
+@pytest.mark.parametrize("k", [0, 10, 11])
+def test_k_out_of_range_is_refused(k: int) -> None:
+    with pytest.raises(ValueError, match="1 ≤ k < C"):
+        forget_sets(10, k, None, seed=0)
+
+
+class _Oracle(torch.nn.Module):
+    """Predicts the true class iff its prompt is still in the bank, else the next class.
+    The label is read back from the pixels, where the test writes it (value 50·label)."""
+
+    num_classes = 4
+
+    def __init__(self, bank: list[int]) -> None:
+        super().__init__()
+        self.bank_classes = bank
+
+    def forget(self, classes: tuple[int, ...], mask_logits: bool = False) -> "_Oracle":
+        return _Oracle([c for c in self.bank_classes if c not in classes])
+
+    def forward(self, x: torch.Tensor, prompts: torch.Tensor | None = None) -> torch.Tensor:
+        labels = ((x[:, 0, 0, 0] + 1) / 2 * 255 / 50).round().long()
+        known = torch.isin(labels, torch.tensor(self.bank_classes))
+        predicted = torch.where(known, labels, (labels + 1) % 4)
+        return torch.nn.functional.one_hot(predicted, 4).float()
+
+
+def test_forget_k_reports_forgotten_and_retained_accuracy() -> None:
+    labels = np.repeat(np.arange(4), 5)
+    images = np.broadcast_to((50 * labels).astype(np.uint8)[:, None, None, None], (20, 2, 2, 1))
+    data = SplitTensors(Split(images.copy(), labels), input_size=2, device=torch.device("cpu"))
+    metrics = forget_k(_Oracle([0, 1, 2, 3]), data, [1, 2], max_sets=None, seed=0, batch_size=7)
+    assert metrics["k1.forget_acc.mean"] == 0.0 and metrics["k1.retain_acc.mean"] == 1.0
+    assert metrics["k2.forget_acc.std"] == 0.0 and metrics["k2.sets"] == 6
+    assert metrics["k1.exhaustive"] == 1 and metrics["forget_seconds.mean"] >= 0.0
