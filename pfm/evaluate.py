@@ -1,22 +1,24 @@
 """The one evaluation path: accuracy under an inference mode, and the forget-k protocol.
 
 Forget-k (as in the authors' code): for k in {1, ⌊C/2⌋, C−1}, every combination of k
-classes is forgotten in turn (``forget`` deletes their prompts) and the test split is
-classified with ``full_bank`` inference, argmax over all C logits; we report accuracy on
-forgotten-class and on retained-class samples, mean and population std over the sets.
-``max_sets`` caps the number of sets per k with seeded sampling (reported in the keys).
+classes is forgotten in turn and the test split is classified with ``full_bank``
+inference, argmax over all C logits; we report accuracy on forgotten-class and on
+retained-class samples, mean and population std over the sets. ``max_sets`` caps the
+number of sets per k with seeded sampling (reported in the keys). *How* a set is
+forgotten is a callable (``pfm.unlearn.unlearner``): the prompt model deletes prompts, a
+baseline trains — the protocol, the metric keys and the cost keys are the same for all.
 """
 
 import itertools
 import math
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from pfm.batches import SplitTensors
+from pfm.cost import CostRecord, cost_metrics
 from pfm.models.prompted import PromptedClassifier
 from pfm.modes import mode_logits
 
@@ -81,25 +83,26 @@ def forget_sets(
 
 
 def forget_k(
-    model: PromptedClassifier,
+    unlearn: Callable[[tuple[int, ...]], tuple[PromptedClassifier, CostRecord]],
     test: SplitTensors,
+    num_classes: int,
     ks: Sequence[int],
     max_sets: int | None,
     seed: int,
     batch_size: int,
-    mask_logits: bool = False,
 ) -> dict[str, float]:
-    """Flat metrics ``k{k}.forget_acc.mean`` etc. for every k, plus ``forget`` timings."""
+    """Flat metrics ``k{k}.forget_acc.mean`` etc. for every k, and the cost of unlearning:
+    ``cost.<field>.mean`` over every set, ``k{k}.cost.<field>.mean`` per k (a baseline's
+    cost grows with the data it touches), ``cost.unlearn_seconds.max``."""
     labels = test.labels.numpy()
     metrics: dict[str, float] = {}
-    forget_seconds: list[float] = []
+    costs: list[CostRecord] = []
     for k in ks:
-        sets, exhaustive = forget_sets(model.num_classes, k, max_sets, seed)
-        forget_accs, retain_accs = [], []
+        sets, exhaustive = forget_sets(num_classes, k, max_sets, seed)
+        forget_accs, retain_accs, k_costs = [], [], []
         for classes in tqdm(sets, desc=f"forget k={k}", unit="set", leave=False, disable=None):
-            start = time.perf_counter()
-            forgotten = model.forget(classes, mask_logits=mask_logits)
-            forget_seconds.append(time.perf_counter() - start)
+            forgotten, cost = unlearn(classes)
+            k_costs.append(cost)
             correct = predict(forgotten, test, "full_bank", batch_size, seed) == labels
             in_set = np.isin(labels, classes)
             forget_accs.append(float(correct[in_set].mean()))
@@ -112,6 +115,8 @@ def forget_k(
             f"k{k}.sets": len(sets),
             f"k{k}.exhaustive": int(exhaustive),
         })  # fmt: skip
-    metrics["forget_seconds.mean"] = float(np.mean(forget_seconds))
-    metrics["forget_seconds.max"] = float(np.max(forget_seconds))
+        metrics.update(cost_metrics(k_costs, prefix=f"k{k}.cost."))
+        costs += k_costs
+    metrics.update(cost_metrics(costs))
+    metrics["cost.unlearn_seconds.max"] = max(c.unlearn_seconds for c in costs)
     return metrics

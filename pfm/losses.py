@@ -1,7 +1,7 @@
 """Training objectives. Each takes (model, pixel_values, labels, generator) → scalar loss,
 so the one training loop serves the prompt model and the plain baselines alike."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -41,3 +41,36 @@ def plain_objective(
 ) -> torch.Tensor:
     """Cross-entropy without prompts: the baselines' classifier."""
     return F.cross_entropy(model(x), y)
+
+
+def kl_to_reference(
+    logits: torch.Tensor, reference_logits: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
+    """KL(p_ref ‖ p) at ``temperature``, batch mean, scaled by T² so gradients keep their
+    size across temperatures (Hinton et al. 2015): keeps a model close to a frozen copy."""
+    log_p = F.log_softmax(logits / temperature, dim=-1)
+    p_ref = F.softmax(reference_logits.detach() / temperature, dim=-1)
+    return F.kl_div(log_p, p_ref, reduction="batchmean") * temperature**2
+
+
+def random_wrong_labels(
+    labels: torch.Tensor, num_classes: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Per sample, a label drawn uniformly from the C − 1 classes that are not its own."""
+    shift = torch.randint(1, num_classes, labels.shape, generator=generator)
+    return (labels + shift.to(labels.device)) % num_classes
+
+
+def random_label_objective(classes: Sequence[int]) -> Objective:
+    """Cross-entropy without prompts where every sample of a forgotten class carries a
+    random wrong label (drawn afresh each step) and every other sample its true one."""
+    forgotten = torch.tensor(sorted(classes), dtype=torch.long)
+
+    def loss(
+        model: PromptedClassifier, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        relabel = torch.isin(y, forgotten.to(y.device))
+        wrong = random_wrong_labels(y, model.num_classes, generator)
+        return F.cross_entropy(model(x), torch.where(relabel, wrong, y))
+
+    return loss

@@ -22,7 +22,6 @@ class ModelParams:
 @dataclass(frozen=True)
 class EvaluateParams:
     max_sets: int | None
-    mask_logits: bool = False
     batch_size: int = 256
     modes: tuple[str, ...] = ("full_bank",)
     k: tuple[int, ...] | None = None  # null: the protocol's {1, ⌊C/2⌋, C−1}

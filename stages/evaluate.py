@@ -1,4 +1,5 @@
-"""Stage evaluate: no-forget accuracy per inference mode and the forget-k protocol."""
+"""Stage evaluate: the prompt model's no-forget accuracy per inference mode and the
+forget-k protocol (its forgetting through the same runner as every baseline)."""
 
 import argparse
 from pathlib import Path
@@ -12,6 +13,8 @@ from pfm.files import write_json
 from pfm.models.checkpoint import load_model
 from pfm.specs import EvaluateParams
 from pfm.train import resolve_device
+from pfm.unlearn import unlearner
+from pfm.unlearn.prompt_forget import PromptForgetRecipe
 
 
 def main() -> None:
@@ -23,6 +26,8 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     config = from_mapping(EvaluateParams, section(params, "evaluate"), "evaluate")
+    pfm_recipe = section(section(params, "unlearn"), "pfm")
+    recipe = from_mapping(PromptForgetRecipe, pfm_recipe, "unlearn.pfm")
     device = resolve_device(section(params, "train")["device"])
     dataset = load_prepared(args.data)
     model = load_model(args.model).to(device)
@@ -35,8 +40,11 @@ def main() -> None:
     metrics: dict[str, float] = {"num_classes": dataset.num_classes}
     accuracies = mode_accuracies(model, test, config.modes, config.batch_size, args.seed)
     metrics.update({f"no_forget.{mode}.acc": acc for mode, acc in accuracies.items()})
+    unlearn = unlearner("pfm", model, None, recipe, args.seed)  # pfm reads no data
     metrics.update(
-        forget_k(model, test, ks, config.max_sets, args.seed, config.batch_size, config.mask_logits)
+        forget_k(
+            unlearn, test, model.num_classes, ks, config.max_sets, args.seed, config.batch_size
+        )
     )
     write_json(args.out, metrics)
     print(" ".join(f"{k}={v:.4f}" for k, v in metrics.items() if ".mean" in k or "full_bank" in k))

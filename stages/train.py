@@ -1,4 +1,7 @@
-"""Stage train: fit the pre-forgettable prompt model on one prepared dataset and seed."""
+"""Stage train / train_base: fit the pre-forgettable prompt model (``--kind prompt``,
+params ``train``) or the baselines' plain classifier — same backbone, adapters and head,
+no prompts, cross-entropy (``--kind plain``, params ``train_base``) — on one prepared
+dataset and seed, with the one training loop."""
 
 import argparse
 from pathlib import Path
@@ -9,15 +12,18 @@ from pfm.config import from_mapping, load_params, section
 from pfm.data import load_prepared
 from pfm.data.prepared import ARRAYS_FILE
 from pfm.files import file_digest, write_json
-from pfm.losses import prompt_objective
+from pfm.losses import plain_objective, prompt_objective
 from pfm.models.checkpoint import save_model
 from pfm.models.prompted import build_model, trainable_parameters
 from pfm.specs import model_spec
 from pfm.train import TrainConfig, resolve_device, resume_key, train
 
+KINDS = {"prompt": "train", "plain": "train_base"}  # model kind → its params section
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--kind", choices=sorted(KINDS), default="prompt")
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--seed", required=True, type=int)
     parser.add_argument("--model", required=True, type=Path, help="trained model file")
@@ -26,18 +32,19 @@ def main() -> None:
     parser.add_argument("--history", required=True, type=Path, help="per-epoch log (JSON)")
     args = parser.parse_args()
     params = load_params()
-    config = from_mapping(TrainConfig, section(params, "train"), "train")
+    config = from_mapping(TrainConfig, section(params, KINDS[args.kind]), KINDS[args.kind])
     dataset = load_prepared(args.data)
-    spec = model_spec(section(params, "model"), dataset.num_classes, with_prompts=True)
+    prompted = args.kind == "prompt"
+    spec = model_spec(section(params, "model"), dataset.num_classes, with_prompts=prompted)
     model = build_model(spec, args.seed)
     device = resolve_device(config.device)
     train_data, val_data = (
         SplitTensors(dataset.splits[s], model.input_size, device) for s in ("train", "val")
     )
-    key = resume_key(spec, config, args.seed, "prompt", file_digest(args.data / ARRAYS_FILE))
+    key = resume_key(spec, config, args.seed, args.kind, file_digest(args.data / ARRAYS_FILE))
     result = train(
         model,
-        prompt_objective(config.kl_weight),
+        prompt_objective(config.kl_weight) if prompted else plain_objective,
         train_data,
         val_data,
         config,

@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import numpy as np
@@ -5,6 +6,7 @@ import pytest
 import torch
 
 from pfm.batches import SplitTensors
+from pfm.cost import CostRecord
 from pfm.data.prepared import Split
 from pfm.evaluate import forget_k, forget_sets, k_values
 from pfm.losses import kl_to_uniform
@@ -47,30 +49,50 @@ def test_k_out_of_range_is_refused(k: int) -> None:
 
 
 class _Oracle(torch.nn.Module):
-    """Predicts the true class iff its prompt is still in the bank, else the next class.
+    """Predicts the true class iff it was not forgotten, else the next class.
     The label is read back from the pixels, where the test writes it (value 50·label)."""
 
     num_classes = 4
 
-    def __init__(self, bank: list[int]) -> None:
+    def __init__(self, forgotten: tuple[int, ...] = ()) -> None:
         super().__init__()
-        self.bank_classes = bank
-
-    def forget(self, classes: tuple[int, ...], mask_logits: bool = False) -> "_Oracle":
-        return _Oracle([c for c in self.bank_classes if c not in classes])
+        self.forgotten = torch.tensor(forgotten, dtype=torch.long)
+        self.bank_classes: list[int] = []
 
     def forward(self, x: torch.Tensor, prompts: torch.Tensor | None = None) -> torch.Tensor:
         labels = ((x[:, 0, 0, 0] + 1) / 2 * 255 / 50).round().long()
-        known = torch.isin(labels, torch.tensor(self.bank_classes))
-        predicted = torch.where(known, labels, (labels + 1) % 4)
+        kept = ~torch.isin(labels, self.forgotten)
+        predicted = torch.where(kept, labels, (labels + 1) % 4)
         return torch.nn.functional.one_hot(predicted, 4).float()
 
 
-def test_forget_k_reports_forgotten_and_retained_accuracy() -> None:
+def test_forget_k_reports_accuracy_and_cost_of_each_set() -> None:
     labels = np.repeat(np.arange(4), 5)
     images = np.broadcast_to((50 * labels).astype(np.uint8)[:, None, None, None], (20, 2, 2, 1))
     data = SplitTensors(Split(images.copy(), labels), input_size=2, device=torch.device("cpu"))
-    metrics = forget_k(_Oracle([0, 1, 2, 3]), data, [1, 2], max_sets=None, seed=0, batch_size=7)
+    requests: list[tuple[int, ...]] = []
+
+    def unlearn(classes: tuple[int, ...]) -> tuple[_Oracle, CostRecord]:
+        requests.append(classes)
+        return _Oracle(classes), CostRecord(len(classes), 2 * len(classes), 0, True, False, 7)
+
+    metrics = forget_k(unlearn, data, 4, [1, 2], max_sets=None, seed=0, batch_size=7)
+    assert requests == [(0,), (1,), (2,), (3,)] + list(itertools.combinations(range(4), 2))
     assert metrics["k1.forget_acc.mean"] == 0.0 and metrics["k1.retain_acc.mean"] == 1.0
     assert metrics["k2.forget_acc.std"] == 0.0 and metrics["k2.sets"] == 6
-    assert metrics["k1.exhaustive"] == 1 and metrics["forget_seconds.mean"] >= 0.0
+    assert metrics["k1.exhaustive"] == 1
+    assert metrics["k1.cost.unlearn_seconds.mean"] == 1.0
+    assert metrics["k2.cost.optimizer_steps.mean"] == 4.0
+    assert metrics["cost.unlearn_seconds.mean"] == pytest.approx((4 * 1 + 6 * 2) / 10)
+    assert metrics["cost.unlearn_seconds.max"] == 2.0
+    assert metrics["cost.needs_forget_data"] == 1 and metrics["cost.needs_retain_data"] == 0
+    assert all(isinstance(v, int | float) for v in metrics.values())
+
+
+def test_fewer_sets_are_a_subset_of_more_sets_with_the_same_seed() -> None:
+    """A baseline evaluated on 1 set per k forgets a set the prompt model also forgets
+    in its larger sample: both draw from one seeded sequence."""
+    for k in (2, 5):
+        few, _ = forget_sets(10, k, 1, seed=3)
+        many, _ = forget_sets(10, k, 10, seed=3)
+        assert set(few) <= set(many)

@@ -1,0 +1,99 @@
+"""What an unlearning step costs, recorded the same way for every method.
+
+The prompt model's ``forget`` and every baseline go through one runner
+(``pfm.unlearn.run``), which measures each call with a ``Meter``: wall-clock seconds and
+optimizer steps (a process-wide optimizer hook, so no method reports its own count),
+plus the samples its data handles yielded and the parameter elements it changed. RTE,
+the run-time efficiency of a method, is its seconds over ``retrain``'s on the same
+dataset, seed and forget set (so ``retrain`` itself is 1).
+"""
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from types import TracebackType
+
+import numpy as np
+import torch
+from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+
+@dataclass(frozen=True)
+class CostRecord:
+    unlearn_seconds: float  # wall clock of the unlearning call alone
+    optimizer_steps: int  # optimizer.step() calls, any optimizer
+    samples_touched: int  # samples read from forget/retain data, with repetition
+    needs_forget_data: bool
+    needs_retain_data: bool
+    trainable_params: int  # parameter elements the step changed (measured, not declared)
+
+
+FLAGS = tuple(f.name for f in fields(CostRecord) if f.type is bool)
+NUMERIC = tuple(f.name for f in fields(CostRecord) if f.type is not bool)
+
+
+class Meter:
+    """Context manager: wall-clock seconds and optimizer steps taken inside it.
+
+    Steps are counted by a global post-step hook on ``torch.optim.Optimizer``, so an
+    optimizer a method builds internally (``pfm.train.train`` builds its own) counts too.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.steps = 0
+
+    def _count(self, *_: object) -> None:
+        self.steps += 1
+
+    def __enter__(self) -> "Meter":
+        self._handle = register_optimizer_step_post_hook(self._count)
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.seconds = time.perf_counter() - self._start
+        self._handle.remove()
+
+
+@torch.no_grad()
+def changed_parameters(before: nn.Module, after: nn.Module) -> int:
+    """Parameter elements whose value differs between two models of the same layout.
+
+    A parameter whose shape changed (the prompt bank after ``forget`` drops rows) was
+    removed, not trained, and is not counted."""
+    reference = dict(before.named_parameters())
+    changed = 0
+    for name, param in after.named_parameters():
+        old = reference.get(name)
+        if old is not None and old.shape == param.shape:
+            changed += int((old.detach().to(param.device) != param.detach()).sum())
+    return changed
+
+
+def cost_metrics(records: Sequence[CostRecord], prefix: str = "cost.") -> dict[str, float]:
+    """Flat keys: ``{prefix}<field>.mean`` for the numbers, ``{prefix}<flag>`` as 0/1."""
+    if not records:
+        raise ValueError("no cost records to summarise")
+    metrics = {
+        f"{prefix}{name}.mean": float(np.mean([getattr(r, name) for r in records]))
+        for name in NUMERIC
+    }
+    for name in FLAGS:
+        values = {getattr(r, name) for r in records}
+        assert len(values) == 1, f"{name} differs between draws of one method"
+        metrics[f"{prefix}{name}"] = int(values.pop())
+    return metrics
+
+
+def rte(seconds: float, retrain_seconds: float) -> float:
+    """Run-time efficiency: a method's unlearning seconds over ``retrain``'s (same draw)."""
+    if retrain_seconds <= 0:
+        raise ValueError(f"retrain seconds must be > 0, got {retrain_seconds}")
+    return seconds / retrain_seconds

@@ -1,0 +1,22 @@
+"""Unlearning methods: one file per method, one registry, one runner.
+
+Importing this package registers every method (``METHODS``); ``unlearn`` runs one on a
+copy of a model and returns the unlearned model with its ``CostRecord``.
+"""
+
+from pfm.unlearn import (  # noqa: F401  (fill the registry)
+    finetune,
+    grad_ascent,
+    grad_ascent_kl,
+    grad_diff,
+    prompt_forget,
+    random_label,
+    retrain,
+    salun,
+    scrub,
+    ssd,
+)
+from pfm.unlearn.base import METHODS, Method
+from pfm.unlearn.run import UnlearnParams, read_params, unlearn, unlearner
+
+__all__ = ["METHODS", "Method", "UnlearnParams", "read_params", "unlearn", "unlearner"]

@@ -1,0 +1,82 @@
+"""The unlearning-method family: one signature, one registry, the shared training helper.
+
+Every method is a function
+
+    (model, classes, forget, retain, recipe, seed) -> unlearned model
+
+registered with what it needs: forget data, retain data (each handle is ``None`` when
+not declared — the runner enforces it), the base model it starts from (``plain``: the
+classifier without prompts; ``prompt``: the pre-forgettable model) and its recipe
+dataclass, filled from ``params.yaml`` under the method's name. ``model`` is a private
+copy the method may change in place; timing, step and sample counting happen around
+the call (``pfm.unlearn.run``), never inside it.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pfm.losses import Objective
+from pfm.models.prompted import PromptedClassifier
+from pfm.registry import Registry
+from pfm.train import TrainConfig, train
+from pfm.unlearn.data import CountedSplit
+
+BASES = ("prompt", "plain")
+
+MethodFn = Callable[
+    [PromptedClassifier, tuple[int, ...], CountedSplit | None, CountedSplit | None, Any, int],
+    PromptedClassifier,
+]
+
+
+@dataclass(frozen=True)
+class Method:
+    run: MethodFn
+    recipe: type
+    needs_forget: bool
+    needs_retain: bool
+    base: str
+
+
+METHODS: Registry[Method] = Registry("unlearning method")
+
+
+def method(
+    name: str, *, recipe: type, needs_forget: bool, needs_retain: bool, base: str = "plain"
+) -> Callable[[MethodFn], MethodFn]:
+    """Register the decorated function as unlearning method ``name``."""
+    if base not in BASES:
+        raise ValueError(f"base must be one of {BASES}, got {base!r}")
+
+    def decorator(run: MethodFn) -> MethodFn:
+        METHODS.register(name)(Method(run, recipe, needs_forget, needs_retain, base))
+        return run
+
+    return decorator
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """Epochs of the one training loop (Adam, no scheduler) over a method's data."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+
+
+def fit(
+    model: PromptedClassifier,
+    objective: Objective,
+    data: CountedSplit,
+    recipe: TrainRecipe,
+    seed: int,
+) -> PromptedClassifier:
+    """Train ``model`` in place with ``pfm.train.train`` — the loop every model in the
+    project trains with — for exactly ``recipe.epochs``: no validation pass and no early
+    stopping, because the recipe is the unlearning budget."""
+    config = TrainConfig(
+        epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr, eval_modes=()
+    )
+    train(model, objective, data, data, config, seed, checkpoint=None, key="")
+    return model

@@ -1,0 +1,68 @@
+"""The data an unlearning method may read: forget/retain slices of the train split that
+count every sample they yield, and the shared ways of iterating them.
+
+The runner builds these handles and hands a method only those it declares, so "never
+receives retain data" is a fact of the call, and ``samples_touched`` is counted here, not
+reported by the method.
+"""
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from pfm.batches import SplitTensors
+from pfm.data.prepared import Split
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class Tally:
+    """Samples yielded by every handle that shares this tally."""
+
+    def __init__(self) -> None:
+        self.samples = 0
+
+
+class CountedSplit(SplitTensors):
+    """A ``SplitTensors`` that adds the size of each batch it yields to a ``Tally``."""
+
+    def __init__(self, split: Split, input_size: int, device: torch.device, tally: Tally) -> None:
+        super().__init__(split, input_size, device)
+        self.tally = tally
+
+    def batches(self, batch_size: int, order: torch.Tensor | None = None) -> Iterator[Batch]:
+        for x, y in super().batches(batch_size, order):
+            self.tally.samples += len(y)
+            yield x, y
+
+
+def class_slice(split: Split, classes: Iterable[int], keep: bool) -> Split:
+    """The samples of ``split`` whose label is in ``classes`` (``keep``) or is not."""
+    inside = np.isin(split.labels, list(classes))
+    rows = inside if keep else ~inside
+    return Split(split.images[rows], split.labels[rows])
+
+
+def join(a: CountedSplit, b: CountedSplit) -> CountedSplit:
+    """Both handles' samples as one (e.g. forget ∪ retain), counted on the same tally."""
+    if a.tally is not b.tally or a.input_size != b.input_size or a.device != b.device:
+        raise ValueError("can only join handles of one unlearning call")
+    split = Split(torch.cat([a.images, b.images]).numpy(), torch.cat([a.labels, b.labels]).numpy())
+    return CountedSplit(split, a.input_size, a.device, a.tally)
+
+
+def epochs_of(
+    data: SplitTensors, batch_size: int, epochs: int, generator: torch.Generator
+) -> Iterator[Batch]:
+    """``epochs`` passes over ``data``, each in a fresh seeded order."""
+    for _ in range(epochs):
+        yield from data.batches(batch_size, torch.randperm(len(data), generator=generator))
+
+
+def endless(data: SplitTensors, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+    """Batches forever, reshuffled each pass: the retain side of a forget-driven loop."""
+    if len(data) == 0:
+        raise ValueError("cannot draw batches from empty data")
+    while True:
+        yield from epochs_of(data, batch_size, 1, generator)

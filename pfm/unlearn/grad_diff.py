@@ -1,0 +1,25 @@
+"""``grad_diff``: gradient difference — ascent on the forget data plus ordinary descent
+on retain data (NegGrad+, Kurmanji et al., NeurIPS 2023; "GradDiff", Liu et al., 2022)."""
+
+import torch
+import torch.nn.functional as F
+
+from pfm.models.prompted import PromptedClassifier
+from pfm.unlearn.ascent import RegularisedAscentRecipe, gradient_ascent
+from pfm.unlearn.base import method
+from pfm.unlearn.data import CountedSplit
+
+
+@method("grad_diff", recipe=RegularisedAscentRecipe, needs_forget=True, needs_retain=True)
+def grad_diff(
+    model: PromptedClassifier,
+    classes: tuple[int, ...],
+    forget: CountedSplit,
+    retain: CountedSplit,
+    recipe: RegularisedAscentRecipe,
+    seed: int,
+) -> PromptedClassifier:
+    def descent(m: PromptedClassifier, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(m(x), y)
+
+    return gradient_ascent(model, forget, retain, recipe, seed, descent, recipe.retain_weight)

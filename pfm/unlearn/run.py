@@ -1,0 +1,110 @@
+"""The one path from a forget request to an unlearned model and its cost, for every method.
+
+``unlearn`` slices the train split into forget (labels in the request) and retain (the
+rest), hands the method only the handles it declares (``None`` otherwise), runs it on a
+deep copy of the input model (which stays untouched) and measures the call: seconds and
+optimizer steps (``pfm.cost.Meter``), samples read (the handles' shared tally) and
+parameter elements changed. Copying and slicing happen outside the timed region.
+"""
+
+import copy
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from pfm.config import from_mapping
+from pfm.cost import CostRecord, Meter, changed_parameters
+from pfm.data.prepared import Split
+from pfm.models.prompted import PromptedClassifier
+from pfm.unlearn.base import METHODS
+from pfm.unlearn.data import CountedSplit, Tally, class_slice
+
+Unlearner = Callable[[tuple[int, ...]], tuple[PromptedClassifier, CostRecord]]
+
+
+@dataclass(frozen=True)
+class UnlearnParams:
+    """The ``unlearn`` section's own keys; every other key is a method's recipe."""
+
+    max_sets: int | None  # forget sets per k, every method alike; null: all C-choose-k
+    k: tuple[int, ...] | None = None  # null: the protocol's {1, ⌊C/2⌋, C−1}
+    batch_size: int = 256  # evaluation batch
+
+
+def read_params(values: Mapping[str, Any], name: str) -> tuple[UnlearnParams, Any]:
+    """Validate the ``unlearn`` section (every recipe in it) and return the shared keys
+    and method ``name``'s recipe."""
+    recipes = {key: value for key, value in values.items() if key in METHODS}
+    shared = {key: value for key, value in values.items() if key not in METHODS}
+    params = from_mapping(UnlearnParams, shared, "unlearn")
+    parsed = {
+        key: from_mapping(METHODS.get(key).recipe, value or {}, f"unlearn.{key}")
+        for key, value in recipes.items()
+    }
+    METHODS.get(name)  # an unknown name raises, listing the valid ones
+    if name not in parsed:
+        raise KeyError(f"params has no recipe unlearn.{name}; recipes: {sorted(parsed)}")
+    return params, parsed[name]
+
+
+def _request(classes: Iterable[int], num_classes: int) -> tuple[int, ...]:
+    request = tuple(sorted({int(c) for c in classes}))
+    if not request or len(request) >= num_classes:
+        raise ValueError(f"forget 1..{num_classes - 1} classes, got {list(request)}")
+    if request[0] < 0 or request[-1] >= num_classes:
+        raise ValueError(f"forget class id(s) {list(request)} out of range 0..{num_classes - 1}")
+    return request
+
+
+def unlearn(
+    name: str,
+    model: PromptedClassifier,
+    classes: Iterable[int],
+    train: Split | None,
+    recipe: Any,
+    seed: int,
+) -> tuple[PromptedClassifier, CostRecord]:
+    """Method ``name`` applied to a copy of ``model`` for forgetting ``classes``."""
+    spec = METHODS.get(name)
+    if not isinstance(recipe, spec.recipe):
+        raise ValueError(f"{name} needs a {spec.recipe.__name__} recipe, got {recipe!r}")
+    if model.spec.with_prompts != (spec.base == "prompt"):
+        kind = "a prompt" if spec.base == "prompt" else "a plain (prompt-free)"
+        raise ValueError(f"{name} starts from {kind} model, got another kind")
+    request = _request(classes, model.num_classes)
+    if (spec.needs_forget or spec.needs_retain) and train is None:
+        raise ValueError(f"{name} needs training data, none was given")
+    device = next(model.parameters()).device
+    tally = Tally()
+
+    def handle(keep: bool) -> CountedSplit:
+        return CountedSplit(class_slice(train, request, keep), model.input_size, device, tally)
+
+    forget = handle(keep=True) if spec.needs_forget else None
+    retain = handle(keep=False) if spec.needs_retain else None
+    working = copy.deepcopy(model)
+    with torch.random.fork_rng(devices=[]), Meter() as meter:
+        torch.manual_seed(seed)  # dropout etc.: every method seed-deterministic, caller unaffected
+        unlearned = spec.run(working, request, forget, retain, recipe, seed)
+    unlearned.eval()
+    return unlearned, CostRecord(
+        unlearn_seconds=meter.seconds,
+        optimizer_steps=meter.steps,
+        samples_touched=tally.samples,
+        needs_forget_data=spec.needs_forget,
+        needs_retain_data=spec.needs_retain,
+        trainable_params=changed_parameters(model, unlearned),
+    )
+
+
+def unlearner(
+    name: str, model: PromptedClassifier, train: Split | None, recipe: Any, seed: int
+) -> Unlearner:
+    """``classes → (unlearned model, cost)`` for method ``name``: what ``forget_k`` calls."""
+
+    def run(classes: tuple[int, ...]) -> tuple[PromptedClassifier, CostRecord]:
+        return unlearn(name, model, classes, train, recipe, seed)
+
+    return run

@@ -1,0 +1,271 @@
+"""Unlearning methods: the runner's contract, checked for every registered method, plus
+each method's own known answers."""
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pfm.batches import SplitTensors
+from pfm.config import section
+from pfm.data.prepared import Split
+from pfm.evaluate import predict
+from pfm.losses import plain_objective
+from pfm.models.prompted import PromptedClassifier, trainable_parameters
+from pfm.train import TrainConfig, train
+from pfm.unlearn import METHODS, read_params, unlearn
+from pfm.unlearn.ascent import AscentRecipe
+from pfm.unlearn.base import TrainRecipe
+from pfm.unlearn.data import CountedSplit, Tally, join
+from pfm.unlearn.manifest import draw_file, keeping, read_manifest, write_manifest
+from pfm.unlearn.salun import saliency_mask
+from pfm.unlearn.ssd import dampen
+from tests.conftest import make_model, toy_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+CPU = torch.device("cpu")
+DATA = toy_dataset(num_classes=4, per_class=6)
+FORGET = (1,)
+
+
+def default_recipe(name: str) -> Any:
+    return read_params(section(PARAMS, "unlearn"), name)[1]
+
+
+def quick_recipe(name: str) -> Any:
+    """The default recipe, one epoch and small batches: the toy data has 24 samples."""
+    recipe = default_recipe(name)
+    small = {"epochs": 1, "max_epochs": 1, "batch_size": 8}
+    names = {f.name for f in dataclasses.fields(recipe)}
+    return dataclasses.replace(recipe, **{k: v for k, v in small.items() if k in names})
+
+
+@pytest.fixture(scope="module")
+def plain() -> PromptedClassifier:
+    """A plain classifier that has learnt the toy task (train accuracy 1)."""
+    model = make_model(with_prompts=False)
+    splits = [SplitTensors(DATA.splits[s], model.input_size, CPU) for s in ("train", "val")]
+    config = TrainConfig(epochs=8, batch_size=8, lr=1e-2, eval_modes=())
+    train(model, plain_objective, *splits, config, 0, None, "")
+    return model
+
+
+@pytest.fixture(scope="module")
+def prompted() -> PromptedClassifier:
+    return make_model().eval()
+
+
+def base_for(name: str, plain: PromptedClassifier, prompted: PromptedClassifier):  # noqa: ANN201
+    return prompted if METHODS.get(name).base == "prompt" else plain
+
+
+def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def accuracy(model: PromptedClassifier, split: Split, classes: tuple[int, ...], inside: bool):
+    data = SplitTensors(split, model.input_size, CPU)
+    labels = data.labels.numpy()
+    rows = np.isin(labels, classes) == inside
+    return float((predict(model, data, "full_bank", 64) == labels)[rows].mean())
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_method_changes_a_copy_and_leaves_its_input_untouched(
+    name: str, plain: PromptedClassifier, prompted: PromptedClassifier
+) -> None:
+    model = base_for(name, plain, prompted)
+    before = snapshot(model)
+    unlearned, cost = unlearn(name, model, FORGET, DATA.splits["train"], quick_recipe(name), 0)
+    after = snapshot(unlearned)
+    assert unlearned is not model
+    assert before.keys() == snapshot(model).keys()
+    assert all(torch.equal(before[k], v) for k, v in snapshot(model).items()), "input changed"
+    assert any(k not in after or not torch.equal(v, after[k]) for k, v in before.items())
+    assert cost.needs_forget_data == METHODS.get(name).needs_forget
+    assert cost.needs_retain_data == METHODS.get(name).needs_retain
+    assert cost.unlearn_seconds > 0 and 0 <= cost.trainable_params <= trainable_parameters(model)
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_a_method_receives_only_the_data_it_declares(
+    name: str, plain: PromptedClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    declared = METHODS.get(name)
+    received = {}
+
+    def spy(model, classes, forget, retain, recipe, seed):  # noqa: ANN001, ANN202
+        received.update(forget=forget, retain=retain, classes=classes)
+        return model
+
+    monkeypatch.setitem(METHODS._entries, name, dataclasses.replace(declared, run=spy))
+    model = make_model() if declared.base == "prompt" else plain
+    unlearn(name, model, [2, 1], DATA.splits["train"], quick_recipe(name), 0)
+    assert received["classes"] == (1, 2)
+    forget, retain = received["forget"], received["retain"]
+    assert (forget is not None) == declared.needs_forget
+    assert (retain is not None) == declared.needs_retain
+    if forget is not None:
+        assert set(forget.labels.tolist()) == {1, 2} and len(forget) == 12
+    if retain is not None:
+        assert set(retain.labels.tolist()) == {0, 3} and len(retain) == 12
+
+
+def test_retrain_never_sees_a_forgotten_sample(
+    plain: PromptedClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+    original = CountedSplit.batches
+
+    def recording(self, batch_size, order=None):  # noqa: ANN001, ANN202
+        for x, y in original(self, batch_size, order):
+            seen.extend(y.tolist())
+            yield x, y
+
+    monkeypatch.setattr(CountedSplit, "batches", recording)
+    recipe = TrainRecipe(epochs=2, batch_size=8, lr=1e-2)
+    unlearned, cost = unlearn("retrain", plain, FORGET, DATA.splits["train"], recipe, 0)
+    assert seen and not set(seen) & set(FORGET)
+    assert sorted(seen) == sorted(2 * [c for c in range(4) if c not in FORGET for _ in range(6)])
+    assert cost.samples_touched == len(seen) == 36
+    assert cost.optimizer_steps == 2 * math.ceil(18 / 8)
+    assert accuracy(unlearned, DATA.splits["train"], FORGET, inside=True) == 0.0
+
+
+def test_costs_are_counted_by_the_runner_not_reported_by_the_method(
+    plain: PromptedClassifier, prompted: PromptedClassifier
+) -> None:
+    recipe = TrainRecipe(epochs=3, batch_size=5, lr=1e-3)
+    _, cost = unlearn("finetune", plain, FORGET, DATA.splits["train"], recipe, 0)
+    assert cost.optimizer_steps == 3 * math.ceil(18 / 5) and cost.samples_touched == 3 * 18
+    assert cost.trainable_params == trainable_parameters(plain)  # Adam moves every element
+    _, cost = unlearn("pfm", prompted, FORGET, None, default_recipe("pfm"), 0)
+    assert (cost.optimizer_steps, cost.samples_touched, cost.trainable_params) == (0, 0, 0)
+    assert not cost.needs_forget_data and not cost.needs_retain_data
+
+
+def test_the_runner_refuses_bad_requests(
+    plain: PromptedClassifier, prompted: PromptedClassifier
+) -> None:
+    train_split = DATA.splits["train"]
+    with pytest.raises(ValueError, match="forget 1..3 classes"):
+        unlearn("finetune", plain, [0, 1, 2, 3], train_split, quick_recipe("finetune"), 0)
+    with pytest.raises(ValueError, match="out of range"):
+        unlearn("finetune", plain, [4], train_split, quick_recipe("finetune"), 0)
+    with pytest.raises(ValueError, match="starts from a plain"):
+        unlearn("finetune", prompted, [0], train_split, quick_recipe("finetune"), 0)
+    with pytest.raises(ValueError, match="needs a AscentRecipe"):
+        unlearn("grad_ascent", plain, [0], train_split, quick_recipe("finetune"), 0)
+    with pytest.raises(ValueError, match="needs training data"):
+        unlearn("finetune", plain, [0], None, quick_recipe("finetune"), 0)
+    with pytest.raises(KeyError, match="unknown unlearning method 'negrad'"):
+        unlearn("negrad", plain, [0], train_split, quick_recipe("finetune"), 0)
+
+
+def test_methods_are_seed_deterministic(plain: PromptedClassifier) -> None:
+    run = [
+        unlearn("scrub", plain, FORGET, DATA.splits["train"], quick_recipe("scrub"), s)[0]
+        for s in (0, 0, 1)
+    ]
+    a, b, c = (snapshot(m) for m in run)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_grad_ascent_recipe_guards_against_collapse(plain: PromptedClassifier) -> None:
+    """Ascent is unbounded: at a too-large learning rate it wrecks the retained classes.
+    The default recipe's guard (stop once a forget batch is misclassified) lets even that
+    learning rate forget the class and keep the others; the default recipe keeps them."""
+    split = DATA.splits["train"]
+    recipe = default_recipe("grad_ascent")
+    assert isinstance(recipe, AscentRecipe) and recipe.stop_forget_acc is not None
+    too_large = dataclasses.replace(recipe, lr=30 * recipe.lr, epochs=10)
+    assert accuracy(plain, split, FORGET, inside=False) == 1.0
+    runaway = dataclasses.replace(too_large, stop_forget_acc=None)
+    unguarded, _ = unlearn("grad_ascent", plain, FORGET, split, runaway, 0)
+    assert accuracy(unguarded, split, FORGET, inside=False) <= 0.5  # collapsed
+    guarded, cost = unlearn("grad_ascent", plain, FORGET, split, too_large, 0)
+    assert cost.optimizer_steps < 10
+    assert accuracy(guarded, split, FORGET, inside=True) == 0.0
+    assert accuracy(guarded, split, FORGET, inside=False) == 1.0
+    default, _ = unlearn("grad_ascent", plain, FORGET, split, recipe, 0)
+    assert accuracy(default, split, FORGET, inside=False) == 1.0
+
+
+def test_saliency_mask_keeps_the_largest_gradients_over_all_tensors() -> None:
+    gradients = {"a": torch.tensor([0.1, -3.0, 0.2]), "b": torch.tensor([[5.0, 0.0], [0.3, -0.01]])}
+    mask = saliency_mask(gradients, 4 / 7)
+    assert torch.equal(mask["a"], torch.tensor([0.0, 1.0, 1.0]))
+    assert torch.equal(mask["b"], torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
+    with pytest.raises(ValueError, match="saliency fraction"):
+        saliency_mask(gradients, 0.0)
+
+
+def test_salun_changes_only_the_salient_fraction(plain: PromptedClassifier) -> None:
+    recipe = dataclasses.replace(quick_recipe("salun"), saliency=0.1)
+    _, cost = unlearn("salun", plain, FORGET, DATA.splits["train"], recipe, 0)
+    assert 0 < cost.trainable_params <= round(0.1 * trainable_parameters(plain))
+
+
+def test_ssd_dampens_exactly_the_selected_parameters() -> None:
+    param = torch.tensor([1.0, 1.0, 1.0, -2.0])
+    forget_importance = torch.tensor([5.0, 1.0, 0.0, 40.0])
+    full_importance = torch.tensor([1.0, 1.0, 0.0, 2.0])
+    dampen(
+        param, forget_importance, full_importance, selection_weighting=2.0, dampening_constant=1.0
+    )
+    # selected: 5 > 2·1 (β = 1/5) and 40 > 2·2 (β = 2/40); 1 ≯ 2, 0 ≯ 0 stay
+    assert torch.allclose(param, torch.tensor([0.2, 1.0, 1.0, -0.1]))
+
+
+def test_join_counts_on_the_shared_tally() -> None:
+    tally = Tally()
+    a, b = (CountedSplit(DATA.splits[s], 32, CPU, tally) for s in ("train", "val"))
+    joined = join(a, b)
+    assert len(joined) == 24 + 8 and sum(len(y) for _, y in joined.batches(5)) == 32
+    assert tally.samples == 32
+    with pytest.raises(ValueError, match="one unlearning call"):
+        join(a, CountedSplit(DATA.splits["val"], 32, CPU, Tally()))
+
+
+def test_params_sections_validate_and_retrain_follows_train_base() -> None:
+    for name in PARAMS["methods"]:
+        assert isinstance(default_recipe(name), METHODS.get(name).recipe)
+    assert set(PARAMS["methods"]) == set(METHODS)
+    retrain = default_recipe("retrain")
+    base = PARAMS["train_base"]
+    assert (retrain.epochs, retrain.batch_size, retrain.lr) == (
+        base["epochs"],
+        base["batch_size"],
+        base["lr"],
+    )
+    bad = {**PARAMS["unlearn"], "finetune": {**PARAMS["unlearn"]["finetune"], "epoch": 1}}
+    with pytest.raises(KeyError, match=r"unlearn.finetune: unknown key\(s\) \['epoch'\]"):
+        read_params(bad, "finetune")
+    with pytest.raises(KeyError, match="no recipe unlearn.ssd"):
+        read_params({k: v for k, v in PARAMS["unlearn"].items() if k != "ssd"}, "ssd")
+
+
+def test_manifest_lists_every_saved_model(tmp_path: Path, prompted: PromptedClassifier) -> None:
+    draws: list[dict] = []
+    recipe = default_recipe("pfm")
+    run = keeping(lambda c: unlearn("pfm", prompted, c, None, recipe, 0), tmp_path, draws)
+    for classes in [(1,), (0, 3)]:
+        run(classes)
+    write_manifest(tmp_path, "toy", "pfm", 0, Path("models/pfm/toy/seed0.pt"), draws)
+    manifest = read_manifest(tmp_path)
+    assert manifest["base_model"] == "models/pfm/toy/seed0.pt" and manifest["seed"] == 0
+    assert manifest["draws"] == [
+        {"k": 1, "classes": [1], "model": "k1-1.pt"},
+        {"k": 2, "classes": [0, 3], "model": "k2-0-3.pt"},
+    ]
+    assert draw_file((0, 3)) == "k2-0-3.pt"
+    (tmp_path / "k1-1.pt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"\['k1-1.pt'\]"):
+        read_manifest(tmp_path)
