@@ -24,6 +24,9 @@ from pfm.modes import mode_logits
 
 EXHAUSTIVE_LIMIT = 100_000
 
+# How a forget set is forgotten: classes → (unlearned model, its cost).
+Unlearner = Callable[[tuple[int, ...]], tuple[PromptedClassifier, CostRecord]]
+
 
 @torch.no_grad()
 def predict(
@@ -83,7 +86,7 @@ def forget_sets(
 
 
 def forget_k(
-    unlearn: Callable[[tuple[int, ...]], tuple[PromptedClassifier, CostRecord]],
+    unlearn: Unlearner,
     test: SplitTensors,
     num_classes: int,
     ks: Sequence[int],

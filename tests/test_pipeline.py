@@ -1,5 +1,6 @@
-"""End to end: ``dvc repro`` of the real dvc.yaml on a tiny profile, then an experiment
-whose changed param shows up in ``dvc metrics diff``."""
+"""End to end: ``dvc repro`` of the real dvc.yaml on a tiny profile (the prompt model, the
+plain model, and unlearning by ``pfm`` and ``retrain``), then an experiment whose changed
+param shows up in ``dvc metrics diff`` and reruns only what depends on it."""
 
 import json
 import os
@@ -35,7 +36,45 @@ def tiny_params() -> dict:
     params["data"]["digits"]["per_class"] = 12
     params["train"].update(epochs=1, eval_modes=["full_bank", "none"])
     params["evaluate"].update(max_sets=2, modes=["full_bank", "none", "infer_best"])
+    params["train_base"].update(epochs=1)
+    params["methods"] = ["pfm", "retrain"]
+    params["unlearn"].update(k=[1, 5], max_sets=1)
+    params["unlearn"]["retrain"].update(epochs=1)
     return params
+
+
+def check_unlearning(project: Path, evaluated: dict) -> None:
+    """Both methods: the same keys (those of ``evaluate`` for each k), the same forget
+    sets, a cost record, and a manifest naming every saved model."""
+    metrics, manifests = {}, {}
+    for method, base in (("pfm", "models/pfm"), ("retrain", "models/plain")):
+        metrics[method] = json.loads(
+            (project / f"metrics/unlearn/digits/{method}/seed0.json").read_text()
+        )
+        folder = project / f"models/unlearned/digits/{method}/seed0"
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert {k: manifest[k] for k in ("dataset", "method", "seed", "base_model")} == {
+            "dataset": "digits",
+            "method": method,
+            "seed": 0,
+            "base_model": f"{base}/digits/seed0.pt",
+        }
+        assert [(d["k"], len(d["classes"])) for d in manifest["draws"]] == [(1, 1), (5, 5)]
+        assert all((folder / d["model"]).is_file() for d in manifest["draws"])
+        manifests[method] = manifest["draws"]
+    assert [d["classes"] for d in manifests["pfm"]] == [d["classes"] for d in manifests["retrain"]]
+    assert metrics["pfm"].keys() == metrics["retrain"].keys()
+    for values in metrics.values():
+        for k in (1, 5):
+            assert values[f"k{k}.sets"] == 1 and values[f"k{k}.exhaustive"] == 0
+            for key in ("forget_acc.mean", "retain_acc.mean"):
+                assert 0.0 <= values[f"k{k}.{key}"] <= 1.0 and f"k{k}.{key}" in evaluated
+        assert values["cost.unlearn_seconds.mean"] > 0
+    pfm, retrain = metrics["pfm"], metrics["retrain"]
+    assert (pfm["cost.needs_forget_data"], pfm["cost.needs_retain_data"]) == (0, 0)
+    assert (retrain["cost.needs_forget_data"], retrain["cost.needs_retain_data"]) == (0, 1)
+    assert pfm["cost.optimizer_steps.mean"] == 0 < retrain["cost.optimizer_steps.mean"]
+    assert pfm["no_forget.full_bank.acc"] == evaluated["no_forget.full_bank.acc"]
 
 
 def test_dvc_repro_then_experiment_and_metrics_diff(tmp_path: Path) -> None:
@@ -62,6 +101,9 @@ def test_dvc_repro_then_experiment_and_metrics_diff(tmp_path: Path) -> None:
     history = json.loads((project / "reports/history/digits/pfm/seed0.json").read_text())
     assert [r["epoch"] for r in history["epochs"]] == [1]
     assert (project / "models/pfm/digits/seed0.pt").is_file()
+    plain = json.loads((project / "metrics/train/digits/plain/seed0.json").read_text())
+    assert plain["epochs"] == 1 and plain["trainable_params"] > 0
+    check_unlearning(project, metrics)
     assert "up to date" in sh("dvc", "status", cwd=project)
 
     sh("git", "add", "-A", cwd=project)
@@ -74,3 +116,4 @@ def test_dvc_repro_then_experiment_and_metrics_diff(tmp_path: Path) -> None:
     train_diff = changed["metrics/train/digits/pfm/seed0.json"]
     assert train_diff["epochs"] == {"old": 1, "new": 2, "diff": 1}
     assert "no_forget.full_bank.acc" in changed["metrics/eval/digits/pfm/seed0.json"]
+    assert "metrics/train/digits/plain/seed0.json" not in changed  # train_base ignores `train`

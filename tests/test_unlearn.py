@@ -234,22 +234,39 @@ def test_join_counts_on_the_shared_tally() -> None:
         join(a, CountedSplit(DATA.splits["val"], 32, CPU, Tally()))
 
 
-def test_params_sections_validate_and_retrain_follows_train_base() -> None:
-    for name in PARAMS["methods"]:
-        assert isinstance(default_recipe(name), METHODS.get(name).recipe)
-    assert set(PARAMS["methods"]) == set(METHODS)
-    retrain = default_recipe("retrain")
-    base = PARAMS["train_base"]
+@pytest.mark.parametrize("profile", ["params.yaml", "profiles/paper.yaml"])
+def test_profiles_hold_a_valid_recipe_per_method_and_retrain_follows_train_base(
+    profile: str,
+) -> None:
+    params = yaml.safe_load((ROOT / profile).read_text())
+    assert set(params["methods"]) == set(METHODS)
+    for name in params["methods"]:
+        recipe = read_params(params["unlearn"], name)[1]
+        assert isinstance(recipe, METHODS.get(name).recipe)
+    retrain = read_params(params["unlearn"], "retrain")[1]
+    base = params["train_base"]
     assert (retrain.epochs, retrain.batch_size, retrain.lr) == (
         base["epochs"],
         base["batch_size"],
         base["lr"],
     )
-    bad = {**PARAMS["unlearn"], "finetune": {**PARAMS["unlearn"]["finetune"], "epoch": 1}}
+    train = params["train"]
+    assert (base["epochs"], base["batch_size"], base["lr"]) == (
+        train["epochs"],
+        train["batch_size"],
+        train["lr"],
+    )
+
+
+def test_a_misspelt_or_missing_recipe_is_an_error() -> None:
+    values = PARAMS["unlearn"]
+    bad = {**values, "finetune": {**values["finetune"], "epoch": 1}}
     with pytest.raises(KeyError, match=r"unlearn.finetune: unknown key\(s\) \['epoch'\]"):
         read_params(bad, "finetune")
     with pytest.raises(KeyError, match="no recipe unlearn.ssd"):
-        read_params({k: v for k, v in PARAMS["unlearn"].items() if k != "ssd"}, "ssd")
+        read_params({k: v for k, v in values.items() if k != "ssd"}, "ssd")
+    with pytest.raises(KeyError, match=r"unlearn: unknown key\(s\) \['max_set'\]"):
+        read_params({**values, "max_set": 1}, "ssd")
 
 
 def test_manifest_lists_every_saved_model(tmp_path: Path, prompted: PromptedClassifier) -> None:

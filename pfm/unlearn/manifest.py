@@ -9,9 +9,11 @@ evaluated on (``pfm.models.checkpoint`` format) and ``manifest.json``:
 from pathlib import Path
 from typing import Any
 
+from pfm.cost import CostRecord
+from pfm.evaluate import Unlearner
 from pfm.files import read_json, write_json
 from pfm.models.checkpoint import save_model
-from pfm.unlearn.run import Unlearner
+from pfm.models.prompted import PromptedClassifier
 
 MANIFEST_FILE = "manifest.json"
 
@@ -25,7 +27,7 @@ def keeping(unlearn: Unlearner, folder: Path, draws: list[dict[str, Any]]) -> Un
     """``unlearn`` that also saves each model it returns into ``folder`` and appends its
     manifest entry to ``draws``."""
 
-    def run(classes: tuple[int, ...]) -> tuple:
+    def run(classes: tuple[int, ...]) -> tuple[PromptedClassifier, CostRecord]:
         model, cost = unlearn(classes)
         save_model(model, folder / draw_file(classes))
         draws.append({"k": len(classes), "classes": list(classes), "model": draw_file(classes)})

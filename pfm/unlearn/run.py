@@ -8,7 +8,7 @@ parameter elements changed. Copying and slicing happen outside the timed region.
 """
 
 import copy
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +17,10 @@ import torch
 from pfm.config import from_mapping
 from pfm.cost import CostRecord, Meter, changed_parameters
 from pfm.data.prepared import Split
+from pfm.evaluate import Unlearner
 from pfm.models.prompted import PromptedClassifier
 from pfm.unlearn.base import METHODS
 from pfm.unlearn.data import CountedSplit, Tally, class_slice
-
-Unlearner = Callable[[tuple[int, ...]], tuple[PromptedClassifier, CostRecord]]
 
 
 @dataclass(frozen=True)
