@@ -85,8 +85,8 @@ def forget_vs_retain(
     else:
         ax.set_xlim(0, 1.02)
         ax.set_ylim(-0.02, 1.02)
-        ax.set_xlabel(f"retained-class accuracy (k={k}) →  better")
-        ax.set_ylabel(f"forgotten-class accuracy (k={k}) ↓  better")
+        ax.set_xlabel(f"retained-class accuracy (k={k}), higher is better")
+        ax.set_ylabel(f"forgotten-class accuracy (k={k}), lower is better")
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left", fontsize="small")
     if undefined:
