@@ -7,6 +7,7 @@ from pathlib import Path
 from pfm.batches import SplitTensors
 from pfm.cli import run_stage
 from pfm.config import from_mapping, load_params, section
+from pfm.cost import model_cost
 from pfm.data import load_prepared
 from pfm.evaluate import forget_k, k_values, mode_accuracies
 from pfm.files import write_json
@@ -46,6 +47,7 @@ def main() -> None:
             unlearn, test, model.num_classes, ks, config.max_sets, args.seed, config.batch_size
         )
     )
+    metrics.update(model_cost(model, next(test.batches(2))[0], device))
     write_json(args.out, metrics)
     print(" ".join(f"{k}={v:.4f}" for k, v in metrics.items() if ".mean" in k or "full_bank" in k))
 

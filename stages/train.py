@@ -9,6 +9,7 @@ from pathlib import Path
 from pfm.batches import SplitTensors
 from pfm.cli import run_stage
 from pfm.config import from_mapping, load_params, section
+from pfm.cost import optimizer_steps, peak_memory_bytes
 from pfm.data import load_prepared
 from pfm.data.prepared import ARRAYS_FILE
 from pfm.files import file_digest, write_json
@@ -58,6 +59,8 @@ def main() -> None:
         "epochs": config.epochs,
         "train_seconds": result.train_seconds,
         "trainable_params": trainable_parameters(model),
+        "optimizer_steps": optimizer_steps(len(train_data), config.batch_size, config.epochs),
+        "peak_memory_bytes": peak_memory_bytes(device),
         **{f"final.{k}": v for k, v in last.items() if k.startswith("val.")},
     })  # fmt: skip
     write_json(args.history, {"epochs": result.history})

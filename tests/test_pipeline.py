@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+PLACEHOLDERS = ("metrics/attacks/README.md", "reports/relearn/README.md")  # aggregate's deps
 pytestmark = pytest.mark.slow
 
 
@@ -77,10 +78,23 @@ def check_unlearning(project: Path, evaluated: dict) -> None:
     assert pfm["no_forget.full_bank.acc"] == evaluated["no_forget.full_bank.acc"]
 
 
+def report_row(project: Path, dataset: str, method: str) -> dict[str, str]:
+    """The cells of one method's row in the dataset's table of reports/results.md."""
+    lines = (project / "reports/results.md").read_text().split(f"## {dataset}", 1)[1]
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in lines.splitlines()
+        if line.startswith("|")
+    ]
+    header = rows[0]
+    return next(dict(zip(header, row, strict=True)) for row in rows[2:] if row[0] == method)
+
+
 def test_dvc_repro_then_experiment_and_metrics_diff(tmp_path: Path) -> None:
     project = tmp_path / "project"
     project.mkdir()
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore", *PLACEHOLDERS):
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, project / name)
     for folder in ("stages", "pfm", ".dvc"):
         shutil.copytree(
@@ -104,6 +118,17 @@ def test_dvc_repro_then_experiment_and_metrics_diff(tmp_path: Path) -> None:
     plain = json.loads((project / "metrics/train/digits/plain/seed0.json").read_text())
     assert plain["epochs"] == 1 and plain["trainable_params"] > 0
     check_unlearning(project, metrics)
+    assert metrics["cost.flops_per_sample"] > 0 and metrics["cost.prompt_bank_bytes"] > 0
+    row = report_row(project, "digits", "pfm")  # tables compare the unlearn stage's draws
+    unlearned = json.loads((project / "metrics/unlearn/digits/pfm/seed0.json").read_text())
+    assert row["retained acc (k=1) ↑"] == f"{unlearned['k1.retain_acc.mean']:.3f} ± 0.000"
+    assert report_row(project, "digits", "retrain")["unlearn s ↓"] != "—"
+    assert row["FLOPs/sample ↓"] != "—" and row["unlearn s ↓"] != "—"
+    assert "commit: `uncommitted`" in (project / "reports/results.md").read_text()
+    for name in ("forget_vs_retain", "accuracy_vs_k", "relearn", "unlearn_time"):
+        assert (project / f"reports/figures/digits/{name}.png").stat().st_size > 5000
+    plots = json.loads(sh("dvc", "plots", "show", "--json", cwd=project))
+    assert "reports/figures/digits/accuracy_vs_k.png" in json.dumps(plots)
     assert "up to date" in sh("dvc", "status", cwd=project)
 
     sh("git", "add", "-A", cwd=project)
@@ -117,3 +142,9 @@ def test_dvc_repro_then_experiment_and_metrics_diff(tmp_path: Path) -> None:
     assert train_diff["epochs"] == {"old": 1, "new": 2, "diff": 1}
     assert "no_forget.full_bank.acc" in changed["metrics/eval/digits/pfm/seed0.json"]
     assert "metrics/train/digits/plain/seed0.json" not in changed  # train_base ignores `train`
+    summary_diff = changed["metrics/summary.json"]
+    assert summary_diff["digits.pfm.epochs.mean"] == {"old": 1, "new": 2, "diff": 1}
+    assert "digits.pfm.k1.retain_acc.mean" in summary_diff
+    # exactly the changed metrics: what the experiment did not touch is not listed
+    untouched = {"digits.pfm.seeds", "digits.pfm.eval.num_classes.mean", "digits.pfm.k1.sets.mean"}
+    assert not untouched & set(summary_diff)
