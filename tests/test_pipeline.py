@@ -33,6 +33,8 @@ def sh(*cmd: str, cwd: Path) -> str:
 def tiny_params() -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"]["digits"]["per_class"] = 12
+    params["pretrain"]["epochs"] = 1
+    params["pretrain"]["data"].update(train_per_class=8, test_per_class=2)
     params["train"].update(epochs=1, eval_modes=["full_bank", "none"])
     params["evaluate"].update(max_sets=2, modes=["full_bank", "none", "infer_best"])
     return params
@@ -62,6 +64,7 @@ def test_dvc_repro_then_experiment_and_metrics_diff(tmp_path: Path) -> None:
     history = json.loads((project / "reports/history/digits/pfm/seed0.json").read_text())
     assert [r["epoch"] for r in history["epochs"]] == [1]
     assert (project / "models/pfm/digits/seed0.pt").is_file()
+    assert (project / "models/backbones/pretrained/config.json").is_file()
     assert "up to date" in sh("dvc", "status", cwd=project)
 
     sh("git", "add", "-A", cwd=project)

