@@ -16,6 +16,7 @@ class ModelParams:
     prompt_len: int = 1
     final_layernorm: bool = False
     allow_download: bool = False
+    input_size: int | None = None
     lora: Mapping[str, Any] | None = None
 
 
@@ -38,5 +39,6 @@ def model_spec(values: Mapping[str, Any], num_classes: int, with_prompts: bool) 
         final_layernorm=params.final_layernorm,
         init_seed=params.init_seed,
         allow_download=params.allow_download,
+        input_size=params.input_size,
         lora=lora,
     )

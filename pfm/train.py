@@ -32,14 +32,17 @@ class TrainConfig:
     epochs: int
     batch_size: int
     lr: float
+    prompt_lr: float | None = None  # Adam lr of the prompt bank; null: ``lr``
     kl_weight: float = 1.0
     eval_modes: tuple[str, ...] = ("full_bank",)
     eval_batch_size: int = 256
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError(f"bad training config {self}: need epochs ≥ 0, batch_size ≥ 1, lr > 0")
+        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or (self.prompt_lr or 1) <= 0:
+            raise ValueError(
+                f"bad training config {self}: need epochs ≥ 0, batch_size ≥ 1, lr and prompt_lr > 0"
+            )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -102,11 +105,18 @@ def train(
     checkpoint: Path | None,
     key: str,
 ) -> TrainResult:
-    """Train ``model`` in place with Adam on its trainable parameters."""
+    """Train ``model`` in place with Adam on its trainable parameters.
+
+    The prompt bank is its own parameter group (``prompt_lr``): each prompt row receives
+    gradient only from the samples it appears with, and starts at N(0, 1) — far from
+    where a shared ``lr`` of 1e-3 can move it in a few hundred steps."""
     device = train_data.device
     model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=config.lr)
+    others = [p for p in model.parameters() if p.requires_grad and p is not model.prompts]
+    optimizer = torch.optim.Adam(
+        [{"params": others}, {"params": [model.prompts], "lr": config.prompt_lr or config.lr}],
+        lr=config.lr,
+    )
     torch.manual_seed(seed)
     generators = {
         "order": torch.Generator().manual_seed(seed),

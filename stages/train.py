@@ -16,6 +16,7 @@ from pfm.files import file_digest, write_json
 from pfm.losses import plain_objective, prompt_objective
 from pfm.models.checkpoint import save_model
 from pfm.models.prompted import build_model, trainable_parameters
+from pfm.pretrain import check_disjoint
 from pfm.specs import model_spec
 from pfm.train import TrainConfig, resolve_device, resume_key, train
 
@@ -37,6 +38,7 @@ def main() -> None:
     dataset = load_prepared(args.data)
     prompted = args.kind == "prompt"
     spec = model_spec(section(params, "model"), dataset.num_classes, with_prompts=prompted)
+    check_disjoint(spec.backbone, dataset)
     model = build_model(spec, args.seed)
     device = resolve_device(config.device)
     train_data, val_data = (

@@ -13,8 +13,10 @@ def _threads() -> None:
     torch.set_num_threads(2)
 
 
-def make_model(num_classes: int = 4, seed: int = 0, **spec: object) -> PromptedClassifier:
-    return build_model(ModelSpec(backbone="vit-tiny", num_classes=num_classes, **spec), seed=seed)
+def make_model(
+    num_classes: int = 4, seed: int = 0, backbone: str = "vit-tiny", **spec: object
+) -> PromptedClassifier:
+    return build_model(ModelSpec(backbone=backbone, num_classes=num_classes, **spec), seed=seed)
 
 
 @pytest.fixture

@@ -5,16 +5,17 @@ from pathlib import Path
 import pytest
 import torch
 
+from pfm.models.adapters import LoraSpec
 from pfm.models.checkpoint import CheckpointError, load_model, save_model
-from pfm.models.prompted import PAD, PromptedClassifier
+from pfm.models.prompted import PAD, PromptedClassifier, trainable_parameters
 from tests.conftest import make_model
 
-X = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+X = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
 
 
 def reference_logits(model: PromptedClassifier, classes: list[int]) -> torch.Tensor:
     """Recompute by hand: [prompts ; CLS ; patches] through the encoder layers only."""
-    base = model.encoder.get_base_model()
+    base = model.backbone
     tokens = base.embeddings(X)  # (B, 1+N, D), positions added
     prompts = torch.cat([model.prompts[model.bank_classes.index(c)] for c in classes])
     sequence = torch.cat([prompts.expand(len(X), -1, -1), tokens], dim=1)
@@ -160,3 +161,21 @@ def test_prompt_len_gives_several_tokens_per_class() -> None:
     assert model.prompts.shape[:2] == (4, 3)
     with torch.no_grad():
         assert model(X, torch.tensor([[0, 1]] * 3)).shape == (3, 4)
+
+
+def test_lora_on_all_linear_layers_adapts_more_than_query_value() -> None:
+    qv = make_model()
+    every = make_model(lora=LoraSpec(targets="all-linear"))
+    adapted = {n.split(".lora_")[0] for n, p in every.named_parameters() if "lora_A" in n}
+    assert len(adapted) == 6 * 6  # 6 blocks × {q, k, v, o, fc1, fc2}
+    assert trainable_parameters(every) > trainable_parameters(qv)
+    with pytest.raises(ValueError, match="LoRA targets must be one of"):
+        make_model(lora=LoraSpec(targets="mlp"))
+
+
+def test_full_tuning_trains_every_encoder_weight_without_lora() -> None:
+    model = make_model(tuning="full", with_prompts=False)
+    assert all(p.requires_grad for p in model.encoder.parameters())
+    assert not any("lora_" in n for n, _ in model.named_parameters())
+    with pytest.raises(ValueError, match="tuning must be one of"):
+        make_model(tuning="partial")

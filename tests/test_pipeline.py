@@ -35,6 +35,8 @@ def sh(*cmd: str, cwd: Path) -> str:
 def tiny_params() -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"]["digits"]["per_class"] = 12
+    params["pretrain"]["epochs"] = 1
+    params["pretrain"]["data"].update(train_per_class=8, test_per_class=2)
     params["train"].update(epochs=1, eval_modes=["full_bank", "none"])
     params["evaluate"].update(max_sets=2, modes=["full_bank", "none", "infer_best"])
     params["train_base"].update(epochs=1)
@@ -129,6 +131,7 @@ def test_dvc_repro_then_experiment_and_metrics_diff(tmp_path: Path) -> None:
         assert (project / f"reports/figures/digits/{name}.png").stat().st_size > 5000
     plots = json.loads(sh("dvc", "plots", "show", "--json", cwd=project))
     assert "reports/figures/digits/accuracy_vs_k.png" in json.dumps(plots)
+    assert (project / "models/backbones/pretrained/config.json").is_file()
     assert "up to date" in sh("dvc", "status", cwd=project)
 
     sh("git", "add", "-A", cwd=project)

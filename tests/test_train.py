@@ -71,3 +71,19 @@ def test_training_changes_only_trainable_weights_and_lowers_the_loss() -> None:
     for name, param in model.named_parameters():
         if not param.requires_grad:
             assert torch.equal(param, frozen_before[name]), name
+
+
+def test_prompt_lr_is_the_prompt_banks_own_learning_rate() -> None:
+    data = toy_dataset()
+    splits = lambda m: [SplitTensors(data.splits[s], m.input_size, CPU) for s in ("train", "val")]  # noqa: E731
+    moved = {}
+    for prompt_lr in (1e-9, 1e-1):
+        model = make_model()
+        before = model.prompts.detach().clone()
+        lora_before = trainable(model)
+        config = TrainConfig(epochs=1, batch_size=8, lr=1e-2, prompt_lr=prompt_lr)
+        train(model, prompt_objective(1.0), *splits(model), config, 0, None, "k")
+        moved[prompt_lr] = (model.prompts.detach() - before).abs().max().item()
+        lora_after = {n: p for n, p in trainable(model).items() if "lora_B" in n}
+        assert any(not torch.equal(p, lora_before[n]) for n, p in lora_after.items())
+    assert moved[1e-9] < 1e-6 < 1e-2 < moved[1e-1]

@@ -3,7 +3,9 @@
 A registered name builds a small model from a ``transformers`` config (CPU profile);
 any other name is treated as a Hugging Face model id or a local directory and loaded
 with ``from_pretrained`` — offline by default, so a missing weight fails with the path
-to put it at instead of a download attempt.
+to put it at instead of a download attempt. The ``pretrain`` stage saves its backbone
+as such a directory, so a self-pretrained tiny ViT and ``google/vit-base-patch16-224``
+take the same code path.
 """
 
 from collections.abc import Callable
@@ -37,9 +39,12 @@ BACKBONES: Registry[Callable[[int], Backbone]] = Registry("backbone")
 
 @BACKBONES.register("vit-tiny")
 def vit_tiny(init_seed: int) -> Backbone:
-    """A ViT small enough for 2 CPU cores: 32 px, patch 4, width 192, 6 layers."""
+    """A ViT small enough for 2 CPU cores: 16 px, patch 4, width 192, 6 layers.
+
+    16 px loses nothing on ``digits`` (8×8 at source) and gives 16 patch tokens instead
+    of 64 at 32 px, so every stage runs ~2.7× faster (measured; README)."""
     config = ViTConfig(
-        image_size=32,
+        image_size=16,
         patch_size=4,
         num_channels=3,
         hidden_size=192,
@@ -53,13 +58,21 @@ def vit_tiny(init_seed: int) -> Backbone:
     return Backbone(model=model, hidden_size=config.hidden_size, input_size=config.image_size)
 
 
-def load_pretrained(name_or_path: str, allow_download: bool = False) -> Backbone:
-    """``from_pretrained`` on a hub id or local directory, offline unless allowed."""
+def load_pretrained(
+    name_or_path: str, init_seed: int = 0, allow_download: bool = False
+) -> Backbone:
+    """``from_pretrained`` on a hub id or local directory, offline unless allowed.
+
+    Weights the file lacks (ViT's unused pooler, for one) are initialised from
+    ``init_seed``, so the same directory always rebuilds the same model — checkpoints
+    fingerprint the frozen weights."""
     local = Path(name_or_path)
     try:
-        model = AutoModel.from_pretrained(
-            name_or_path, local_files_only=not allow_download and not local.is_dir()
-        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            model = AutoModel.from_pretrained(
+                name_or_path, local_files_only=not allow_download and not local.is_dir()
+            )
     except OSError as error:
         raise FileNotFoundError(
             f"backbone {name_or_path!r} is neither a registered backbone "
@@ -79,7 +92,7 @@ def build_backbone(name: str, init_seed: int = 0, allow_download: bool = False) 
     backbone = (
         BACKBONES.get(name)(init_seed)
         if name in BACKBONES
-        else load_pretrained(name, allow_download)
+        else load_pretrained(name, init_seed, allow_download)
     )
     if not hasattr(backbone.model, backbone.embeddings_attr):
         raise ValueError(f"backbone {name!r} has no public {backbone.embeddings_attr!r} module")

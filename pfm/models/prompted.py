@@ -9,7 +9,9 @@ deletes its row from the bank — no data, no gradient step.
 Deliberate choices, each a spec field: the authors read CLS from the encoder output
 *before* ViT's final layernorm (``final_layernorm: false``, our default too); they keep
 all C head outputs after forgetting (``forget(mask_logits=False)``, our default too).
-A plain classifier for the baselines is the same model with an empty bank.
+A plain classifier for the baselines is the same model with an empty bank; with
+``tuning="full"`` instead of LoRA every encoder weight trains, which is how the
+``pretrain`` stage makes a backbone (``pfm/pretrain.py``).
 """
 
 from collections.abc import Iterable
@@ -23,6 +25,7 @@ from pfm.models.adapters import LoraSpec, add_lora
 from pfm.models.backbones import build_backbone
 
 PAD = -1  # class-id padding in prompt lists; pads sit at the end of a row
+TUNINGS = ("lora", "full")  # frozen encoder + LoRA (the method) | every encoder weight
 
 
 @dataclass(frozen=True)
@@ -37,13 +40,15 @@ class ModelSpec:
     init_seed: int = 0
     allow_download: bool = False
     lora: LoraSpec = field(default_factory=LoraSpec)
+    tuning: str = "lora"
+    input_size: int | None = None  # None: the backbone's own (config.image_size)
 
 
 class PromptedClassifier(nn.Module):
     def __init__(
         self,
         spec: ModelSpec,
-        encoder: PeftModel,
+        encoder: nn.Module,
         head: nn.Linear,
         prompts: torch.Tensor,
         prompt_classes: torch.Tensor,
@@ -64,6 +69,13 @@ class PromptedClassifier(nn.Module):
     @property
     def num_classes(self) -> int:
         return self.spec.num_classes
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The transformers model itself, without the peft wrapper (if any)."""
+        return (
+            self.encoder.get_base_model() if isinstance(self.encoder, PeftModel) else self.encoder
+        )
 
     @property
     def bank_classes(self) -> list[int]:
@@ -117,7 +129,7 @@ class PromptedClassifier(nn.Module):
         if class_ids is not None:
             tokens = self._prompt_tokens(class_ids)
             n_tokens = tokens.shape[1]
-            embeddings = getattr(self.encoder.get_base_model(), self.embeddings_attr)
+            embeddings = getattr(self.backbone, self.embeddings_attr)
 
             def prepend(_module: nn.Module, _args: tuple, output: torch.Tensor) -> torch.Tensor:
                 return torch.cat([tokens.to(output.dtype), output], dim=1)  # (b, n·L+1+N, D)
@@ -174,6 +186,8 @@ class PromptedClassifier(nn.Module):
 
 def build_model(spec: ModelSpec, seed: int) -> PromptedClassifier:
     """A fresh model: prompts ~ N(0, 1), peft's LoRA init, default Linear head, all seeded."""
+    if spec.tuning not in TUNINGS:
+        raise ValueError(f"tuning must be one of {TUNINGS}, got {spec.tuning!r}")
     if spec.prompt_len < 1:
         raise ValueError(f"prompt_len must be ≥ 1, got {spec.prompt_len}")
     if spec.num_classes < 2:
@@ -181,7 +195,10 @@ def build_model(spec: ModelSpec, seed: int) -> PromptedClassifier:
     backbone = build_backbone(spec.backbone, spec.init_seed, spec.allow_download)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        encoder = add_lora(backbone.model, spec.lora)
+        if spec.tuning == "lora":
+            encoder: nn.Module = add_lora(backbone.model, spec.lora)
+        else:
+            encoder = backbone.model.requires_grad_(True)
         head = nn.Linear(backbone.hidden_size, spec.num_classes)
         bank = spec.num_classes if spec.with_prompts else 0
         prompts = torch.randn(bank, spec.prompt_len, backbone.hidden_size)
@@ -192,7 +209,7 @@ def build_model(spec: ModelSpec, seed: int) -> PromptedClassifier:
         prompts=prompts,
         prompt_classes=torch.arange(bank, dtype=torch.long),
         masked=torch.zeros(spec.num_classes, dtype=torch.bool),
-        input_size=backbone.input_size,
+        input_size=spec.input_size or backbone.input_size,
         embeddings_attr=backbone.embeddings_attr,
     )
 
