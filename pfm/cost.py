@@ -5,7 +5,9 @@ Unlearning: the prompt model's ``forget`` and every baseline go through one runn
 optimizer steps (a process-wide optimizer hook, so no method reports its own count),
 plus the samples its data handles yielded and the parameter elements it changed. RTE,
 the run-time efficiency of a method, is its seconds over ``retrain``'s on the same
-dataset, seed and forget set (so ``retrain`` itself is 1).
+dataset, seed and forget set (so ``retrain`` itself is 1). A method with a closed-form,
+data-free stage (PI-Prefix's pseudo-inverse) wraps it in ``transform_timer`` so that
+stage's seconds are reported apart too (``transform_seconds``, part of the total).
 
 Models: ``model_cost`` gives every trained model the same flat ``cost.*`` keys. FLOPs are
 counted by torch's ``FlopCounterMode`` on a real forward — the dispatched matmuls,
@@ -18,7 +20,8 @@ import math
 import resource
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from types import TracebackType
 
@@ -40,10 +43,26 @@ class CostRecord:
     needs_forget_data: bool
     needs_retain_data: bool
     trainable_params: int  # parameter elements the step changed (measured, not declared)
+    transform_seconds: float = 0.0  # of unlearn_seconds, in closed-form stages (0: none)
 
 
 FLAGS = tuple(f.name for f in fields(CostRecord) if f.type is bool)
 NUMERIC = tuple(f.name for f in fields(CostRecord) if f.type is not bool)
+
+
+_ACTIVE: list["Meter"] = []  # meters whose block is running, innermost last
+
+
+@contextmanager
+def transform_timer() -> Iterator[None]:
+    """Add the block's wall-clock seconds to every running ``Meter``'s
+    ``transform_seconds``: how a method marks its closed-form stage."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        for meter in _ACTIVE:
+            meter.transform_seconds += time.perf_counter() - start
 
 
 class Meter:
@@ -56,12 +75,14 @@ class Meter:
     def __init__(self) -> None:
         self.seconds = 0.0
         self.steps = 0
+        self.transform_seconds = 0.0
 
     def _count(self, *_: object) -> None:
         self.steps += 1
 
     def __enter__(self) -> "Meter":
         self._handle = register_optimizer_step_post_hook(self._count)
+        _ACTIVE.append(self)
         self._start = time.perf_counter()
         return self
 
@@ -73,6 +94,7 @@ class Meter:
     ) -> None:
         self.seconds = time.perf_counter() - self._start
         self._handle.remove()
+        _ACTIVE.remove(self)
 
 
 @torch.no_grad()
@@ -80,12 +102,15 @@ def changed_parameters(before: nn.Module, after: nn.Module) -> int:
     """Parameter elements whose value differs between two models of the same layout.
 
     A parameter whose shape changed (the prompt bank after ``forget`` drops rows) was
-    removed, not trained, and is not counted."""
+    removed, not trained, and is not counted; one that only ``after`` has (deep prefixes
+    a method added and trained) counts in full."""
     reference = dict(before.named_parameters())
     changed = 0
     for name, param in after.named_parameters():
         old = reference.get(name)
-        if old is not None and old.shape == param.shape:
+        if old is None:
+            changed += param.numel()
+        elif old.shape == param.shape:
             changed += int((old.detach().to(param.device) != param.detach()).sum())
     return changed
 

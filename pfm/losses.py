@@ -74,3 +74,34 @@ def random_label_objective(classes: Sequence[int]) -> Objective:
         return F.cross_entropy(model(x), torch.where(relabel, wrong, y))
 
     return loss
+
+
+FORGET_TARGETS = ("uniform", "random_label")
+
+
+def relabelled_objective(classes: Sequence[int], target: str) -> Objective:
+    """Cross-entropy on the true label for samples of kept classes; samples of forgotten
+    ``classes`` are pushed to an uninformative target instead — ``uniform``: KL to the
+    uniform distribution; ``random_label``: cross-entropy on a random wrong label, redrawn
+    each step. Per-sample terms, batch mean, so the mix follows the batch's composition."""
+    if target not in FORGET_TARGETS:
+        raise ValueError(f"forget target must be one of {FORGET_TARGETS}, got {target!r}")
+    forgotten = torch.tensor(sorted(classes), dtype=torch.long)
+
+    def loss(
+        model: PromptedClassifier, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        logits = model(x)
+        relabel = torch.isin(y, forgotten.to(y.device))
+        if target == "random_label":
+            wrong = random_wrong_labels(y, model.num_classes, generator)
+            return F.cross_entropy(logits, torch.where(relabel, wrong, y))
+        n_forget = int(relabel.sum())
+        loss = logits.new_zeros(())
+        if n_forget:  # kl_to_uniform is a batch mean: scale it back to a sum
+            loss = loss + kl_to_uniform(logits[relabel]) * n_forget
+        if n_forget < len(y):
+            loss = loss + F.cross_entropy(logits[~relabel], y[~relabel], reduction="sum")
+        return loss / len(y)
+
+    return loss

@@ -56,6 +56,7 @@ def test_cost_metrics_are_flat_means_and_flags() -> None:
         "k1.cost.optimizer_steps.mean": 5.0,
         "k1.cost.samples_touched.mean": 200.0,
         "k1.cost.trainable_params.mean": 15.0,
+        "k1.cost.transform_seconds.mean": 0.0,
         "k1.cost.needs_forget_data": 1,
         "k1.cost.needs_retain_data": 0,
     }

@@ -87,7 +87,8 @@ def test_every_method_changes_a_copy_and_leaves_its_input_untouched(
     assert unlearned is not model
     assert before.keys() == snapshot(model).keys()
     assert all(torch.equal(before[k], v) for k, v in snapshot(model).items()), "input changed"
-    assert any(k not in after or not torch.equal(v, after[k]) for k, v in before.items())
+    changed = any(k not in after or not torch.equal(v, after[k]) for k, v in before.items())
+    assert changed or after.keys() - before.keys(), "the copy is unchanged (and nothing added)"
     assert cost.needs_forget_data == METHODS.get(name).needs_forget
     assert cost.needs_retain_data == METHODS.get(name).needs_retain
     assert cost.unlearn_seconds > 0 and 0 <= cost.trainable_params <= trainable_parameters(model)

@@ -98,3 +98,19 @@ def build_backbone(name: str, init_seed: int = 0, allow_download: bool = False) 
         raise ValueError(f"backbone {name!r} has no public {backbone.embeddings_attr!r} module")
     backbone.model.requires_grad_(False)
     return backbone
+
+
+def encoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The encoder's transformer blocks, in order: the one place that knows where they live.
+
+    transformers ≥5.23 keeps them as the model's public ``layers`` list; ≤5.17 as
+    ``encoder.layer``. Deep prefixes hook these blocks and nothing inside them.
+    """
+    layers = getattr(model, "layers", None)
+    if layers is None:
+        layers = getattr(getattr(model, "encoder", None), "layer", None)
+    if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
+        raise ValueError(
+            f"{type(model).__name__} has neither a `layers` nor an `encoder.layer` block list"
+        )
+    return layers

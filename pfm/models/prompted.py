@@ -12,17 +12,21 @@ all C head outputs after forgetting (``forget(mask_logits=False)``, our default 
 A plain classifier for the baselines is the same model with an empty bank; with
 ``tuning="full"`` instead of LoRA every encoder weight trains, which is how the
 ``pretrain`` stage makes a backbone (``pfm/pretrain.py``).
+``prefix_len > 0`` adds deep prefixes (``pfm.models.prefix``): p learnable tokens per
+encoder block, the parameters PI-Prefix trains; 0 (the default) means none.
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field, replace
 
 import torch
 from peft import PeftModel
 from torch import nn
 
 from pfm.models.adapters import LoraSpec, add_lora
-from pfm.models.backbones import build_backbone
+from pfm.models.backbones import build_backbone, encoder_layers
+from pfm.models.prefix import deep_prefix
 
 PAD = -1  # class-id padding in prompt lists; pads sit at the end of a row
 TUNINGS = ("lora", "full")  # frozen encoder + LoRA (the method) | every encoder weight
@@ -42,6 +46,7 @@ class ModelSpec:
     lora: LoraSpec = field(default_factory=LoraSpec)
     tuning: str = "lora"
     input_size: int | None = None  # None: the backbone's own (config.image_size)
+    prefix_len: int = 0  # deep-prefix tokens per encoder block; 0: no prefixes
 
 
 class PromptedClassifier(nn.Module):
@@ -55,8 +60,13 @@ class PromptedClassifier(nn.Module):
         masked: torch.Tensor,
         input_size: int,
         embeddings_attr: str,
+        prefixes: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
+        if (prefixes is not None) != (spec.prefix_len > 0) or (
+            prefixes is not None and prefixes.shape[1] != spec.prefix_len
+        ):
+            raise ValueError(f"prefixes do not match spec.prefix_len={spec.prefix_len}")
         self.spec = spec
         self.encoder = encoder
         self.head = head
@@ -65,6 +75,9 @@ class PromptedClassifier(nn.Module):
         self.register_buffer("masked", masked)  # (C,) logits masked at output
         self.input_size = input_size
         self.embeddings_attr = embeddings_attr
+        # (layers, p, D) deep prefixes; registered only when present, so prefix-free
+        # checkpoints keep their keys
+        self.prefixes = nn.Parameter(prefixes) if prefixes is not None else None
 
     @property
     def num_classes(self) -> int:
@@ -136,9 +149,10 @@ class PromptedClassifier(nn.Module):
 
             handle = embeddings.register_forward_hook(prepend)
         try:
-            out = self.encoder(
-                pixel_values=pixel_values, output_hidden_states=not self.spec.final_layernorm
-            )
+            with self._prefix_hooks():
+                out = self.encoder(
+                    pixel_values=pixel_values, output_hidden_states=not self.spec.final_layernorm
+                )
         finally:
             if handle is not None:
                 handle.remove()
@@ -147,6 +161,26 @@ class PromptedClassifier(nn.Module):
         if self.masked.any():
             logits = logits.masked_fill(self.masked, torch.finfo(logits.dtype).min)
         return logits
+
+    def _prefix_hooks(self) -> AbstractContextManager:
+        if self.prefixes is None:
+            return nullcontext()
+        return deep_prefix(encoder_layers(self.encoder.get_base_model()), self.prefixes)
+
+    def with_prefix(self, prefixes: torch.Tensor) -> "PromptedClassifier":
+        """This model with deep prefixes ``prefixes`` (layers, p, D) in place of its own
+        (if any); it shares everything else with this one."""
+        return PromptedClassifier(
+            spec=replace(self.spec, prefix_len=prefixes.shape[1]),
+            encoder=self.encoder,
+            head=self.head,
+            prompts=self.prompts.detach(),
+            prompt_classes=self.prompt_classes,
+            masked=self.masked,
+            input_size=self.input_size,
+            embeddings_attr=self.embeddings_attr,
+            prefixes=prefixes,
+        )
 
     def forget(self, classes: Iterable[int], mask_logits: bool = False) -> "PromptedClassifier":
         """A model without the prompts of ``classes``: the bank tensor is rebuilt from the
@@ -181,6 +215,7 @@ class PromptedClassifier(nn.Module):
             masked=masked,
             input_size=self.input_size,
             embeddings_attr=self.embeddings_attr,
+            prefixes=None if self.prefixes is None else self.prefixes.detach().clone(),
         )
 
 
@@ -190,6 +225,8 @@ def build_model(spec: ModelSpec, seed: int) -> PromptedClassifier:
         raise ValueError(f"tuning must be one of {TUNINGS}, got {spec.tuning!r}")
     if spec.prompt_len < 1:
         raise ValueError(f"prompt_len must be ≥ 1, got {spec.prompt_len}")
+    if spec.prefix_len < 0:
+        raise ValueError(f"prefix_len must be ≥ 0, got {spec.prefix_len}")
     if spec.num_classes < 2:
         raise ValueError(f"need at least 2 classes, got {spec.num_classes}")
     backbone = build_backbone(spec.backbone, spec.init_seed, spec.allow_download)
@@ -202,6 +239,10 @@ def build_model(spec: ModelSpec, seed: int) -> PromptedClassifier:
         head = nn.Linear(backbone.hidden_size, spec.num_classes)
         bank = spec.num_classes if spec.with_prompts else 0
         prompts = torch.randn(bank, spec.prompt_len, backbone.hidden_size)
+        prefixes = None
+        if spec.prefix_len > 0:
+            layers = len(encoder_layers(backbone.model))
+            prefixes = torch.randn(layers, spec.prefix_len, backbone.hidden_size)
     return PromptedClassifier(
         spec=spec,
         encoder=encoder,
@@ -211,6 +252,7 @@ def build_model(spec: ModelSpec, seed: int) -> PromptedClassifier:
         masked=torch.zeros(spec.num_classes, dtype=torch.bool),
         input_size=spec.input_size or backbone.input_size,
         embeddings_attr=backbone.embeddings_attr,
+        prefixes=prefixes,
     )
 
 

@@ -9,6 +9,7 @@ from pfm.unlearn import (  # noqa: F401  (fill the registry)
     grad_ascent,
     grad_ascent_kl,
     grad_diff,
+    pi_prefix,
     prompt_forget,
     random_label,
     retrain,

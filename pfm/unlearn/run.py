@@ -3,8 +3,9 @@
 ``unlearn`` slices the train split into forget (labels in the request) and retain (the
 rest), hands the method only the handles it declares (``None`` otherwise), runs it on a
 deep copy of the input model (which stays untouched) and measures the call: seconds and
-optimizer steps (``pfm.cost.Meter``), samples read (the handles' shared tally) and
-parameter elements changed. Copying and slicing happen outside the timed region.
+optimizer steps (``pfm.cost.Meter``, with the seconds of any closed-form stage), samples
+read (the handles' shared tally) and parameter elements changed. Copying and slicing
+happen outside the timed region.
 """
 
 import copy
@@ -95,6 +96,7 @@ def unlearn(
         needs_forget_data=spec.needs_forget,
         needs_retain_data=spec.needs_retain,
         trainable_params=changed_parameters(model, unlearned),
+        transform_seconds=meter.transform_seconds,
     )
 
 
