@@ -134,7 +134,8 @@ def test_optimizer_steps_keep_the_short_last_batch() -> None:
 
 
 def test_model_cost_has_one_shape_and_prompts_cost_flops() -> None:
-    x = torch.rand(2, 3, 32, 32)
+    size = make_model(num_classes=4).input_size
+    x = torch.rand(2, 3, size, size)
     prompted = model_cost(make_model(num_classes=4), x, torch.device("cpu"))
     plain = model_cost(make_model(num_classes=4, with_prompts=False), x, torch.device("cpu"))
     assert (
