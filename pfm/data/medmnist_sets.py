@@ -6,6 +6,7 @@ and folder before anything is written. ``download: true`` uses medmnist's own do
 we read its ``imgs``/``labels`` arrays instead, which also lets tests use small files.
 """
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -78,23 +79,5 @@ def load_medmnist(
     return PreparedDataset(name=flag, class_names=class_names, splits=splits)
 
 
-def _register(flag: str) -> None:
-    def build(
-        root: str = "data/raw/medmnist",
-        size: int = 28,
-        download: bool = False,
-        train_split: str = "train",
-        per_class: int | None = None,
-        val_fraction: float = 0.1,
-        split_seed: int = 0,
-    ) -> PreparedDataset:
-        return load_medmnist(
-            flag, root, size, download, train_split, per_class, val_fraction, split_seed
-        )
-
-    build.__doc__ = f"MedMNIST {flag} (see ``load_medmnist``)."
-    DATASETS.register(flag)(build)
-
-
 for _flag in MEDMNIST_FLAGS:
-    _register(_flag)
+    DATASETS.register(_flag)(functools.partial(load_medmnist, _flag))
