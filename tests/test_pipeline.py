@@ -125,7 +125,7 @@ def test_dvc_repro_then_experiment_and_metrics_diff(tmp_path: Path) -> None:
     unlearned = json.loads((project / "metrics/unlearn/digits/pfm/seed0.json").read_text())
     mean, std = unlearned["k1.retain_acc.mean"], unlearned["k1.retain_acc.std"]  # one seed
     assert row["retained acc (k=1) ↑"] == f"{mean:.3f} ± {std:.3f}"
-    assert report_row(project, "digits", "retrain")["unlearn s ↓"] != "—"
+    assert report_row(project, "digits", "retrain (reference)")["unlearn s ↓"] != "—"
     assert row["FLOPs/sample ↓"] != "—" and row["unlearn s ↓"] != "—"
     assert "commit: `uncommitted`" in (project / "reports/results.md").read_text()
     for name in ("forget_vs_retain", "accuracy_vs_k", "relearn", "unlearn_time"):
