@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from pfm.cost import rte
 from pfm.files import read_json
 
 REFERENCE = "retrain"
@@ -164,7 +165,7 @@ def _reference_metrics(
             derived[f"k{k}.avg_gap_to_retrain"] = float(np.mean(pair + mia_gaps))
     seconds, reference_seconds = _first(stats, UNLEARN_SECONDS), _first(reference, UNLEARN_SECONDS)
     if seconds is not None and reference_seconds is not None:
-        derived["rte"] = seconds / reference_seconds if reference_seconds else math.nan
+        derived["rte"] = rte(seconds, reference_seconds) if reference_seconds else math.nan
     return derived
 
 

@@ -19,7 +19,6 @@ from pfm.cost import (
     prompt_bank_bytes,
     rte,
 )
-from pfm.unlearn.compare import versus_retrain
 from tests.conftest import make_model
 
 
@@ -68,23 +67,6 @@ def test_rte_is_relative_to_retrain() -> None:
     assert rte(2.0, 8.0) == 0.25 and rte(8.0, 8.0) == 1.0
     with pytest.raises(ValueError, match="retrain seconds"):
         rte(1.0, 0.0)
-
-
-def test_versus_retrain_gives_gaps_and_rte_per_k() -> None:
-    def metrics(retain: float, forget: float, seconds: float) -> dict[str, float]:
-        return {
-            "k1.retain_acc.mean": retain,
-            "k1.forget_acc.mean": forget,
-            "k1.cost.unlearn_seconds.mean": seconds,
-        }
-
-    rows = versus_retrain({"retrain": metrics(0.9, 0.0, 10.0), "pfm": metrics(0.8, 0.3, 0.1)}, [1])
-    assert rows["retrain"] == {"k1.retain_gap": 0.0, "k1.forget_gap": 0.0, "k1.rte": 1.0}
-    assert rows["pfm"] == pytest.approx(
-        {"k1.retain_gap": -0.1, "k1.forget_gap": 0.3, "k1.rte": 0.01}
-    )
-    with pytest.raises(KeyError, match="no 'retrain' metrics"):
-        versus_retrain({"pfm": metrics(0.8, 0.3, 0.1)}, [1])
 
 
 def test_linear_flops_are_two_per_multiply_add() -> None:

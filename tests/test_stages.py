@@ -59,21 +59,15 @@ def evaluate_params(**overrides: object) -> dict:
     return params
 
 
+def evaluate(cwd: Path, data: Path, model: Path, params: dict) -> subprocess.CompletedProcess:
+    """The evaluate stage on ``data`` and ``model``, writing ``m.json`` in ``cwd``."""
+    args = ("--data", str(data), "--model", str(model), "--seed", "0", "--out", "m.json")
+    return stage("evaluate", *args, cwd=cwd, params=params)
+
+
 def test_k_not_below_c(tmp_path: Path, prepared_and_model: tuple[Path, Path]) -> None:
     data, model = prepared_and_model
-    result = stage(
-        "evaluate",
-        "--data",
-        str(data),
-        "--model",
-        str(model),
-        "--seed",
-        "0",
-        "--out",
-        "m.json",
-        cwd=tmp_path,
-        params=evaluate_params(k=[1, 10]),
-    )
+    result = evaluate(tmp_path, data, model, evaluate_params(k=[1, 10]))
     assert_clean_failure(result, "k must satisfy 1 ≤ k < C = 10, got k = 10")
     assert not (tmp_path / "m.json").exists()
 
@@ -81,38 +75,14 @@ def test_k_not_below_c(tmp_path: Path, prepared_and_model: tuple[Path, Path]) ->
 def test_corrupt_checkpoint(tmp_path: Path, prepared_and_model: tuple[Path, Path]) -> None:
     data, model = prepared_and_model
     model.write_bytes(model.read_bytes()[:1000])
-    result = stage(
-        "evaluate",
-        "--data",
-        str(data),
-        "--model",
-        str(model),
-        "--seed",
-        "0",
-        "--out",
-        "m.json",
-        cwd=tmp_path,
-        params=evaluate_params(),
-    )
+    result = evaluate(tmp_path, data, model, evaluate_params())
     assert_clean_failure(result, f"checkpoint {model} is unreadable")
     assert not (tmp_path / "m.json").exists()
 
 
 def test_misspelt_param(tmp_path: Path, prepared_and_model: tuple[Path, Path]) -> None:
     data, model = prepared_and_model
-    result = stage(
-        "evaluate",
-        "--data",
-        str(data),
-        "--model",
-        str(model),
-        "--seed",
-        "0",
-        "--out",
-        "m.json",
-        cwd=tmp_path,
-        params=evaluate_params(max_set=3),
-    )
+    result = evaluate(tmp_path, data, model, evaluate_params(max_set=3))
     assert_clean_failure(result, "evaluate: unknown key(s) ['max_set']")
 
 
@@ -120,19 +90,7 @@ def test_evaluate_writes_flat_metrics(
     tmp_path: Path, prepared_and_model: tuple[Path, Path]
 ) -> None:
     data, model = prepared_and_model
-    result = stage(
-        "evaluate",
-        "--data",
-        str(data),
-        "--model",
-        str(model),
-        "--seed",
-        "0",
-        "--out",
-        "m.json",
-        cwd=tmp_path,
-        params=evaluate_params(k=[1]),
-    )
+    result = evaluate(tmp_path, data, model, evaluate_params(k=[1]))
     assert result.returncode == 0, result.stderr
     metrics = yaml.safe_load((tmp_path / "m.json").read_text())
     assert all(isinstance(v, int | float) for v in metrics.values())
