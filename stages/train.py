@@ -37,9 +37,15 @@ def main() -> None:
     config = from_mapping(TrainConfig, section(params, KINDS[args.kind]), KINDS[args.kind])
     dataset = load_prepared(args.data)
     prompted = args.kind == "prompt"
-    spec = model_spec(section(params, "model"), dataset.num_classes, with_prompts=prompted)
+    spec = model_spec(section(params, "model"), dataset.num_classes, prompted, dataset.data_type)
     check_disjoint(spec.backbone, dataset)
     model = build_model(spec, args.seed)
+    if model.data_type != dataset.data_type:
+        key = "model.audio_backbone" if dataset.data_type == "audio" else "model.backbone"
+        raise ValueError(
+            f"backbone {spec.backbone!r} reads {model.data_type} input but {args.data} holds "
+            f"{dataset.data_type}: set {key} to a(n) {dataset.data_type} backbone"
+        )
     device = resolve_device(config.device)
     train_data, val_data = (
         SplitTensors(dataset.splits[s], model.input_size, device) for s in ("train", "val")

@@ -45,7 +45,7 @@ class ModelSpec:
     allow_download: bool = False
     lora: LoraSpec = field(default_factory=LoraSpec)
     tuning: str = "lora"
-    input_size: int | None = None  # None: the backbone's own (config.image_size)
+    input_size: int | None = None  # input length (px, or frames); None: the backbone's own
     prefix_len: int = 0  # deep-prefix tokens per encoder block; 0: no prefixes
 
 
@@ -61,6 +61,8 @@ class PromptedClassifier(nn.Module):
         input_size: int,
         embeddings_attr: str,
         prefixes: torch.Tensor | None = None,
+        input_name: str = "pixel_values",
+        data_type: str = "image",
     ) -> None:
         super().__init__()
         if (prefixes is not None) != (spec.prefix_len > 0) or (
@@ -75,6 +77,8 @@ class PromptedClassifier(nn.Module):
         self.register_buffer("masked", masked)  # (C,) logits masked at output
         self.input_size = input_size
         self.embeddings_attr = embeddings_attr
+        self.input_name = input_name  # the encoder's input keyword (ViT: pixel_values)
+        self.data_type = data_type  # the modality it reads: image | audio
         # (layers, p, D) deep prefixes; registered only when present, so prefix-free
         # checkpoints keep their keys
         self.prefixes = nn.Parameter(prefixes) if prefixes is not None else None
@@ -151,13 +155,14 @@ class PromptedClassifier(nn.Module):
         try:
             with self._prefix_hooks():
                 out = self.encoder(
-                    pixel_values=pixel_values, output_hidden_states=not self.spec.final_layernorm
+                    **{self.input_name: pixel_values},
+                    output_hidden_states=not self.spec.final_layernorm,
                 )
         finally:
             if handle is not None:
                 handle.remove()
         hidden = out.last_hidden_state if self.spec.final_layernorm else out.hidden_states[-1]
-        logits = self.head(hidden[:, n_tokens])  # CLS sits right after the prompts
+        logits = self.head(hidden[:, n_tokens])  # CLS sits right after the prompts (AST: DIST next)
         if self.masked.any():
             logits = logits.masked_fill(self.masked, torch.finfo(logits.dtype).min)
         return logits
@@ -180,6 +185,8 @@ class PromptedClassifier(nn.Module):
             input_size=self.input_size,
             embeddings_attr=self.embeddings_attr,
             prefixes=prefixes,
+            input_name=self.input_name,
+            data_type=self.data_type,
         )
 
     def forget(self, classes: Iterable[int], mask_logits: bool = False) -> "PromptedClassifier":
@@ -216,6 +223,8 @@ class PromptedClassifier(nn.Module):
             input_size=self.input_size,
             embeddings_attr=self.embeddings_attr,
             prefixes=None if self.prefixes is None else self.prefixes.detach().clone(),
+            input_name=self.input_name,
+            data_type=self.data_type,
         )
 
 
@@ -253,6 +262,8 @@ def build_model(spec: ModelSpec, seed: int) -> PromptedClassifier:
         input_size=spec.input_size or backbone.input_size,
         embeddings_attr=backbone.embeddings_attr,
         prefixes=prefixes,
+        input_name=backbone.input_name,
+        data_type=backbone.data_type,
     )
 
 
