@@ -53,3 +53,14 @@ def model_spec(
         input_size=None if audio else params.input_size,
         lora=lora,
     )
+
+
+def check_modality(backbone: str, reads: str, data_type: str) -> None:
+    """Refuse a backbone that reads ``reads`` input on a ``data_type`` dataset, naming the
+    param that picks it (an image model fed features would fail deep inside transformers)."""
+    if reads != data_type:
+        key = "model.audio_backbone" if data_type == "audio" else "model.backbone"
+        raise ValueError(
+            f"backbone {backbone!r} reads {reads} input but the dataset holds {data_type}: "
+            f"set {key} to an {data_type} backbone"
+        )

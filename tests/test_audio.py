@@ -2,6 +2,7 @@
 the synthesised spoken-word set, and the prompted model on ``ast-tiny``."""
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+import yaml
 
 import pfm.data.speech_synth
 from pfm.batches import SplitTensors
@@ -20,7 +22,7 @@ from pfm.data.speech_synth import Effects, Voice, synthesise
 from pfm.data.transforms import to_input_values
 from pfm.models.checkpoint import load_model, save_model
 from pfm.models.prompted import PromptedClassifier
-from pfm.specs import model_spec
+from pfm.specs import check_modality, model_spec
 from tests.conftest import make_model
 from tests.test_stages import PARAMS, stage
 
@@ -310,3 +312,31 @@ def test_ast_model_trains_forgets_and_round_trips(tmp_path: Path) -> None:
     ids = torch.tensor([[0, 2, 3]] * 3)
     with torch.no_grad():
         assert torch.equal(restored(AUDIO_X, ids), forgotten(AUDIO_X, ids))
+
+
+@needs_tools
+def test_train_and_evaluate_stages_run_on_audio_with_real_transfer_keys(tmp_path: Path) -> None:
+    save_prepared(build_dataset("spoken-words", TINY_WORDS), tmp_path / "data")
+    params = yaml.safe_load(yaml.safe_dump(PARAMS))
+    params["train"].update(epochs=1, eval_modes=["full_bank"])
+    params["evaluate"].update(k=[1], max_sets=1, modes=["full_bank"])
+    paths = ["--model", "m.pt", "--checkpoint", "c.pt", "--metrics", "t.json"]
+    result = stage("train", "--data", "data", "--seed", "0", *paths, "--history", "h.json",
+                   cwd=tmp_path, params=params)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert load_model(tmp_path / "m.pt").spec.backbone == "ast-tiny"  # model.audio_backbone
+    result = stage("evaluate", "--data", "data", "--model", "m.pt", "--seed", "0",
+                   "--out", "e.json", cwd=tmp_path, params=params)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "e.json").read_text())
+    assert 0 <= metrics["real.no_forget.full_bank.acc"] <= 1 and metrics["real.classes"] == 2
+    assert {"real.k1.forget_acc.mean", "real.k1.retain_acc.mean", "k1.forget_acc.mean"} <= set(
+        metrics
+    )
+
+
+def test_an_image_backbone_on_audio_data_is_refused() -> None:
+    with pytest.raises(ValueError, match="reads image input but the dataset holds audio: set "
+                       "model.audio_backbone"):  # fmt: skip
+        check_modality("vit-tiny", make_model().data_type, "audio")
+    check_modality("ast-tiny", make_model(backbone="ast-tiny").data_type, "audio")

@@ -12,10 +12,11 @@ take the same code path.
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
-from transformers import ASTConfig, ASTModel, AutoModel, ViTConfig, ViTModel
+from transformers import ASTConfig, ASTModel, AutoModel, PretrainedConfig, ViTConfig, ViTModel
 
 from pfm.registry import Registry
 
@@ -28,24 +29,31 @@ class Backbone:
     ``[CLS; patches]`` (AST: ``[CLS; DIST; patches]``) with positions already added;
     prompts are prepended to it by a forward hook, so no internal layer is ever
     addressed by name, and CLS stays first after them. ``input_size`` is the input
-    length in the backbone's modality (``data_type``): pixels per side for an image
+    length in the backbone's modality (``input_kind``): pixels per side for an image
     model, frames for an audio model (AST's position embeddings fix it).
-    ``input_name`` is the keyword the model's forward takes its input by.
     """
 
     model: nn.Module
     hidden_size: int
     input_size: int
     embeddings_attr: str = "embeddings"
-    data_type: str = "image"
-    input_name: str = "pixel_values"
 
 
-# config.model_type → (data_type, forward keyword, config attribute of the input length)
-INPUTS = {
-    "audio-spectrogram-transformer": ("audio", "input_values", "max_length"),
+class InputKind(NamedTuple):
+    data_type: str  # image | audio
+    input_name: str  # the forward's input keyword
+    size_attr: str  # the config attribute holding the input length
+
+
+INPUT_KINDS = {  # config.model_type → its input; anything else reads images
+    "audio-spectrogram-transformer": InputKind("audio", "input_values", "max_length"),
 }
-IMAGE_INPUT = ("image", "pixel_values", "image_size")
+IMAGE_INPUT = InputKind("image", "pixel_values", "image_size")
+
+
+def input_kind(config: PretrainedConfig) -> InputKind:
+    """What a transformers encoder reads, by its ``config.model_type``."""
+    return INPUT_KINDS.get(config.model_type, IMAGE_INPUT)
 
 
 BACKBONES: Registry[Callable[[int], Backbone]] = Registry("backbone")
@@ -95,20 +103,14 @@ def ast_tiny(init_seed: int) -> Backbone:
 
 
 def describe(model: nn.Module, name: str) -> Backbone:
-    """The ``Backbone`` record of a transformers encoder, read from its config: modality,
-    input keyword and input length by ``config.model_type`` (images otherwise)."""
+    """The ``Backbone`` record of a transformers encoder, its input length read from the
+    config attribute its ``input_kind`` names (ViT: image_size, AST: max_length)."""
     config = model.config
-    data_type, input_name, size_attr = INPUTS.get(config.model_type, IMAGE_INPUT)
+    size_attr = input_kind(config).size_attr
     size = getattr(config, size_attr, None)
     if not isinstance(size, int):
         raise ValueError(f"backbone {name!r} has no integer config.{size_attr}")
-    return Backbone(
-        model=model,
-        hidden_size=config.hidden_size,
-        input_size=size,
-        data_type=data_type,
-        input_name=input_name,
-    )
+    return Backbone(model=model, hidden_size=config.hidden_size, input_size=size)
 
 
 def load_pretrained(

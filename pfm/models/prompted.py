@@ -25,7 +25,7 @@ from peft import PeftModel
 from torch import nn
 
 from pfm.models.adapters import LoraSpec, add_lora
-from pfm.models.backbones import build_backbone, encoder_layers
+from pfm.models.backbones import build_backbone, encoder_layers, input_kind
 from pfm.models.prefix import deep_prefix
 
 PAD = -1  # class-id padding in prompt lists; pads sit at the end of a row
@@ -61,8 +61,6 @@ class PromptedClassifier(nn.Module):
         input_size: int,
         embeddings_attr: str,
         prefixes: torch.Tensor | None = None,
-        input_name: str = "pixel_values",
-        data_type: str = "image",
     ) -> None:
         super().__init__()
         if (prefixes is not None) != (spec.prefix_len > 0) or (
@@ -77,8 +75,6 @@ class PromptedClassifier(nn.Module):
         self.register_buffer("masked", masked)  # (C,) logits masked at output
         self.input_size = input_size
         self.embeddings_attr = embeddings_attr
-        self.input_name = input_name  # the encoder's input keyword (ViT: pixel_values)
-        self.data_type = data_type  # the modality it reads: image | audio
         # (layers, p, D) deep prefixes; registered only when present, so prefix-free
         # checkpoints keep their keys
         self.prefixes = nn.Parameter(prefixes) if prefixes is not None else None
@@ -93,6 +89,17 @@ class PromptedClassifier(nn.Module):
         return (
             self.encoder.get_base_model() if isinstance(self.encoder, PeftModel) else self.encoder
         )
+
+    @property
+    def input_name(self) -> str:
+        """The encoder's input keyword (ViT: ``pixel_values``, AST: ``input_values``), read
+        from its config, so every model derived from this one (``forget``…) keeps it."""
+        return input_kind(self.backbone.config).input_name
+
+    @property
+    def data_type(self) -> str:
+        """The modality the encoder reads: ``image`` or ``audio``."""
+        return input_kind(self.backbone.config).data_type
 
     @property
     def bank_classes(self) -> list[int]:
@@ -185,8 +192,6 @@ class PromptedClassifier(nn.Module):
             input_size=self.input_size,
             embeddings_attr=self.embeddings_attr,
             prefixes=prefixes,
-            input_name=self.input_name,
-            data_type=self.data_type,
         )
 
     def forget(self, classes: Iterable[int], mask_logits: bool = False) -> "PromptedClassifier":
@@ -223,8 +228,6 @@ class PromptedClassifier(nn.Module):
             input_size=self.input_size,
             embeddings_attr=self.embeddings_attr,
             prefixes=None if self.prefixes is None else self.prefixes.detach().clone(),
-            input_name=self.input_name,
-            data_type=self.data_type,
         )
 
 
@@ -262,8 +265,6 @@ def build_model(spec: ModelSpec, seed: int) -> PromptedClassifier:
         input_size=spec.input_size or backbone.input_size,
         embeddings_attr=backbone.embeddings_attr,
         prefixes=prefixes,
-        input_name=backbone.input_name,
-        data_type=backbone.data_type,
     )
 
 
