@@ -22,6 +22,7 @@ from pfm.data.speech_synth import Effects, Voice, synthesise
 from pfm.data.transforms import to_input_values
 from pfm.models.checkpoint import load_model, save_model
 from pfm.models.prompted import PromptedClassifier
+from pfm.report import render, transfer_line
 from pfm.specs import check_modality, model_spec
 from tests.conftest import make_model
 from tests.test_stages import PARAMS, stage
@@ -340,3 +341,23 @@ def test_an_image_backbone_on_audio_data_is_refused() -> None:
                        "model.audio_backbone"):  # fmt: skip
         check_modality("vit-tiny", make_model().data_type, "audio")
     check_modality("ast-tiny", make_model(backbone="ast-tiny").data_type, "audio")
+
+
+def test_report_shows_synthetic_to_real_transfer() -> None:
+    summary = {
+        "sw.pfm.eval.real.no_forget.full_bank.acc.mean": 0.4,
+        "sw.pfm.eval.real.no_forget.full_bank.acc.std": 0.0,
+        "sw.pfm.eval.real.k1.forget_acc.mean": 0.1,
+        "sw.pfm.eval.real.k1.forget_acc.std": 0.3,
+        "sw.pfm.eval.real.k1.retain_acc.mean": 0.5,
+        "sw.pfm.eval.real.k1.retain_acc.std": 0.05,
+        "sw.pfm.eval.real.classes.mean": 10.0,
+        "sw.pfm.k1.retain_acc.mean": 0.6,
+        "sw.pfm.seeds": 1.0,
+    }
+    assert transfer_line(summary, "sw")[0] == (
+        "Real recordings (`real` split, 10 classes), prompt model: no-forget acc (full_bank) "
+        "0.400 ± 0.000; forgotten acc (k=1) 0.100 ± 0.300; retained acc (k=1) 0.500 ± 0.050."
+    )
+    assert transfer_line(summary, "digits") == []
+    assert "Real recordings" in render(summary, 1, [], {})
