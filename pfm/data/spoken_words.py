@@ -11,7 +11,11 @@ per clip (100 = 1 s; trimmed words last 0.3–0.9 s).
 recordings, one speaker, 8 kHz, resampled to 16 kHz), one recording per covered word —
 the numbers 0–20, the tens, and the letters — as an extra split that measures transfer
 from synthetic to real speech. It is normalised with the synthetic train statistics, as
-any test data. Words it does not cover simply have no real sample.
+any test data. Words it does not cover simply have no real sample. The recordings keep
+their leading and trailing silence, so they are trimmed as sox trims the synthetic
+clips (``trim_silence``), and ``band_rate`` passes every synthetic clip, noise included,
+through the recordings' 8 kHz rate and back (torchaudio's resampler both ways, as the
+recordings), so bandwidth alone cannot tell synthetic from real.
 """
 
 from collections.abc import Sequence
@@ -20,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from pfm.data.audio_features import featurise
-from pfm.data.audio_io import load_mono
+from pfm.data.audio_io import SAMPLE_RATE, load_mono, resample
 from pfm.data.prepared import PreparedDataset, Split
 from pfm.data.registry import DATASETS
 from pfm.data.speech_synth import Effects, Voice, synthesise
@@ -44,6 +48,17 @@ def asterisk_file(root: Path, word: str) -> Path | None:
     return None
 
 
+def trim_silence(waveform: np.ndarray, threshold: float = 0.005, window: int = 160) -> np.ndarray:
+    """The waveform from its first to its last 10 ms window (160 samples at 16 kHz) whose
+    peak exceeds ``threshold`` of full scale — sox's ``silence 1 0.01 0.5%`` at both ends."""
+    windows = len(waveform) // window
+    peaks = np.abs(waveform[: windows * window]).reshape(windows, window).max(axis=1)
+    loud = np.flatnonzero(peaks > threshold)
+    if len(loud) == 0:
+        return waveform
+    return waveform[loud[0] * window : (loud[-1] + 1) * window]
+
+
 def real_recordings(root: str, words: Sequence[str]) -> tuple[list[np.ndarray], np.ndarray]:
     """(waveforms, word index) of every word the recordings at ``root`` cover."""
     root_path = Path(root)
@@ -57,7 +72,8 @@ def real_recordings(root: str, words: Sequence[str]) -> tuple[list[np.ndarray], 
     found = [(i, path) for i, path in found if path is not None and path.is_file()]
     if not found:
         raise ValueError(f"none of the words {list(words)} has a recording under {root_path}")
-    return [load_mono(path) for _, path in found], np.array([i for i, _ in found], np.int64)
+    waveforms = [trim_silence(load_mono(path)) for _, path in found]
+    return waveforms, np.array([i for i, _ in found], np.int64)
 
 
 @DATASETS.register("spoken-words")
@@ -71,6 +87,7 @@ def spoken_words(
     semitones: Sequence[float] = (-1.0, 1.0),
     gain_db: Sequence[float] = (-6.0, 0.0),
     snr_db: Sequence[float] = (15.0, 30.0),
+    band_rate: int | None = 8000,
     frames: int = 100,
     val_fraction: float = 0.1,
     test_fraction: float = 0.3,
@@ -91,6 +108,8 @@ def spoken_words(
             raise ValueError(f"{key} must be a [low, high] range, got {list(pair)}")
     effects = Effects(**{key: (float(lo), float(hi)) for key, (lo, hi) in ranges.items()})
     waveforms, labels, _ = synthesise(words, voices, effects, seed, workers)
+    if band_rate is not None:
+        waveforms = [resample(resample(w, SAMPLE_RATE, band_rate), band_rate) for w in waveforms]
     rest, test = stratified_split(labels, test_fraction, split_seed)
     train_rel, val_rel = stratified_split(
         labels[rest], val_fraction / (1.0 - test_fraction), split_seed + 1

@@ -83,8 +83,8 @@ def vit_tiny(init_seed: int) -> Backbone:
 @BACKBONES.register("ast-tiny")
 def ast_tiny(init_seed: int) -> Backbone:
     """An AST small enough for 2 CPU cores: 1 s (100 frames) × 128 mel bins cut into
-    non-overlapping 16 × 16 patches (strides 16; AST's own overlap, stride 10, would give
-    4.5× the tokens), so 8 × 6 = 48 patch tokens; width 192, 6 layers, as ``vit-tiny``."""
+    non-overlapping 16 × 16 patches (strides 16), 8 × 6 = 48 patch tokens; AST's own
+    overlap (stride 10) would give 12 × 9 = 108. Width 192, 6 layers, as ``vit-tiny``."""
     config = ASTConfig(
         hidden_size=192,
         num_hidden_layers=6,
