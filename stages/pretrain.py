@@ -1,6 +1,5 @@
 """Stage pretrain: train a small backbone on a dataset disjoint from the benchmark and save
-it as a Hugging Face directory that ``model.backbone`` (``--section pretrain``) or
-``model.audio_backbone`` (``--section pretrain_audio``) can name."""
+it as a Hugging Face directory that ``model.backbone`` can name."""
 
 import argparse
 from pathlib import Path
@@ -17,9 +16,8 @@ def main() -> None:
     parser.add_argument("--out", required=True, type=Path, help="backbone directory")
     parser.add_argument("--checkpoint", required=True, type=Path, help="resumable state")
     parser.add_argument("--metrics", required=True, type=Path)
-    parser.add_argument("--section", default="pretrain", help="params section (pretrain_audio)")
     args = parser.parse_args()
-    params = from_mapping(PretrainParams, section(load_params(), args.section), args.section)
+    params = from_mapping(PretrainParams, section(load_params(), "pretrain"), "pretrain")
     model, dataset, result, test = pretrain(params, args.checkpoint)
     save_backbone(model, dataset, args.out)
     last = result.history[-1] if result.history else {}

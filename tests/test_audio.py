@@ -2,7 +2,6 @@
 the synthesised spoken-word set, and the prompted model on ``ast-tiny``."""
 
 import csv
-import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -15,7 +14,6 @@ import yaml
 
 import pfm.data.speech_synth
 from pfm.batches import SplitTensors
-from pfm.config import from_mapping
 from pfm.data import build_dataset, load_prepared, save_prepared
 from pfm.data.audio_features import MEL_BINS, featurise, log_mel
 from pfm.data.audio_io import SAMPLE_RATE, load_mono
@@ -24,7 +22,6 @@ from pfm.data.speech_synth import Effects, Voice, synthesise
 from pfm.data.transforms import to_input_values
 from pfm.models.checkpoint import load_model, save_model
 from pfm.models.prompted import PromptedClassifier
-from pfm.pretrain import PretrainParams, check_disjoint, pretrain, save_backbone
 from pfm.report import render, transfer_line
 from pfm.specs import check_modality, model_spec
 from tests.conftest import make_model
@@ -327,7 +324,6 @@ def test_ast_model_trains_forgets_and_round_trips(tmp_path: Path) -> None:
 def test_train_and_evaluate_stages_run_on_audio_with_real_transfer_keys(tmp_path: Path) -> None:
     save_prepared(build_dataset("spoken-words", TINY_WORDS), tmp_path / "data")
     params = yaml.safe_load(yaml.safe_dump(PARAMS))
-    params["model"]["audio_backbone"] = "ast-tiny"  # no pretrain_audio output here
     params["train"].update(epochs=1, eval_modes=["full_bank"])
     params["evaluate"].update(k=[1], max_sets=1, modes=["full_bank"])
     paths = ["--model", "m.pt", "--checkpoint", "c.pt", "--metrics", "t.json"]
@@ -370,26 +366,3 @@ def test_report_shows_synthetic_to_real_transfer() -> None:
     )
     assert transfer_line(summary, "digits") == []
     assert "Real recordings" in render(summary, 1, [], {})
-
-
-def test_default_audio_pretraining_words_are_not_benchmark_words() -> None:
-    pretraining = PARAMS["pretrain_audio"]
-    assert pretraining["architecture"] == "ast-tiny"
-    assert pretraining["dataset"] != "spoken-words"  # check_disjoint compares names too
-    assert not set(pretraining["data"]["words"]) & set(PARAMS["data"]["spoken-words"]["words"])
-
-
-@needs_tools
-def test_audio_pretraining_saves_an_ast_that_refuses_overlapping_words(tmp_path: Path) -> None:
-    data = {**TINY_WORDS, "words": ["yes", "no"], "real_root": None}
-    values = {**PARAMS["pretrain_audio"], "epochs": 0, "data": data}
-    model, dataset, _, _ = pretrain(from_mapping(PretrainParams, values, "pretrain_audio"), None)
-    save_backbone(model, dataset, tmp_path / "bb")
-    loaded = make_model(backbone=str(tmp_path / "bb"))
-    assert (loaded.data_type, loaded.input_name, loaded.input_size) == (
-        "audio", "input_values", 100
-    )  # fmt: skip
-    check_disjoint(str(tmp_path / "bb"), audio_dataset())
-    overlapping = dataclasses.replace(audio_dataset(), class_names=("yes", "w1", "w2"))
-    with pytest.raises(ValueError, match=r"shared classes: \['yes'\]"):
-        check_disjoint(str(tmp_path / "bb"), overlapping)

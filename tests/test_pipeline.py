@@ -34,15 +34,9 @@ def sh(*cmd: str, cwd: Path) -> str:
 
 def tiny_params() -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["datasets"] = ["digits"]  # audio runs the same stages: tests/test_audio.py
     params["data"]["digits"]["per_class"] = 12
     params["pretrain"]["epochs"] = 1
     params["pretrain"]["data"].update(train_per_class=8, test_per_class=2)
-    params["pretrain_audio"]["epochs"] = 0  # an untrained ast-tiny saved as the stage does
-    params["pretrain_audio"]["data"].update(
-        words=["yes", "no"], accents=["en-us"], variants=["m1", "f2", "m3"], speeds=[130, 170],
-        pitches=[50],
-    )  # fmt: skip
     params["train"].update(epochs=1, eval_modes=["full_bank", "none"])
     params["evaluate"].update(max_sets=2, modes=["full_bank", "none", "infer_best"])
     params["train_base"].update(epochs=1)

@@ -18,7 +18,6 @@ through the recordings' 8 kHz rate and back (torchaudio's resampler both ways, a
 recordings), so bandwidth alone cannot tell synthetic from real.
 """
 
-import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -77,8 +76,8 @@ def real_recordings(root: str, words: Sequence[str]) -> tuple[list[np.ndarray], 
     return waveforms, np.array([i for i, _ in found], np.int64)
 
 
+@DATASETS.register("spoken-words")
 def spoken_words(
-    name: str,
     words: Sequence[str] = DIGITS,
     accents: Sequence[str] = ("en-us", "en-gb", "en-gb-scotland"),
     variants: Sequence[str] = ("m1", "f2", "croak"),
@@ -127,16 +126,9 @@ def spoken_words(
         clips["real"], split_labels["real"] = real_recordings(real_root, words)
     features, norm = featurise(clips, frames)
     return PreparedDataset(
-        name=name,
+        name="spoken-words",
         class_names=tuple(words),
         splits={split: Split(features[split], split_labels[split]) for split in features},
         data_type="audio",
         feature_norm=norm,
     )
-
-
-# The benchmark's set, and the same builder under its own name for pretraining an audio
-# backbone on other words (``pretrain_audio``): ``check_disjoint`` compares dataset names
-# as well as words, so the two must not share a name.
-for _name in ("spoken-words", "spoken-words-pretrain"):
-    DATASETS.register(_name)(functools.partial(spoken_words, _name))
