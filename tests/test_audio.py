@@ -11,6 +11,7 @@ import pytest
 import soundfile
 import torch
 import yaml
+from transformers import ASTConfig, ASTModel
 
 import pfm.data.speech_synth
 from pfm.batches import SplitTensors
@@ -366,3 +367,17 @@ def test_report_shows_synthetic_to_real_transfer() -> None:
     )
     assert transfer_line(summary, "digits") == []
     assert "Real recordings" in render(summary, 1, [], {})
+
+
+def test_a_local_ast_directory_loads_as_an_audio_backbone(tmp_path: Path) -> None:
+    """The paper profile's path: an AST saved with ``save_pretrained`` (here a small one
+    with AST's own overlapping strides) loads offline, its frame count read from
+    ``max_length``."""
+    config = ASTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=64, max_length=48, num_mel_bins=128)  # fmt: skip
+    ASTModel(config).save_pretrained(tmp_path / "ast")
+    model = make_model(backbone=str(tmp_path / "ast")).eval()
+    assert (model.data_type, model.input_size) == ("audio", 48)
+    x = to_input_values(torch.randn(2, 100, MEL_BINS), model.input_size)  # cropped to 48
+    with torch.no_grad():
+        assert model(x, torch.tensor([[0, 1, 2, 3]] * 2)).shape == (2, 4)
