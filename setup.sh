@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Install pfm and everything it uses into ./.venv (and, as root, the Debian data packages).
+# Install pfm and everything it uses into ./.venv (and, as root, the Debian packages: data,
+# and the speech synthesiser and real recordings of the audio set).
 # Safe to re-run: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-debian_packages=(dataset-fashion-mnist)
+debian_packages=(dataset-fashion-mnist espeak-ng sox asterisk-core-sounds-en-wav)
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   missing=()
   for package in "${debian_packages[@]}"; do

@@ -141,6 +141,23 @@ def table(summary: Mapping[str, float], dataset: str, methods: Sequence[str], k:
     return tabulate(rows, headers=["method", *(c.title for c in cols)], tablefmt="github")
 
 
+def transfer_line(summary: Mapping[str, float], dataset: str) -> list[str]:
+    """One line for a dataset with a ``real`` split (``pfm.evaluate.transfer_metrics``):
+    the prompt model trained on synthetic clips, tested on real recordings."""
+    names = {
+        "no-forget acc (full_bank)": "eval.real.no_forget.full_bank.acc",
+        "forgotten acc (k=1)": "eval.real.k1.forget_acc",
+        "retained acc (k=1)": "eval.real.k1.retain_acc",
+    }
+    values = {title: lookup(summary, dataset, PROMPT_MODEL, [n]) for title, n in names.items()}
+    if all(v is None for v in values.values()):
+        return []
+    classes = lookup(summary, dataset, PROMPT_MODEL, ["eval.real.classes"])
+    covered = f", {classes[0]:.0f} classes" if classes else ""
+    cells = "; ".join(f"{title} {cell(v, 'fraction')}" for title, v in values.items())
+    return [f"Real recordings (`real` split{covered}), prompt model: {cells}.", ""]
+
+
 def git_commit(cwd: Path | None = None) -> str:
     """Short hash of HEAD; ``uncommitted`` in a repository without commits, ``unknown``
     outside one (or without git)."""
@@ -163,7 +180,8 @@ def provenance(params: Mapping[str, Any], aggregate: AggregateParams, commit: st
     sets = "all C-choose-k" if max_sets is None else f"at most {max_sets} (seeded sample)"
     return [
         f"profile: {aggregate.profile}",
-        f"backbone: `{params['model']['backbone']}`; epochs: {params['train']['epochs']}",
+        f"backbone: `{params['model']['backbone']}` (audio: "
+        f"`{params['model'].get('audio_backbone', '—')}`); epochs: {params['train']['epochs']}",
         f"datasets: {', '.join(params['datasets'])}; seeds: {params['seeds']}",
         f"forget sets per k and seed: {sets}; table k = {aggregate.k}",
         f"commit: `{commit}` (checked out when the report was built)",
@@ -201,6 +219,7 @@ def render(
         )
         title = f"## {dataset}" + (f" ({classes[0]:.0f} classes)" if classes else "")
         parts += [title, "", table(summary, dataset, ordered, k), ""]
+        parts += transfer_line(summary, dataset)
         for name, path in figures.get(dataset, {}).items():
             parts += [f"![{name}]({path})", ""]
     return "\n".join(parts)

@@ -1,5 +1,6 @@
 """Stage evaluate: the prompt model's no-forget accuracy per inference mode and the
-forget-k protocol (its forgetting through the same runner as every baseline)."""
+forget-k protocol (its forgetting through the same runner as every baseline); on a
+dataset with a ``real`` split, its transfer keys too (``real.*``)."""
 
 import argparse
 from pathlib import Path
@@ -9,7 +10,7 @@ from pfm.cli import run_stage
 from pfm.config import from_mapping, load_params, section
 from pfm.cost import model_cost
 from pfm.data import load_prepared
-from pfm.evaluate import forget_k, k_values, mode_accuracies
+from pfm.evaluate import forget_k, k_values, mode_accuracies, transfer_metrics
 from pfm.files import write_json
 from pfm.models.checkpoint import load_model
 from pfm.specs import EvaluateParams
@@ -47,6 +48,12 @@ def main() -> None:
             unlearn, test, model.num_classes, ks, config.max_sets, args.seed, config.batch_size
         )
     )
+    if "real" in dataset.splits:
+        real = SplitTensors(dataset.splits["real"], model.input_size, device)
+        transfer = transfer_metrics(
+            model, unlearn, real, config.max_sets, args.seed, config.batch_size
+        )
+        metrics.update({f"real.{key}": value for key, value in transfer.items()})
     metrics.update(model_cost(model, next(test.batches(2))[0], device))
     write_json(args.out, metrics)
     print(" ".join(f"{k}={v:.4f}" for k, v in metrics.items() if ".mean" in k or "full_bank" in k))

@@ -17,7 +17,7 @@ from pfm.losses import plain_objective, prompt_objective
 from pfm.models.checkpoint import save_model
 from pfm.models.prompted import build_model, trainable_parameters
 from pfm.pretrain import check_disjoint
-from pfm.specs import model_spec
+from pfm.specs import check_modality, model_spec
 from pfm.train import TrainConfig, resolve_device, resume_key, train
 
 KINDS = {"prompt": "train", "plain": "train_base"}  # model kind → its params section
@@ -37,9 +37,10 @@ def main() -> None:
     config = from_mapping(TrainConfig, section(params, KINDS[args.kind]), KINDS[args.kind])
     dataset = load_prepared(args.data)
     prompted = args.kind == "prompt"
-    spec = model_spec(section(params, "model"), dataset.num_classes, with_prompts=prompted)
+    spec = model_spec(section(params, "model"), dataset.num_classes, prompted, dataset.data_type)
     check_disjoint(spec.backbone, dataset)
     model = build_model(spec, args.seed)
+    check_modality(spec.backbone, model.data_type, dataset.data_type)
     device = resolve_device(config.device)
     train_data, val_data = (
         SplitTensors(dataset.splits[s], model.input_size, device) for s in ("train", "val")

@@ -3,7 +3,7 @@
 Importing this package registers every source (one module per source).
 """
 
-from pfm.data import embedded, medmnist_sets  # noqa: F401  (fill the registry)
+from pfm.data import embedded, medmnist_sets, spoken_words, urbansound8k  # noqa: F401  (registry)
 from pfm.data.prepared import PreparedDataset, Split, load_prepared, save_prepared
 from pfm.data.registry import DATASETS, build_dataset
 

@@ -1,10 +1,22 @@
 """The prepared-dataset format every source is converted to, and its on-disk form.
 
-One compressed ``.npz`` per dataset holds all splits as uint8 images (N, H, W, C) and
-int64 labels, plus the class names; a small ``counts.json`` beside it lets a reader check
-class balance without loading arrays. Images are stored at their source resolution:
-resizing to a backbone's input happens at load time, so one prepared file serves every
-backbone.
+One compressed ``.npz`` per dataset holds all splits plus the class names; a small
+``counts.json`` beside it lets a reader check class balance without loading arrays. A
+split's ``images`` array holds the model inputs of its modality (``data_type``):
+
+- ``image``: uint8 images (N, H, W, C) at their source resolution; resizing to a
+  backbone's input happens at load time, so one prepared file serves every backbone.
+- ``audio``: float16 log-mel features (N, frames, mel bins), already normalised with the
+  train split's statistics (``feature_norm``: mean, std, kept for the record). Features
+  are computed once here, never per epoch (``pfm.data.audio_features``); float16 halves
+  the file and is far finer than the features' noise.
+
+The attribute keeps the name ``images`` for both modalities (read it as "inputs"), so
+the code that slices splits by class stays modality-blind.
+
+Splits are exactly train/val/test plus, optionally, ``EXTRA_SPLITS``: ``real`` holds
+recordings of another origin than train (real speech for a synthesised set), evaluated
+apart. Files written before ``data_type`` existed load as images.
 """
 
 from collections.abc import Mapping
@@ -16,24 +28,39 @@ import numpy as np
 from pfm.files import read_json, write_atomic, write_json
 
 SPLITS = ("train", "val", "test")
+EXTRA_SPLITS = ("real",)
+DATA_TYPES = ("image", "audio")
 ARRAYS_FILE = "data.npz"
 COUNTS_FILE = "counts.json"
 
 
+def input_kind(inputs: np.ndarray) -> str:
+    """The modality an input array holds, or a clear error for any other layout."""
+    if inputs.dtype == np.uint8 and inputs.ndim == 4:
+        return "image"
+    if inputs.dtype in (np.float16, np.float32) and inputs.ndim == 3:
+        return "audio"
+    raise ValueError(
+        f"inputs must be uint8 images (N, H, W, C) or float features (N, frames, mel), "
+        f"got {inputs.dtype} {inputs.shape}"
+    )
+
+
 @dataclass(frozen=True)
 class Split:
-    images: np.ndarray  # (N, H, W, C) uint8
+    images: np.ndarray  # inputs: (N, H, W, C) uint8 images or (N, frames, mel) float features
     labels: np.ndarray  # (N,) int64
 
     def __post_init__(self) -> None:
-        if self.images.dtype != np.uint8 or self.images.ndim != 4:
-            raise ValueError(
-                f"images must be uint8 (N, H, W, C), got {self.images.dtype} {self.images.shape}"
-            )
+        input_kind(self.images)
         if self.labels.shape != (len(self.images),):
             raise ValueError(
-                f"labels shape {self.labels.shape} does not match {len(self.images)} images"
+                f"labels shape {self.labels.shape} does not match {len(self.images)} inputs"
             )
+
+    @property
+    def data_type(self) -> str:
+        return input_kind(self.images)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -44,11 +71,23 @@ class PreparedDataset:
     name: str
     class_names: tuple[str, ...]
     splits: Mapping[str, Split]
+    data_type: str = "image"
+    feature_norm: tuple[float, float] | None = None  # audio: train (mean, std) applied
 
     def __post_init__(self) -> None:
-        if set(self.splits) != set(SPLITS):
-            raise ValueError(f"splits must be exactly {SPLITS}, got {sorted(self.splits)}")
+        extra = set(self.splits) - set(SPLITS)
+        if not set(SPLITS) <= set(self.splits) or not extra <= set(EXTRA_SPLITS):
+            raise ValueError(
+                f"splits must be exactly {SPLITS} plus optionally {EXTRA_SPLITS}, "
+                f"got {sorted(self.splits)}"
+            )
+        if self.data_type not in DATA_TYPES:
+            raise ValueError(f"data_type must be one of {DATA_TYPES}, got {self.data_type!r}")
         for split_name, split in self.splits.items():
+            if split.data_type != self.data_type:
+                raise ValueError(
+                    f"{split_name} holds {split.data_type} inputs in a {self.data_type} dataset"
+                )
             if len(split) and (split.labels.min() < 0 or split.labels.max() >= self.num_classes):
                 raise ValueError(f"{split_name} labels fall outside 0..{self.num_classes - 1}")
 
@@ -68,7 +107,12 @@ class PreparedDataset:
 
 def save_prepared(dataset: PreparedDataset, out_dir: str | Path) -> None:
     out_dir = Path(out_dir)
-    arrays: dict[str, np.ndarray] = {"class_names": np.array(dataset.class_names)}
+    arrays: dict[str, np.ndarray] = {
+        "class_names": np.array(dataset.class_names),
+        "data_type": np.array(dataset.data_type),
+    }
+    if dataset.feature_norm is not None:
+        arrays["feature_norm"] = np.array(dataset.feature_norm, dtype=np.float64)
     for split_name, split in dataset.splits.items():
         arrays[f"{split_name}_images"] = split.images
         arrays[f"{split_name}_labels"] = split.labels.astype(np.int64)
@@ -83,9 +127,10 @@ def save_prepared(dataset: PreparedDataset, out_dir: str | Path) -> None:
         out_dir / COUNTS_FILE,
         {
             "name": dataset.name,
+            "data_type": dataset.data_type,
             "num_classes": dataset.num_classes,
-            "image_shape": list(dataset.splits["train"].images.shape[1:]),
-            "totals": {s: len(dataset.splits[s]) for s in SPLITS},
+            "input_shape": list(dataset.splits["train"].images.shape[1:]),
+            "totals": {s: len(split) for s, split in dataset.splits.items()},
             "per_class": counts,
         },
     )
@@ -97,9 +142,14 @@ def load_prepared(data_dir: str | Path) -> PreparedDataset:
     if not arrays_path.is_file():
         raise FileNotFoundError(f"prepared dataset {arrays_path} not found; run the prepare stage")
     with np.load(arrays_path, allow_pickle=False) as arrays:
+        names = [s for s in (*SPLITS, *EXTRA_SPLITS) if f"{s}_images" in arrays]
         splits = {
-            s: Split(arrays[f"{s}_images"], arrays[f"{s}_labels"].astype(np.int64)) for s in SPLITS
+            s: Split(arrays[f"{s}_images"], arrays[f"{s}_labels"].astype(np.int64)) for s in names
         }
         class_names = tuple(str(n) for n in arrays["class_names"])
+        data_type = str(arrays["data_type"]) if "data_type" in arrays else "image"
+        norm = tuple(float(v) for v in arrays["feature_norm"]) if "feature_norm" in arrays else None
     name = read_json(data_dir / COUNTS_FILE)["name"]
-    return PreparedDataset(name=name, class_names=class_names, splits=splits)
+    return PreparedDataset(
+        name=name, class_names=class_names, splits=splits, data_type=data_type, feature_norm=norm
+    )

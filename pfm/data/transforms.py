@@ -1,8 +1,10 @@
-"""Turning stored uint8 images into backbone input, one batch at a time.
+"""Turning stored inputs into backbone input, one batch at a time.
 
-Done per batch rather than once per dataset because MedMNIST at 224 px would need
-gigabytes as float tensors. The recipe follows the authors' code: grey images repeated
-to three channels, values scaled to [0, 1] then normalised with mean = std = 0.5.
+Images are converted per batch rather than once per dataset because MedMNIST at 224 px
+would need gigabytes as float tensors. The recipe follows the authors' code: grey images
+repeated to three channels, values scaled to [0, 1] then normalised with mean = std = 0.5.
+Audio features are already normalised log-mel frames (``pfm.data.audio_features``); a
+batch only becomes float32 at the backbone's frame count.
 """
 
 import torch
@@ -23,3 +25,19 @@ def to_pixel_values(images: torch.Tensor, size: int) -> torch.Tensor:
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     return (x - 0.5) / 0.5
+
+
+def to_input_values(features: torch.Tensor, frames: int) -> torch.Tensor:
+    """(B, T, M) normalised features → (B, frames, M) float32, cropped or zero-padded at
+    the end. AST's position embeddings fix its frame count, so a clip stored longer than
+    the backbone takes loses its tail; padding uses 0, the normalised train mean, which is
+    also how prepare pads short clips (``pfm.data.audio_features.pad_frames``)."""
+    if not features.is_floating_point() or features.ndim != 3:
+        raise ValueError(
+            f"expected (B, frames, mel) float features, got {features.dtype} "
+            f"{tuple(features.shape)}"
+        )
+    x = features[:, :frames].float()
+    if x.shape[1] < frames:
+        x = F.pad(x, (0, 0, 0, frames - x.shape[1]))
+    return x

@@ -1,6 +1,7 @@
 """Backbone registry: frozen transformer encoders that prompts are prepended into.
 
-A registered name builds a small model from a ``transformers`` config (CPU profile);
+A registered name builds a small model from a ``transformers`` config (CPU profile):
+``vit-tiny`` for images, ``ast-tiny`` (Audio Spectrogram Transformer) for audio;
 any other name is treated as a Hugging Face model id or a local directory and loaded
 with ``from_pretrained`` — offline by default, so a missing weight fails with the path
 to put it at instead of a download attempt. The ``pretrain`` stage saves its backbone
@@ -11,10 +12,11 @@ take the same code path.
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
-from transformers import AutoModel, ViTConfig, ViTModel
+from transformers import ASTConfig, ASTModel, AutoModel, PretrainedConfig, ViTConfig, ViTModel
 
 from pfm.registry import Registry
 
@@ -24,14 +26,34 @@ class Backbone:
     """An encoder plus what the prompted model needs to know about it.
 
     ``embeddings_attr`` names the public submodule whose output is the token sequence
-    ``[CLS; patches]`` with positions already added; prompts are prepended to it by a
-    forward hook, so no internal layer is ever addressed by name.
+    ``[CLS; patches]`` (AST: ``[CLS; DIST; patches]``) with positions already added;
+    prompts are prepended to it by a forward hook, so no internal layer is ever
+    addressed by name, and CLS stays first after them. ``input_size`` is the input
+    length in the backbone's modality (``input_kind``): pixels per side for an image
+    model, frames for an audio model (AST's position embeddings fix it).
     """
 
     model: nn.Module
     hidden_size: int
     input_size: int
     embeddings_attr: str = "embeddings"
+
+
+class InputKind(NamedTuple):
+    data_type: str  # image | audio
+    input_name: str  # the forward's input keyword
+    size_attr: str  # the config attribute holding the input length
+
+
+INPUT_KINDS = {  # config.model_type → its input; anything else reads images
+    "audio-spectrogram-transformer": InputKind("audio", "input_values", "max_length"),
+}
+IMAGE_INPUT = InputKind("image", "pixel_values", "image_size")
+
+
+def input_kind(config: PretrainedConfig) -> InputKind:
+    """What a transformers encoder reads, by its ``config.model_type``."""
+    return INPUT_KINDS.get(config.model_type, IMAGE_INPUT)
 
 
 BACKBONES: Registry[Callable[[int], Backbone]] = Registry("backbone")
@@ -58,6 +80,39 @@ def vit_tiny(init_seed: int) -> Backbone:
     return Backbone(model=model, hidden_size=config.hidden_size, input_size=config.image_size)
 
 
+@BACKBONES.register("ast-tiny")
+def ast_tiny(init_seed: int) -> Backbone:
+    """An AST small enough for 2 CPU cores: 1 s (100 frames) × 128 mel bins cut into
+    non-overlapping 16 × 16 patches (strides 16), 8 × 6 = 48 patch tokens; AST's own
+    overlap (stride 10) would give 12 × 9 = 108. Width 192, 6 layers, as ``vit-tiny``."""
+    config = ASTConfig(
+        hidden_size=192,
+        num_hidden_layers=6,
+        num_attention_heads=3,
+        intermediate_size=768,
+        patch_size=16,
+        frequency_stride=16,
+        time_stride=16,
+        max_length=100,
+        num_mel_bins=128,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        model = ASTModel(config)
+    return describe(model, "ast-tiny")
+
+
+def describe(model: nn.Module, name: str) -> Backbone:
+    """The ``Backbone`` record of a transformers encoder, its input length read from the
+    config attribute its ``input_kind`` names (ViT: image_size, AST: max_length)."""
+    config = model.config
+    size_attr = input_kind(config).size_attr
+    size = getattr(config, size_attr, None)
+    if not isinstance(size, int):
+        raise ValueError(f"backbone {name!r} has no integer config.{size_attr}")
+    return Backbone(model=model, hidden_size=config.hidden_size, input_size=size)
+
+
 def load_pretrained(
     name_or_path: str, init_seed: int = 0, allow_download: bool = False
 ) -> Backbone:
@@ -81,11 +136,7 @@ def load_pretrained(
             f"`save_pretrained`, or set model.allow_download: true on a machine with network. "
             f"({error.__class__.__name__}: {str(error).splitlines()[0]})"
         ) from None
-    config = model.config
-    size = getattr(config, "image_size", None)
-    if not isinstance(size, int):
-        raise ValueError(f"backbone {name_or_path!r} has no integer config.image_size")
-    return Backbone(model=model, hidden_size=config.hidden_size, input_size=size)
+    return describe(model, name_or_path)
 
 
 def build_backbone(name: str, init_seed: int = 0, allow_download: bool = False) -> Backbone:

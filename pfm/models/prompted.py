@@ -25,7 +25,7 @@ from peft import PeftModel
 from torch import nn
 
 from pfm.models.adapters import LoraSpec, add_lora
-from pfm.models.backbones import build_backbone, encoder_layers
+from pfm.models.backbones import build_backbone, encoder_layers, input_kind
 from pfm.models.prefix import deep_prefix
 
 PAD = -1  # class-id padding in prompt lists; pads sit at the end of a row
@@ -45,7 +45,7 @@ class ModelSpec:
     allow_download: bool = False
     lora: LoraSpec = field(default_factory=LoraSpec)
     tuning: str = "lora"
-    input_size: int | None = None  # None: the backbone's own (config.image_size)
+    input_size: int | None = None  # input length (px, or frames); None: the backbone's own
     prefix_len: int = 0  # deep-prefix tokens per encoder block; 0: no prefixes
 
 
@@ -89,6 +89,17 @@ class PromptedClassifier(nn.Module):
         return (
             self.encoder.get_base_model() if isinstance(self.encoder, PeftModel) else self.encoder
         )
+
+    @property
+    def input_name(self) -> str:
+        """The encoder's input keyword (ViT: ``pixel_values``, AST: ``input_values``), read
+        from its config, so every model derived from this one (``forget``…) keeps it."""
+        return input_kind(self.backbone.config).input_name
+
+    @property
+    def data_type(self) -> str:
+        """The modality the encoder reads: ``image`` or ``audio``."""
+        return input_kind(self.backbone.config).data_type
 
     @property
     def bank_classes(self) -> list[int]:
@@ -151,13 +162,14 @@ class PromptedClassifier(nn.Module):
         try:
             with self._prefix_hooks():
                 out = self.encoder(
-                    pixel_values=pixel_values, output_hidden_states=not self.spec.final_layernorm
+                    **{self.input_name: pixel_values},
+                    output_hidden_states=not self.spec.final_layernorm,
                 )
         finally:
             if handle is not None:
                 handle.remove()
         hidden = out.last_hidden_state if self.spec.final_layernorm else out.hidden_states[-1]
-        logits = self.head(hidden[:, n_tokens])  # CLS sits right after the prompts
+        logits = self.head(hidden[:, n_tokens])  # CLS sits right after the prompts (AST: DIST next)
         if self.masked.any():
             logits = logits.masked_fill(self.masked, torch.finfo(logits.dtype).min)
         return logits
