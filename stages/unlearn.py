@@ -8,6 +8,7 @@ from pathlib import Path
 from pfm.batches import SplitTensors
 from pfm.cli import run_stage
 from pfm.config import load_params, section
+from pfm.cost import model_cost
 from pfm.data import load_prepared
 from pfm.evaluate import forget_k, k_values, mode_accuracies
 from pfm.files import write_json
@@ -52,6 +53,11 @@ def main() -> None:
         forget_k(run, test, dataset.num_classes, ks, config.max_sets, args.seed, config.batch_size)
     )
     write_manifest(args.models, dataset.name, args.method, args.seed, base, draws)
+    # deployment FLOPs of an unlearned model: fewer prompts after `pfm`, deep prefixes
+    # after PI-Prefix, the base model's own for the rest
+    unlearned = load_model(args.models / draws[0]["model"]).to(device)
+    flops = model_cost(unlearned, next(test.batches(2))[0], device)["cost.flops_per_sample"]
+    metrics["cost.flops_per_sample"] = flops
     write_json(args.out, metrics)
     print(" ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.endswith(".mean")))
 
