@@ -45,7 +45,7 @@ from tests.conftest import make_model, toy_dataset
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 CPU = torch.device("cpu")
-MIA = MiaParams(k=1, draws=None, batch_size=64, svc_c=3.0, cv_splits=5)
+MIA = MiaParams(k=1, draws=None, batch_size=64, svc_c=3.0, cv_splits=5, cv_test_size=0.1)
 QUICK = RecoveryParams(
     k=1, draws=1, shots=(0, 1), steps=4, lr=0.01, eval_every=2, anchor_shots=1,
     noise_inputs=2, baseline_target="head", prompt_init="normal", batch_size=64,
@@ -166,12 +166,13 @@ def test_svc_rate_known_answers() -> None:
 
 def test_logreg_accuracy_known_answers() -> None:
     rng = np.random.default_rng(0)
-    assert logreg_accuracy(rng.normal(0, 0.1, 200), rng.normal(3, 0.1, 100), 10, 0) == 1.0
+    assert logreg_accuracy(rng.normal(0, 0.1, 200), rng.normal(3, 0.1, 100), 10, 0.1, 0) == 1.0
     # the same distribution: 10 folds of 20 held-out samples, std of the mean ≈ 0.035
-    same = logreg_accuracy(rng.normal(0, 1, 200), rng.normal(0, 1, 200), 10, 0)
+    same = logreg_accuracy(rng.normal(0, 1, 200), rng.normal(0, 1, 200), 10, 0.1, 0)
     assert abs(same - 0.5) < 0.15
-    with pytest.raises(ValueError, match="at least 10 samples per side"):
-        logreg_accuracy(np.zeros(5), np.ones(5), 10, 0)
+    with pytest.raises(ValueError, match="5 samples per side are too few"):
+        logreg_accuracy(np.zeros(5), np.ones(5), 10, 0.1, 0)  # a 10% fold holds 1 of 10
+    assert 0.0 <= logreg_accuracy(np.zeros(5), np.ones(5), 10, 0.2, 0) <= 1.0
 
 
 @pytest.mark.parametrize("name", list(MIA_VARIANTS))
@@ -440,7 +441,7 @@ def save_unlearned(folder: Path, method: str, models: dict[tuple[int, ...], Prom
 def tiny_params() -> dict:
     params = copy.deepcopy(PARAMS)
     params["train"].update(epochs=1, batch_size=16, device="cpu")
-    params["attacks"]["mia"].update(batch_size=64, cv_splits=5)  # the toy has 8 a class
+    params["attacks"]["mia"].update(batch_size=64, cv_splits=5)
     params["attacks"]["recovery"].update(shots=[0, 1], steps=2, eval_every=1, noise_inputs=2)
     return params
 

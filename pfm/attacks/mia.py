@@ -24,9 +24,11 @@ the metric ``mia.<variant>``:
 - ``loss_logreg``: the NeurIPS 2023 Machine Unlearning Challenge's simple MIA: logistic
   regression on the per-sample loss of members vs non-members (balanced by seeded
   subsampling of the larger side), mean accuracy over 10 stratified shuffle splits
-  (sklearn's default 10% test fold). 0.5: the losses do not reveal membership.
+  with sklearn's default 10% held-out fold (both are params). 0.5: the losses do not
+  reveal membership.
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -57,6 +59,7 @@ class MiaParams:
     batch_size: int  # inference batch
     svc_c: float  # SVC regularisation of the efficacy variants (Jia et al.: 3)
     cv_splits: int  # shuffle splits of the logistic-regression variant (challenge: 10)
+    cv_test_size: float  # held-out fraction of each split (challenge: sklearn's 0.1)
 
 
 @dataclass(frozen=True)
@@ -134,17 +137,26 @@ def svc_non_member_rate(
 
 
 def logreg_accuracy(
-    member_loss: np.ndarray, non_member_loss: np.ndarray, splits: int, seed: int
+    member_loss: np.ndarray,
+    non_member_loss: np.ndarray,
+    splits: int,
+    test_size: float,
+    seed: int,
 ) -> float:
     """Mean held-out accuracy of logistic regression on the loss, members vs
-    non-members balanced, over ``splits`` stratified shuffle splits."""
+    non-members balanced, over ``splits`` stratified shuffle splits holding out
+    ``test_size`` of the samples."""
     rng = np.random.default_rng(seed)
     members, non_members = balance(member_loss, non_member_loss, rng)
-    if len(members) < splits:
-        raise ValueError(f"need at least {splits} samples per side for {splits} splits")
+    held_out = math.ceil(test_size * 2 * len(members))
+    if held_out < 2 or 2 * len(members) - held_out < 2:
+        raise ValueError(
+            f"{len(members)} samples per side are too few for held-out folds of "
+            f"{test_size:g}: each fold and its rest must hold both sides"
+        )
     features = np.r_[members, non_members][:, None]
     labels = np.r_[np.ones(len(members)), np.zeros(len(non_members))]
-    cv = StratifiedShuffleSplit(n_splits=splits, random_state=seed)
+    cv = StratifiedShuffleSplit(n_splits=splits, test_size=test_size, random_state=seed)
     scores = cross_val_score(LogisticRegression(), features, labels, cv=cv, scoring="accuracy")
     return float(scores.mean())
 
@@ -178,7 +190,9 @@ def _efficacy_entropy(data: MembershipData, params: MiaParams, seed: int) -> flo
 
 @MIA_VARIANTS.register("loss_logreg")
 def _loss_logreg(data: MembershipData, params: MiaParams, seed: int) -> float:
-    return logreg_accuracy(data.members.loss, data.non_members.loss, params.cv_splits, seed)
+    return logreg_accuracy(
+        data.members.loss, data.non_members.loss, params.cv_splits, params.cv_test_size, seed
+    )
 
 
 def membership_data(
