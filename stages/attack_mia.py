@@ -29,10 +29,10 @@ def main() -> None:
     device = resolve_device(section(params, "train")["device"])
     dataset = load_prepared(args.data)
     manifest = read_manifest(args.models)
+    train, test = dataset.splits["train"], dataset.splits["test"]
     per_draw = []
     for draw in select_draws(manifest, config.k, config.draws):
         model = load_model(args.models / draw["model"]).to(device)
-        train, test = dataset.splits["train"], dataset.splits["test"]
         per_draw.append(attack(model, train, test, tuple(draw["classes"]), config, args.seed))
     metrics = {"mia_k": config.k, "mia_draws": len(per_draw), **pool(per_draw)}
     write_json(args.out, metrics)
