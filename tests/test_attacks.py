@@ -29,7 +29,7 @@ from pfm.attacks.mia import (
     attack as mia_attack,
 )
 from pfm.attacks.recovery import attack as recovery_attack
-from pfm.attacks.recovery import draw_shots, mean_curve, recover
+from pfm.attacks.recovery import draw_shots, head_inputs, mean_curve, recover
 from pfm.attacks.reference import never_seen
 from pfm.batches import SplitTensors
 from pfm.data import save_prepared
@@ -293,6 +293,14 @@ def test_recovery_of_a_plain_model_trains_only_its_target(
     adapters = {k for k in changed if "lora_" in k}
     assert changed == {"head.weight", "head.bias"} | adapters
     assert bool(adapters) == (target == "head_lora")
+
+
+def test_head_inputs_are_what_the_head_reads(plain: PromptedClassifier) -> None:
+    """The head-only attack trains on cached head inputs: the head applied to them must
+    give the model's own logits."""
+    x, _ = next(SplitTensors(DATA.splits["test"], plain.input_size, CPU).batches(16))
+    with torch.no_grad():
+        torch.testing.assert_close(plain.head(head_inputs(plain, x)), plain(x))
 
 
 def test_recovery_is_deterministic_by_seed() -> None:
