@@ -45,6 +45,7 @@ SEED_FILE = re.compile(r"^seed(\d+)\.json$")
 FORGET_K = re.compile(r"^k(\d+)\.(forget|retain)_acc$")
 MIA = re.compile(r"^mia\.([^.]+)$")
 RECOVERY = re.compile(r"^recovery\.m(\d+)\.acc$")
+RESIDUAL = re.compile(r"^recovery\.m(\d+)\.residual$")  # acc − never-seen reference's
 # Unlearning wall time: the baselines' cost record first, the prompt model's forget().
 UNLEARN_SECONDS = ("cost.unlearn_seconds", "forget_seconds")
 

@@ -25,6 +25,7 @@ from pfm.aggregate import (
     MIA,
     RECOVERY,
     REFERENCE,
+    RESIDUAL,
     UNLEARN_SECONDS,
     AggregateParams,
     datasets_and_methods,
@@ -57,12 +58,17 @@ def columns(summary: Mapping[str, float], dataset: str, k: int) -> list[Column]:
         Column(f"recovery m={RECOVERY.match(name)[1]} ≈R", (name,), "retrain", "min")
         for name in metric_names(summary, dataset, RECOVERY)
     ]
+    residual = [  # retrain is its own never-seen reference: its residual is 0
+        Column(f"residual m={RESIDUAL.match(name)[1]} ≈R", (name,), "retrain")
+        for name in metric_names(summary, dataset, RESIDUAL)
+    ]
     return [
         Column(f"retained acc (k={k}) ↑", (f"k{k}.retain_acc",), "max"),
         Column(f"forgotten acc (k={k}) ≈R", (f"k{k}.forget_acc",), "retrain", "min"),
         Column("gap to retrain ↓", (f"k{k}.avg_gap_to_retrain",), "min"),
         *mia,
         *recovery,
+        *residual,
         Column("unlearn s ↓", UNLEARN_SECONDS, "min", kind="seconds"),
         Column("RTE ↓", ("rte",), "min", kind="ratio"),
         Column("trainable params ↓", TRAINABLE_PARAMS, "min", kind="count"),
@@ -194,9 +200,12 @@ Cells are mean ± std over seeds and forget sets (population std). ↑ higher is
 best of a column among the methods other than the reference (when at least two
 compete). `—`: not measured for that method; `nan`: measured but undefined.
 Gap to retrain: mean |method − retrain| over forgotten acc, retained acc and every MIA
-variant (SalUn's Avg. Gap). RTE: unlearning time relative to retraining. Unlearn s: wall
-seconds of one unlearning request (the prompt model: deleting prompts). FLOPs: one
-forward of deployment inference per sample, counted by torch's FlopCounterMode.
+variant (SalUn's Avg. Gap). Recovery m: forgotten-class test accuracy after the
+prompt-recovery attack with m shots (0: data-free); residual m: that minus the same
+attack on a model that never saw the class (README, Attacks). RTE: unlearning time
+relative to retraining. Unlearn s: wall seconds of one unlearning request (the prompt
+model: deleting prompts). FLOPs: one forward of deployment inference per sample, counted
+by torch's FlopCounterMode.
 Every key behind a cell is in `metrics/summary.json`."""
 
 

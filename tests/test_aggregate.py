@@ -267,3 +267,26 @@ def test_stage_rejects_a_misspelt_param(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2 and "error: aggregate: unknown key(s) ['kk']" in result.stderr
     assert not (tmp_path / "s.json").exists()
+
+
+def test_recovery_and_residual_columns_best_closest_to_retrain() -> None:
+    """The report adds a residual column per recovery m; retrain, its own never-seen
+    reference, has residual 0, so the best residual is the one closest to 0."""
+
+    def run(acc: float, residual: float) -> dict[int, dict[str, float]]:
+        stats = {"acc": acc, "residual": residual}
+        return {0: {f"recovery.m1.{k}.{s}": v if s == "mean" else 0.0
+                    for k, v in stats.items() for s in ("mean", "std")}}  # fmt: skip
+
+    runs = {
+        ("toy", "retrain"): run(0.2, 0.0),
+        ("toy", "ga"): run(0.9, 0.7),
+        ("toy", "pfm"): run(0.1, -0.1),
+    }
+    toy = parse_tables(render(summarise(runs), 1, [], {}))["toy"]
+    assert toy["pfm"]["residual m=1 ≈R"] == "**-0.100 ± 0.000**"
+    assert toy["ga"]["residual m=1 ≈R"] == "0.700 ± 0.000"
+    assert toy["pfm"]["recovery m=1 ≈R"] == "**0.100 ± 0.000**"  # closest to retrain's 0.2
+    assert (
+        list(toy["pfm"]).index("residual m=1 ≈R") == list(toy["pfm"]).index("recovery m=1 ≈R") + 1
+    )

@@ -1,6 +1,7 @@
 """End to end: ``dvc repro`` of the real dvc.yaml on a tiny profile (the prompt model, the
-plain model, and unlearning by ``pfm`` and ``retrain``), then an experiment whose changed
-param shows up in ``dvc metrics diff`` and reruns only what depends on it."""
+plain model, unlearning by ``pfm`` and ``retrain`` and both attacks on them), then an
+experiment whose changed param shows up in ``dvc metrics diff`` and reruns only what
+depends on it."""
 
 import json
 import os
@@ -43,6 +44,8 @@ def tiny_params() -> dict:
     params["methods"] = ["pfm", "retrain"]
     params["unlearn"].update(k=[1, 5], max_sets=1)
     params["unlearn"]["retrain"].update(epochs=1)
+    params["attacks"]["mia"].update(cv_test_size=0.25)  # ~4 test images a class
+    params["attacks"]["recovery"].update(shots=[0, 1], steps=4, eval_every=2)
     return params
 
 
@@ -78,6 +81,30 @@ def check_unlearning(project: Path, evaluated: dict) -> None:
     assert (retrain["cost.needs_forget_data"], retrain["cost.needs_retain_data"]) == (0, 1)
     assert pfm["cost.optimizer_steps.mean"] == 0 < retrain["cost.optimizer_steps.mean"]
     assert pfm["no_forget.full_bank.acc"] == evaluated["no_forget.full_bank.acc"]
+
+
+def check_attacks(project: Path, summary: dict) -> None:
+    """Both attacks ran on both methods, on the same draw, and their keys reached the
+    summary: every MIA variant with its gap to retrain, recovery and residual per m."""
+    for method in ("pfm", "retrain"):
+        mia = json.loads((project / f"metrics/attacks/mia/digits/{method}/seed0.json").read_text())
+        assert mia["mia_k"] == 1 and mia["mia_draws"] == 1
+        for variant in ("loss_auc", "efficacy", "efficacy_entropy", "loss_logreg"):
+            assert 0.0 <= summary[f"digits.{method}.mia.{variant}.mean"] <= 1.0
+        for m in (0, 1):
+            assert 0.0 <= summary[f"digits.{method}.recovery.m{m}.acc.mean"] <= 1.0
+            assert f"digits.{method}.recovery.m{m}.residual.mean" in summary
+        curves = json.loads((project / f"reports/relearn/digits/{method}/seed0.json").read_text())
+        assert [point["step"] for point in curves["m1"]] == [0, 2, 4]
+    assert summary["digits.pfm.mia.loss_auc.gap_to_retrain"] >= 0.0
+    assert summary["digits.retrain.recovery.m1.residual.mean"] == 0.0  # its own reference
+    reference = json.loads(
+        (project / "models/attack_reference/digits/seed0/manifest.json").read_text()
+    )
+    pfm_draws = json.loads(
+        (project / "models/unlearned/digits/pfm/seed0/manifest.json").read_text()
+    )
+    assert [d["classes"] for d in reference["draws"]] == [pfm_draws["draws"][0]["classes"]]
 
 
 def report_row(project: Path, dataset: str, method: str) -> dict[str, str]:
@@ -120,6 +147,7 @@ def test_dvc_repro_then_experiment_and_metrics_diff(tmp_path: Path) -> None:
     plain = json.loads((project / "metrics/train/digits/plain/seed0.json").read_text())
     assert plain["epochs"] == 1 and plain["trainable_params"] > 0
     check_unlearning(project, metrics)
+    check_attacks(project, json.loads((project / "metrics/summary.json").read_text()))
     assert metrics["cost.flops_per_sample"] > 0 and metrics["cost.prompt_bank_bytes"] > 0
     row = report_row(project, "digits", "pfm")  # tables compare the unlearn stage's draws
     unlearned = json.loads((project / "metrics/unlearn/digits/pfm/seed0.json").read_text())
@@ -127,6 +155,7 @@ def test_dvc_repro_then_experiment_and_metrics_diff(tmp_path: Path) -> None:
     assert row["retained acc (k=1) ↑"] == f"{mean:.3f} ± {std:.3f}"
     assert report_row(project, "digits", "retrain (reference)")["unlearn s ↓"] != "—"
     assert row["FLOPs/sample ↓"] != "—" and row["unlearn s ↓"] != "—"
+    assert row["MIA loss_auc ≈R"] != "—" and row["residual m=1 ≈R"] != "—"
     assert "commit: `uncommitted`" in (project / "reports/results.md").read_text()
     for name in ("forget_vs_retain", "accuracy_vs_k", "relearn", "unlearn_time"):
         assert (project / f"reports/figures/digits/{name}.png").stat().st_size > 5000

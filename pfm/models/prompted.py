@@ -194,6 +194,38 @@ class PromptedClassifier(nn.Module):
             prefixes=prefixes,
         )
 
+    def with_prompt(self, class_id: int, prompt: torch.Tensor) -> "PromptedClassifier":
+        """This model with a prompt row ``prompt`` (L, D) added for ``class_id``, a class
+        that has none (forgotten, or never had one); the bank tensor is rebuilt, as in
+        ``forget``. What the prompt-recovery attack (``pfm.attacks.recovery``) starts
+        from. It shares the encoder, adapters and head with this one."""
+        if not 0 <= class_id < self.num_classes:
+            raise ValueError(f"class id {class_id} out of range 0..{self.num_classes - 1}")
+        if class_id in self.bank_classes:
+            raise ValueError(f"class {class_id} already has a prompt")
+        if prompt.shape != self.prompts.shape[1:]:
+            raise ValueError(
+                f"a prompt must have shape {tuple(self.prompts.shape[1:])}, "
+                f"got {tuple(prompt.shape)}"
+            )
+        device = self.prompts.device
+        return PromptedClassifier(
+            spec=self.spec,
+            encoder=self.encoder,
+            head=self.head,
+            prompts=torch.cat([self.prompts.detach(), prompt.detach().to(device)[None]]),
+            prompt_classes=torch.cat(
+                [
+                    self.prompt_classes,
+                    torch.tensor([class_id], dtype=torch.long, device=device),
+                ]
+            ),
+            masked=self.masked.clone(),
+            input_size=self.input_size,
+            embeddings_attr=self.embeddings_attr,
+            prefixes=None if self.prefixes is None else self.prefixes.detach().clone(),
+        )
+
     def forget(self, classes: Iterable[int], mask_logits: bool = False) -> "PromptedClassifier":
         """A model without the prompts of ``classes``: the bank tensor is rebuilt from the
         kept rows (fresh storage, so a saved copy holds no byte of the removed prompts).

@@ -1,0 +1,54 @@
+"""What every attack shares: which saved forget sets ("draws") it attacks, and how its
+per-draw numbers become flat metric keys.
+
+The unlearn stage saves one model per draw (``pfm.unlearn.manifest``); every method's
+draws are the same sets, so attacking the first ``limit`` draws of one k hits the same
+sets for every method and for the reference.
+"""
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+
+def select_draws(
+    manifest: Mapping[str, Any], k: int, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """The first ``limit`` (``None``: all) manifest draws that forget ``k`` classes."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"the number of draws to attack must be ≥ 1 or null, got {limit}")
+    draws = [dict(d) for d in manifest["draws"] if d["k"] == k]
+    if not draws:
+        found = sorted({d["k"] for d in manifest["draws"]})
+        raise ValueError(
+            f"the {manifest['method']} models hold no draw with k={k} (found k in {found}); "
+            f"attack a k the unlearn stage ran (unlearn.k)"
+        )
+    return draws[:limit]
+
+
+def pool(per_draw: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """``<key>.mean`` and ``<key>.std`` (population, as the forget-k protocol) over the
+    draws, for every key the draws share — the shape ``pfm.aggregate`` pools over seeds."""
+    if not per_draw:
+        raise ValueError("no draw to pool")
+    keys = [key for key in per_draw[0] if all(key in d for d in per_draw)]
+    pooled: dict[str, float] = {}
+    for key in keys:
+        values = np.array([d[key] for d in per_draw], dtype=float)
+        pooled[f"{key}.mean"] = float(values.mean())
+        pooled[f"{key}.std"] = float(values.std())
+    return pooled
+
+
+def matching_draw(manifest: Mapping[str, Any], classes: Sequence[int]) -> dict[str, Any]:
+    """The draw of ``manifest`` that forgets exactly ``classes`` (a reference model for
+    an attacked draw)."""
+    for draw in manifest["draws"]:
+        if sorted(draw["classes"]) == sorted(classes):
+            return dict(draw)
+    raise ValueError(
+        f"the {manifest['method']} models hold no draw forgetting classes {list(classes)}; "
+        "rerun the stage that saved them"
+    )
