@@ -29,7 +29,7 @@ from pfm.attacks.mia import (
     attack as mia_attack,
 )
 from pfm.attacks.recovery import attack as recovery_attack
-from pfm.attacks.recovery import draw_shots, head_inputs, mean_curve, recover
+from pfm.attacks.recovery import draw_shots, head_inputs, mean_curve, random_inputs, recover
 from pfm.attacks.reference import never_seen
 from pfm.batches import SplitTensors
 from pfm.data import save_prepared
@@ -505,3 +505,17 @@ def test_attack_stage_without_a_manifest_is_a_clean_error(tmp_path: Path) -> Non
     )  # fmt: skip
     assert result.returncode == 2 and "error: no unlearned-model manifest" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "m.json").exists()
+
+
+def test_data_free_inputs_follow_the_modality() -> None:
+    generator = torch.Generator().manual_seed(0)
+    images = Split(np.zeros((2, 8, 8, 1), dtype=np.uint8), np.zeros(2, dtype=np.int64))
+    noise = random_inputs(images, (64, 8, 8, 1), generator)
+    assert noise.dtype == np.uint8 and noise.shape == (64, 8, 8, 1) and noise.max() > 200
+    features = Split(np.zeros((2, 100, 128), dtype=np.float16), np.zeros(2, dtype=np.int64))
+    noise = random_inputs(features, (64, 100, 128), generator)
+    assert noise.dtype == np.float16 and noise.shape == (64, 100, 128)
+    assert (
+        abs(float(noise.mean())) < 0.01 and abs(float(noise.astype(np.float32).std()) - 0.5) < 0.01
+    )
+    Split(noise, np.zeros(64, dtype=np.int64))  # a valid audio split

@@ -212,8 +212,7 @@ def recover(
     def positives() -> Batch | None:
         if m > 0:
             return shots
-        noise = torch.randint(0, 256, noise_shape, generator=generator, dtype=torch.uint8)
-        return whole(Split(noise.numpy(), noise_labels))
+        return whole(Split(random_inputs(train, noise_shape, generator), noise_labels))
 
     optimizer = torch.optim.Adam([p for p, _ in trained], lr=params.lr)
     curve = [(0, accuracy(forget_test))]
@@ -232,6 +231,14 @@ def recover(
             curve.append((step, accuracy(forget_test)))
     retain_acc = accuracy(batches(class_slice(test, classes, False)))
     return Recovery(curve, curve[-1][1], retain_acc, attacked)
+
+
+def random_inputs(like: Split, shape: tuple[int, ...], generator: torch.Generator) -> np.ndarray:
+    """Data-free inputs in ``like``'s modality: uniform uint8 images, or audio features
+    drawn like normalised ones (mean 0, std 0.5, the AST recipe ``pfm.data`` follows)."""
+    if like.data_type == "image":
+        return torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8).numpy()
+    return (0.5 * torch.randn(shape, generator=generator)).to(torch.float16).numpy()
 
 
 def residual_metrics(attacked: Recovery, reference: Recovery, m: int) -> dict[str, float]:
