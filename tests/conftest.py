@@ -6,6 +6,7 @@ import torch
 
 from pfm.data.prepared import PreparedDataset, Split
 from pfm.models.prompted import ModelSpec, PromptedClassifier, build_model
+from pfm.unlearn.data import CountedSplit
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -43,3 +44,19 @@ def toy_dataset(
         class_names=tuple(f"c{i}" for i in range(num_classes)),
         splits={"train": split(per_class), "val": split(2), "test": split(3)},
     )
+
+
+@pytest.fixture
+def seen_labels(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every label any unlearning data handle yields during the test: what a method
+    actually read, as opposed to what it was meant to be given."""
+    seen: list[int] = []
+    original = CountedSplit.batches
+
+    def recording(self, batch_size, order=None):  # noqa: ANN001, ANN202
+        for x, y in original(self, batch_size, order):
+            seen.extend(y.tolist())
+            yield x, y
+
+    monkeypatch.setattr(CountedSplit, "batches", recording)
+    return seen

@@ -16,7 +16,6 @@ from pfm.models.checkpoint import load_model, save_model
 from pfm.models.prefix import deep_prefix
 from pfm.models.prompted import PromptedClassifier
 from pfm.unlearn import unlearn
-from pfm.unlearn.data import CountedSplit
 from pfm.unlearn.pi_prefix import PrefixRecipe, pinv_transpose
 from tests.conftest import make_model, toy_dataset
 
@@ -106,17 +105,9 @@ def test_relabelled_objective_pushes_forget_samples_to_uniform() -> None:
 
 
 def test_forget_only_never_receives_a_retain_sample(
-    plain: PromptedClassifier, monkeypatch: pytest.MonkeyPatch
+    plain: PromptedClassifier, seen_labels: list[int]
 ) -> None:
-    seen: list[int] = []
-    original = CountedSplit.batches
-
-    def recording(self, batch_size, order=None):  # noqa: ANN001, ANN202
-        for x, y in original(self, batch_size, order):
-            seen.extend(y.tolist())
-            yield x, y
-
-    monkeypatch.setattr(CountedSplit, "batches", recording)
+    seen = seen_labels
     _, cost = unlearn("pi_prefix_forget_only", plain, (1, 2), DATA.splits["train"], RECIPE, 0)
     assert sorted(seen) == [1, 1, 2, 2] and cost.samples_touched == 4
     assert not cost.needs_retain_data
