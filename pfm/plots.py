@@ -141,7 +141,7 @@ def relearn_curves(
     """Accuracy on the forgotten class(es) vs attack steps; a line per label (colour: its
     method, line style: the curve's name within the method), mean over seeds with a
     ± std band when the seeds share their steps (else one line a seed)."""
-    figure = Figure(figsize=(6, 4), layout="constrained")
+    figure = Figure(figsize=(11, 5), layout="constrained")
     ax = figure.add_subplot()
     owners = {label: label.split(" ")[0] for label in curves}
     colours = _colours([*methods, *sorted(set(owners.values()) - set(methods))])
@@ -164,7 +164,8 @@ def relearn_curves(
         ax.set_ylabel("forgotten-class accuracy")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        # outside the axes: a dozen methods × shot counts would hide the curves
+        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1), ncol=2)
     else:
         _no_data(ax, "relearn curves (prompt-recovery attack)")
     ax.set_title(f"{dataset}: relearn curves")
