@@ -166,26 +166,21 @@ def _loss_auc(data: MembershipData, params: MiaParams, seed: int) -> float:
     return loss_auc(data.members.loss, data.non_members.loss)
 
 
-@MIA_VARIANTS.register("efficacy")
-def _efficacy(data: MembershipData, params: MiaParams, seed: int) -> float:
-    return svc_non_member_rate(
-        data.shadow_members.confidence,
-        data.shadow_non_members.confidence,
-        data.members.confidence,
-        params.svc_c,
-        seed,
-    )
+def _svc_on(feature: str) -> Variant:
+    """MIA-efficacy with the per-sample ``Outputs`` field ``feature`` as the SVC input."""
+
+    def variant(data: MembershipData, params: MiaParams, seed: int) -> float:
+        shadow_in, shadow_out, members = (
+            getattr(outputs, feature)
+            for outputs in (data.shadow_members, data.shadow_non_members, data.members)
+        )
+        return svc_non_member_rate(shadow_in, shadow_out, members, params.svc_c, seed)
+
+    return variant
 
 
-@MIA_VARIANTS.register("efficacy_entropy")
-def _efficacy_entropy(data: MembershipData, params: MiaParams, seed: int) -> float:
-    return svc_non_member_rate(
-        data.shadow_members.entropy,
-        data.shadow_non_members.entropy,
-        data.members.entropy,
-        params.svc_c,
-        seed,
-    )
+MIA_VARIANTS.register("efficacy")(_svc_on("confidence"))
+MIA_VARIANTS.register("efficacy_entropy")(_svc_on("entropy"))
 
 
 @MIA_VARIANTS.register("loss_logreg")

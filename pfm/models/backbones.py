@@ -74,10 +74,7 @@ def vit_tiny(init_seed: int) -> Backbone:
         num_attention_heads=3,
         intermediate_size=768,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(init_seed)
-        model = ViTModel(config, add_pooling_layer=False)
-    return Backbone(model=model, hidden_size=config.hidden_size, input_size=config.image_size)
+    return random_init(lambda: ViTModel(config, add_pooling_layer=False), init_seed, "vit-tiny")
 
 
 @BACKBONES.register("ast-tiny")
@@ -96,10 +93,7 @@ def ast_tiny(init_seed: int) -> Backbone:
         max_length=100,
         num_mel_bins=128,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(init_seed)
-        model = ASTModel(config)
-    return describe(model, "ast-tiny")
+    return random_init(lambda: ASTModel(config), init_seed, "ast-tiny")
 
 
 def describe(model: nn.Module, name: str) -> Backbone:
@@ -111,6 +105,15 @@ def describe(model: nn.Module, name: str) -> Backbone:
     if not isinstance(size, int):
         raise ValueError(f"backbone {name!r} has no integer config.{size_attr}")
     return Backbone(model=model, hidden_size=config.hidden_size, input_size=size)
+
+
+def random_init(build: Callable[[], nn.Module], init_seed: int, name: str) -> Backbone:
+    """A registered backbone's encoder, initialised from ``init_seed`` alone (the caller's
+    random state untouched), so the same name and seed always give the same weights."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        model = build()
+    return describe(model, name)
 
 
 def load_pretrained(
