@@ -52,3 +52,13 @@ def from_mapping(cls: type[C], values: Mapping[str, Any], where: str) -> C:
         raise KeyError(f"{where}: missing key(s) {missing}")
     converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     return cls(**converted)
+
+
+def matrix_runs(params: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """Every (method, seed) of params' ``methods`` × ``seeds``: what a per-dataset stage
+    loops over in one process (an interpreter start with torch and transformers costs
+    ~9 s on 2 cores; a DVC matrix item per method would pay it every time)."""
+    methods, seeds = params.get("methods"), params.get("seeds")
+    if not methods or not seeds:
+        raise KeyError("params needs non-empty `methods` and `seeds` lists")
+    return [(str(method), int(seed)) for method in methods for seed in seeds]

@@ -1,7 +1,8 @@
-"""Stage attack_recovery: the prompt-recovery / few-shot relearning attack on one
-method's saved unlearned models (one dataset, one seed) and on the never-seen reference
-of the same draws: the prompt model's is the attack_reference stage's, a baseline's is
-``retrain``'s."""
+"""Stage attack_recovery: the prompt-recovery / few-shot relearning attack on every
+method's saved unlearned models on one dataset (each seed), and on the never-seen
+reference of the same draws: the prompt model's is the attack_reference stage's, a
+baseline's is ``retrain``'s. One metrics file and one relearn-curve file per
+(method, seed)."""
 
 import argparse
 from pathlib import Path
@@ -10,45 +11,53 @@ from pfm.attacks import RecoveryParams
 from pfm.attacks.draws import matching_draw, select_draws
 from pfm.attacks.recovery import attack
 from pfm.cli import run_stage
-from pfm.config import from_mapping, load_params, section
+from pfm.config import from_mapping, load_params, matrix_runs, section
 from pfm.data import load_prepared
 from pfm.files import write_json
 from pfm.models.checkpoint import load_model
 from pfm.train import resolve_device
-from pfm.unlearn.manifest import read_manifest
+from pfm.unlearn.manifest import read_manifest, run_folder
+
+PLAIN_REFERENCE = "retrain"  # the baselines' never-seen model: trained without the classes
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", required=True, type=Path)
-    parser.add_argument("--seed", required=True, type=int)
-    parser.add_argument("--models", required=True, type=Path, help="unlearned-model folder")
-    parser.add_argument("--prompt-reference", required=True, type=Path, help="never-seen pfm")
-    parser.add_argument("--plain-reference", required=True, type=Path, help="retrain's folder")
-    parser.add_argument("--out", required=True, type=Path, help="metrics JSON")
-    parser.add_argument("--curves", required=True, type=Path, help="relearn-curve JSON")
+    parser.add_argument("--models", required=True, type=Path, help="the unlearn stage's folder")
+    parser.add_argument(
+        "--prompt-reference", required=True, type=Path, help="attack_reference's folder"
+    )
+    parser.add_argument("--out", required=True, type=Path, help="folder for metrics JSON")
+    parser.add_argument("--curves", required=True, type=Path, help="folder for relearn curves")
     args = parser.parse_args()
     params = load_params()
     attacks = section(params, "attacks")
     config = from_mapping(RecoveryParams, section(attacks, "recovery"), "attacks.recovery")
     device = resolve_device(section(params, "train")["device"])
     dataset = load_prepared(args.data)
-    manifest = read_manifest(args.models)
-    draws, prompted = [], False
-    for draw in select_draws(manifest, config.k, config.draws):
-        model = load_model(args.models / draw["model"]).to(device)
-        prompted = model.spec.with_prompts
-        folder = args.prompt_reference if prompted else args.plain_reference
-        reference = None  # retrain is its own never-seen reference
-        if folder.resolve() != args.models.resolve():
-            match = matching_draw(read_manifest(folder), draw["classes"])
-            reference = load_model(folder / match["model"]).to(device)
-        draws.append((tuple(draw["classes"]), model, reference))
     train, test = dataset.splits["train"], dataset.splits["test"]
-    metrics, curves = attack(draws, train, test, config, args.seed, reference_curves=prompted)
-    write_json(args.out, metrics)
-    write_json(args.curves, curves)
-    print(" ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.endswith(".mean")))
+    for method, seed in matrix_runs(params):
+        folder = run_folder(args.models, method, seed)
+        draws, prompted = [], False
+        for draw in select_draws(read_manifest(folder), config.k, config.draws):
+            model = load_model(folder / draw["model"]).to(device)
+            prompted = model.spec.with_prompts
+            reference = None  # retrain is its own never-seen reference
+            if prompted or method != PLAIN_REFERENCE:
+                where = (
+                    args.prompt_reference / f"seed{seed}"
+                    if prompted
+                    else run_folder(args.models, PLAIN_REFERENCE, seed)
+                )
+                match = matching_draw(read_manifest(where), draw["classes"])
+                reference = load_model(where / match["model"]).to(device)
+            draws.append((tuple(draw["classes"]), model, reference))
+        metrics, curves = attack(draws, train, test, config, seed, reference_curves=prompted)
+        write_json(run_folder(args.out, method, seed).with_suffix(".json"), metrics)
+        write_json(run_folder(args.curves, method, seed).with_suffix(".json"), curves)
+        means = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.endswith("acc.mean"))
+        print(f"{dataset.name} {method} seed {seed}: {means}", flush=True)
 
 
 if __name__ == "__main__":

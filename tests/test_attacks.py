@@ -457,54 +457,60 @@ def tiny_params() -> dict:
 
 
 def test_attack_stages_write_flat_metrics_and_curves(tmp_path: Path, plain) -> None:
+    """One process per dataset: every method × seed of params gets its own metrics and
+    curve file below the stage's folders, in the layout the aggregate reads."""
     save_prepared(DATA, tmp_path / "data")
     prompt = make_model()
+    unlearned = tmp_path / "unlearned"
     save_unlearned(
-        tmp_path / "pfm", "pfm", {(1,): prompt.forget([1]), (0, 2): prompt.forget([0, 2])}
+        unlearned / "pfm/seed0", "pfm", {(1,): prompt.forget([1]), (0, 2): prompt.forget([0, 2])}
     )
-    save_unlearned(tmp_path / "retrain", "retrain", {(1,): plain, (0, 2): plain})
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
-    common = ("--data", "data", "--seed", "0")
-    result = run_stage("attack_mia", *common, "--models", "pfm", "--out", "mia.json", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    mia = json.loads((tmp_path / "mia.json").read_text())
-    assert mia["mia_draws"] == 1 and mia["mia_k"] == 1  # only the k = 1 draw
-    assert {f"mia.{v}.{s}" for v in MIA_VARIANTS for s in ("mean", "std")} <= set(mia)
+    save_unlearned(unlearned / "retrain/seed0", "retrain", {(1,): plain, (0, 2): plain})
+    params = {**tiny_params(), "methods": ["pfm", "retrain"], "seeds": [0]}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = run_stage(
-        "attack_reference", *common, "--prompt-models", "pfm", "--out", "ref", cwd=tmp_path
+        "attack_mia", "--data", "data", "--models", "unlearned", "--out", "mia", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads((tmp_path / "ref/manifest.json").read_text())["draws"] == [
+    for method in ("pfm", "retrain"):
+        mia = json.loads((tmp_path / f"mia/{method}/seed0.json").read_text())
+        assert mia["mia_draws"] == 1 and mia["mia_k"] == 1  # only the k = 1 draw
+        assert {f"mia.{v}.{s}" for v in MIA_VARIANTS for s in ("mean", "std")} <= set(mia)
+    result = run_stage(
+        "attack_reference", "--data", "data", "--seed", "0", "--prompt-models",
+        "unlearned/pfm/seed0", "--out", "ref/seed0", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "ref/seed0/manifest.json").read_text())["draws"] == [
         {"k": 1, "classes": [1], "model": "k1-1.pt"}
     ]
+    result = run_stage(
+        "attack_recovery", "--data", "data", "--models", "unlearned", "--prompt-reference",
+        "ref", "--out", "recovery", "--curves", "curves", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
     for method in ("pfm", "retrain"):
-        result = run_stage(
-            "attack_recovery", *common, "--models", method, "--prompt-reference", "ref",
-            "--plain-reference", "retrain", "--out", f"{method}.json",
-            "--curves", f"{method}-curves.json", cwd=tmp_path,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr
-        metrics = json.loads((tmp_path / f"{method}.json").read_text())
+        metrics = json.loads((tmp_path / f"recovery/{method}/seed0.json").read_text())
         assert all(isinstance(v, int | float) for v in metrics.values())
         assert {f"recovery.m{m}.{key}.mean" for m in (0, 1) for key in ("acc", "residual")} <= set(
             metrics
         )
-        curves = json.loads((tmp_path / f"{method}-curves.json").read_text())
+        curves = json.loads((tmp_path / f"curves/{method}/seed0.json").read_text())
         names = {"m0", "m1"} | ({"m0 never-seen", "m1 never-seen"} if method == "pfm" else set())
         assert set(curves) == names and [p["step"] for p in curves["m1"]] == [0, 1, 2]
-    retrain = json.loads((tmp_path / "retrain.json").read_text())
+    retrain = json.loads((tmp_path / "recovery/retrain/seed0.json").read_text())
     assert retrain["recovery.m1.residual.mean"] == 0.0  # retrain is its own reference
 
 
 def test_attack_stage_without_a_manifest_is_a_clean_error(tmp_path: Path) -> None:
     save_prepared(DATA, tmp_path / "data")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
+    params = {**tiny_params(), "methods": ["pfm"], "seeds": [0]}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = run_stage(
-        "attack_mia", "--data", "data", "--seed", "0", "--models", "missing", "--out", "m.json",
-        cwd=tmp_path,
-    )  # fmt: skip
+        "attack_mia", "--data", "data", "--models", "missing", "--out", "mia", cwd=tmp_path
+    )
     assert result.returncode == 2 and "error: no unlearned-model manifest" in result.stderr
-    assert "Traceback" not in result.stderr and not (tmp_path / "m.json").exists()
+    assert "Traceback" not in result.stderr and not (tmp_path / "mia").exists()
 
 
 def test_data_free_inputs_follow_the_modality() -> None:

@@ -18,6 +18,13 @@ from pfm.models.prompted import PromptedClassifier
 MANIFEST_FILE = "manifest.json"
 
 
+def run_folder(root: Path, method: str, seed: int) -> Path:
+    """``<root>/<method>/seed<s>``: one (method, seed) below a dataset's folder — its
+    unlearned models, or with ``.json`` its metrics file (the layout ``pfm.aggregate``
+    reads)."""
+    return root / method / f"seed{seed}"
+
+
 def draw_file(classes: tuple[int, ...]) -> str:
     """``k2-3-7.pt`` for forgetting classes (3, 7)."""
     return f"k{len(classes)}-" + "-".join(str(c) for c in classes) + ".pt"
