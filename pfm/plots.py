@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -36,8 +37,12 @@ FIGURES = {
 LINE_STYLES = ("-", "--", ":", "-.")
 
 
-def _colours(methods: Sequence[str]) -> dict[str, str]:
-    return {method: f"C{i % 10}" for i, method in enumerate(methods)}
+def _colours(methods: Sequence[str]) -> dict[str, tuple[float, ...]]:
+    """A distinct colour per method for up to 20 (tab20's dark shades first, then its
+    light ones; the default cycle repeats after 10, and the suite has 12 methods)."""
+    tab20 = matplotlib.colormaps["tab20"].colors
+    palette = tab20[0::2] + tab20[1::2]
+    return {method: tuple(palette[i % len(palette)]) for i, method in enumerate(methods)}
 
 
 def _no_data(ax: Axes, what: str) -> None:
