@@ -1,4 +1,5 @@
-"""What every stage script shares: one clear error line and a non-zero exit on bad input."""
+"""What every stage script shares: progress printed as it happens, one clear error line
+and a non-zero exit on bad input."""
 
 import sys
 from collections.abc import Callable
@@ -8,7 +9,12 @@ EXIT_BAD_INPUT = 2
 
 
 def run_stage(main: Callable[[], None]) -> None:
-    """Run ``main``; a user error prints ``error: …`` (no traceback) and exits 2."""
+    """Run ``main``; a user error prints ``error: …`` (no traceback) and exits 2.
+
+    Under ``dvc repro`` stdout is a pipe, which Python buffers in blocks: the per-epoch
+    lines of a 4-minute training would all appear at its end. Line buffering prints
+    each as it comes, and keeps the lines of side-by-side workers whole."""
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     try:
         main()
     except USER_ERRORS as error:

@@ -57,8 +57,11 @@ def resume_key(spec: object, config: TrainConfig, seed: int, *identity: object) 
     """Hash of everything that defines a run except its length: a checkpoint with the
     same key and no more epochs than asked for is resumed (``-S train.epochs=N`` goes
     on from where a shorter run stopped); anything else starts afresh. ``identity``
-    names the data and objective (e.g. a hash of the prepared file)."""
-    parts = (dataclasses.asdict(spec), dataclasses.replace(config, epochs=0), seed, identity)
+    names the data and objective (e.g. a hash of the prepared file). The thread count
+    is part of it: sums split over other threads differ in their last bits, so a run
+    resumed at another count would not end as an uninterrupted one (``pfm.parallel``)."""
+    config = dataclasses.replace(config, epochs=0)
+    parts = (dataclasses.asdict(spec), config, seed, torch.get_num_threads(), identity)
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -12,7 +12,7 @@ from pfm.cost import model_cost
 from pfm.data import load_prepared
 from pfm.evaluate import forget_k, k_values, mode_accuracies, transfer_metrics
 from pfm.files import write_json
-from pfm.models.checkpoint import load_model
+from pfm.models.checkpoint import load_model_for
 from pfm.specs import EvaluateParams
 from pfm.train import resolve_device
 from pfm.unlearn import unlearner
@@ -32,11 +32,7 @@ def main() -> None:
     recipe = from_mapping(PromptForgetRecipe, pfm_recipe, "unlearn.pfm")
     device = resolve_device(section(params, "train")["device"])
     dataset = load_prepared(args.data)
-    model = load_model(args.model).to(device)
-    if model.num_classes != dataset.num_classes:
-        raise ValueError(
-            f"model has {model.num_classes} classes, {args.data} has {dataset.num_classes}"
-        )
+    model = load_model_for(args.model, dataset.name, dataset.num_classes, device)
     test = SplitTensors(dataset.splits["test"], model.input_size, device)
     ks = list(config.k) if config.k is not None else k_values(dataset.num_classes)
     metrics: dict[str, float] = {"num_classes": dataset.num_classes}

@@ -1,11 +1,13 @@
 """Stage unlearn: every unlearning method (params ``methods``) and seed on one dataset —
 the forget-k protocol on the draws every method shares, with its cost — saving each
 unlearned model it evaluated and a manifest of them, one folder and one metrics file per
-(method, seed). One process per dataset: each method costs seconds, the interpreter
-start ~9 s."""
+(method, seed). One process per dataset (each method costs seconds, the interpreter
+start ~9 s), its (method, seed) runs spread over ``workers`` single-thread processes
+(``pfm.parallel``)."""
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,28 @@ from pfm.cost import model_cost
 from pfm.data import PreparedDataset, load_prepared
 from pfm.evaluate import forget_k, k_values, mode_accuracies
 from pfm.files import write_json
-from pfm.models.checkpoint import load_model
+from pfm.models.checkpoint import load_model, load_model_for
+from pfm.models.prompted import PromptedClassifier
+from pfm.parallel import run_all
 from pfm.train import resolve_device
 from pfm.unlearn import METHODS, read_params, unlearner
 from pfm.unlearn.manifest import keeping, run_folder, write_manifest
+
+
+def load_base(
+    base: Path, dataset: PreparedDataset, params: Mapping[str, Any]
+) -> PromptedClassifier:
+    device = resolve_device(section(params, "train")["device"])
+    return load_model_for(base, dataset.name, dataset.num_classes, device)
+
+
+def no_forget_accuracy(base: Path, dataset: PreparedDataset, params: Mapping[str, Any]) -> float:
+    """The base model's test accuracy before any forgetting (eleven baselines share one);
+    ``full_bank`` draws nothing at random, so no seed enters."""
+    model = load_base(base, dataset, params)
+    test = SplitTensors(dataset.splits["test"], model.input_size, next(model.parameters()).device)
+    batch_size = section(params, "unlearn")["batch_size"]
+    return mode_accuracies(model, test, ["full_bank"], batch_size, 0)["full_bank"]
 
 
 def unlearn_one(
@@ -28,25 +48,21 @@ def unlearn_one(
     method: str,
     seed: int,
     base: Path,
+    no_forget: float,
     models: Path,
-    no_forget: dict[Path, float],
-) -> dict[str, float]:
-    """One method and seed: its metrics, its unlearned models saved under ``models``.
-    ``no_forget`` caches each base model's test accuracy: eleven baselines share one."""
+    out: Path,
+) -> None:
+    """One method and seed: its metrics written to ``out``, its unlearned models saved
+    under ``models``."""
     config, recipe = read_params(section(params, "unlearn"), method)
-    device = resolve_device(section(params, "train")["device"])
-    model = load_model(base).to(device)
-    if model.num_classes != dataset.num_classes:
-        raise ValueError(
-            f"{base} has {model.num_classes} classes, {dataset.name} has {dataset.num_classes}"
-        )
+    model = load_base(base, dataset, params)
+    device = next(model.parameters()).device
     test = SplitTensors(dataset.splits["test"], model.input_size, device)
     ks = list(config.k) if config.k is not None else k_values(dataset.num_classes)
-    metrics: dict[str, float] = {"num_classes": dataset.num_classes}
-    if base not in no_forget:
-        accuracy = mode_accuracies(model, test, ["full_bank"], config.batch_size, seed)
-        no_forget[base] = accuracy["full_bank"]
-    metrics["no_forget.full_bank.acc"] = no_forget[base]
+    metrics: dict[str, float] = {
+        "num_classes": dataset.num_classes,
+        "no_forget.full_bank.acc": no_forget,
+    }
     draws: list[dict] = []
     run = keeping(unlearner(method, model, dataset.splits["train"], recipe, seed), models, draws)
     metrics.update(
@@ -58,7 +74,9 @@ def unlearn_one(
     unlearned = load_model(models / draws[0]["model"]).to(device)
     flops = model_cost(unlearned, next(test.batches(2))[0], device)["cost.flops_per_sample"]
     metrics["cost.flops_per_sample"] = flops
-    return metrics
+    write_json(out, metrics)
+    means = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.endswith("acc.mean"))
+    print(f"{dataset.name} {method} seed {seed}: {means}", flush=True)
 
 
 def main() -> None:
@@ -74,15 +92,23 @@ def main() -> None:
     for method, _ in runs:
         METHODS.get(method)  # a misspelt method fails before any of the others runs
     dataset = load_prepared(args.data)
-    no_forget: dict[Path, float] = {}
-    for method, seed in runs:
-        bases = args.prompt_models if METHODS.get(method).base == "prompt" else args.plain_models
-        base = bases / f"seed{seed}.pt"
-        folder = run_folder(args.models, method, seed)
-        metrics = unlearn_one(params, dataset, method, seed, base, folder, no_forget)
-        write_json(run_folder(args.out, method, seed).with_suffix(".json"), metrics)
-        means = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.endswith("acc.mean"))
-        print(f"{dataset.name} {method} seed {seed}: {means}", flush=True)
+    bases = {
+        (method, seed): (
+            args.prompt_models if METHODS.get(method).base == "prompt" else args.plain_models
+        )
+        / f"seed{seed}.pt"
+        for method, seed in runs
+    }
+    no_forget = {base: no_forget_accuracy(base, dataset, params) for base in set(bases.values())}
+    jobs: list[Callable[[], None]] = [
+        partial(
+            unlearn_one, params, dataset, method, seed, bases[method, seed],
+            no_forget[bases[method, seed]], run_folder(args.models, method, seed),
+            run_folder(args.out, method, seed).with_suffix(".json"),
+        )
+        for method, seed in runs
+    ]  # fmt: skip
+    run_all(jobs, params["workers"], resolve_device(section(params, "train")["device"]))
 
 
 if __name__ == "__main__":

@@ -28,12 +28,20 @@ from pfm.attacks.mia import (
 from pfm.attacks.mia import (
     attack as mia_attack,
 )
+from pfm.attacks.recovery import (
+    ReferenceAttacks,
+    draw_shots,
+    head_inputs,
+    mean_curve,
+    random_inputs,
+    recover,
+)
 from pfm.attacks.recovery import attack as recovery_attack
-from pfm.attacks.recovery import draw_shots, head_inputs, mean_curve, random_inputs, recover
-from pfm.attacks.reference import never_seen
+from pfm.attacks.reference import never_seen, reference_draws
 from pfm.batches import SplitTensors
 from pfm.data import save_prepared
 from pfm.data.prepared import PreparedDataset, Split
+from pfm.evaluate import forget_sets
 from pfm.losses import plain_objective
 from pfm.models.checkpoint import save_model
 from pfm.models.prompted import PromptedClassifier
@@ -383,7 +391,10 @@ def test_recovery_metrics_curves_and_residual() -> None:
     model = make_model().forget(FORGET)
     reference = make_model(seed=1).forget(FORGET)
     train_split, test_split = DATA.splits["train"], DATA.splits["test"]
-    draws = [(FORGET, model, reference)]
+    attacked = {
+        m: recover(reference, train_split, test_split, FORGET, m, QUICK, 0) for m in QUICK.shots
+    }
+    draws = [(FORGET, model, attacked)]
     metrics, curves = recovery_attack(draws, train_split, test_split, QUICK, 0, True)
     for m in QUICK.shots:
         acc, ref = metrics[f"recovery.m{m}.acc.mean"], metrics[f"recovery.m{m}.reference_acc.mean"]
@@ -417,6 +428,31 @@ def test_bad_recovery_params_are_errors() -> None:
     ):
         with pytest.raises(ValueError):
             RecoveryParams(**{**QUICK.__dict__, **change})
+
+
+def test_reference_attacks_attack_each_file_once_and_as_recover_does(tmp_path: Path) -> None:
+    """Eleven baselines share retrain's model as their reference: the file is attacked
+    the first time only, and the result is the attack on the loaded model."""
+    reference = make_model(seed=1).forget(FORGET)
+    save_model(reference, tmp_path / "reference.pt")
+    attacks = ReferenceAttacks(DATA.splits["train"], DATA.splits["test"], QUICK, CPU)
+    first = attacks(tmp_path / "reference.pt", FORGET, 0)
+    (tmp_path / "reference.pt").unlink()  # a second load would fail
+    assert attacks(tmp_path / "reference.pt", FORGET, 0) is first
+    assert set(first) == set(QUICK.shots)
+    for m, result in first.items():
+        direct = recover(reference, DATA.splits["train"], DATA.splits["test"], FORGET, m, QUICK, 0)
+        assert result.curve == direct.curve and result.retain_acc == direct.retain_acc
+    save_model(reference, tmp_path / "reference.pt")
+    assert attacks(tmp_path / "reference.pt", FORGET, 1) is not first  # another seed
+
+
+def test_reference_draws_are_the_unlearn_stages_first_sets() -> None:
+    sets, _ = forget_sets(10, 1, 3, 7)
+    assert reference_draws(10, 1, 3, 2, 7) == sets[:2]
+    assert reference_draws(10, 1, 3, None, 7) == sets
+    with pytest.raises(ValueError, match="≥ 1 or null"):
+        reference_draws(10, 1, 3, 0, 7)
 
 
 def test_never_seen_reference_has_no_prompt_for_the_class() -> None:
@@ -460,14 +496,27 @@ def test_attack_stages_write_flat_metrics_and_curves(tmp_path: Path, plain) -> N
     """One process per dataset: every method × seed of params gets its own metrics and
     curve file below the stage's folders, in the layout the aggregate reads."""
     save_prepared(DATA, tmp_path / "data")
+    params = {**tiny_params(), "methods": ["pfm", "retrain"], "seeds": [0]}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = run_stage(
+        "train", "--data", "data", "--seed", "0", "--model", "pfm.pt", "--checkpoint",
+        "checkpoints/seed0.pt", "--metrics", "train.json", "--history", "history.json",
+        "--references", "ref/seed0", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (attacked,) = reference_draws(4, 1, params["unlearn"]["max_sets"], 1, 0)  # the k = 1 draw
+    other = tuple(c for c in range(4) if c not in attacked)[:2]  # a k = 2 draw
+    assert json.loads((tmp_path / "ref/seed0/manifest.json").read_text())["draws"] == [
+        {"k": 1, "classes": list(attacked), "model": draw_file(attacked)}
+    ]
     prompt = make_model()
     unlearned = tmp_path / "unlearned"
     save_unlearned(
-        unlearned / "pfm/seed0", "pfm", {(1,): prompt.forget([1]), (0, 2): prompt.forget([0, 2])}
+        unlearned / "pfm/seed0",
+        "pfm",
+        {attacked: prompt.forget(attacked), other: prompt.forget(other)},
     )
-    save_unlearned(unlearned / "retrain/seed0", "retrain", {(1,): plain, (0, 2): plain})
-    params = {**tiny_params(), "methods": ["pfm", "retrain"], "seeds": [0]}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    save_unlearned(unlearned / "retrain/seed0", "retrain", {attacked: plain, other: plain})
     result = run_stage(
         "attack_mia", "--data", "data", "--models", "unlearned", "--out", "mia", cwd=tmp_path
     )
@@ -476,14 +525,6 @@ def test_attack_stages_write_flat_metrics_and_curves(tmp_path: Path, plain) -> N
         mia = json.loads((tmp_path / f"mia/{method}/seed0.json").read_text())
         assert mia["mia_draws"] == 1 and mia["mia_k"] == 1  # only the k = 1 draw
         assert {f"mia.{v}.{s}" for v in MIA_VARIANTS for s in ("mean", "std")} <= set(mia)
-    result = run_stage(
-        "attack_reference", "--data", "data", "--seed", "0", "--prompt-models",
-        "unlearned/pfm/seed0", "--out", "ref/seed0", cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert json.loads((tmp_path / "ref/seed0/manifest.json").read_text())["draws"] == [
-        {"k": 1, "classes": [1], "model": "k1-1.pt"}
-    ]
     result = run_stage(
         "attack_recovery", "--data", "data", "--models", "unlearned", "--prompt-reference",
         "ref", "--out", "recovery", "--curves", "curves", cwd=tmp_path,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pfm.models.adapters import LoraSpec
-from pfm.models.checkpoint import CheckpointError, load_model, save_model
+from pfm.models.checkpoint import CheckpointError, load_model, load_model_for, save_model
 from pfm.models.prompted import PAD, PromptedClassifier, trainable_parameters
 from tests.conftest import make_model
 
@@ -139,6 +139,17 @@ def test_corrupt_or_foreign_checkpoints_fail_clearly(
         load_model(path)
     with pytest.raises(CheckpointError, match="not found"):
         load_model(tmp_path / "missing.pt")
+
+
+def test_a_model_of_another_class_count_is_refused_for_a_dataset(
+    model: PromptedClassifier, tmp_path: Path
+) -> None:
+    save_model(model, tmp_path / "m.pt")
+    cpu = torch.device("cpu")
+    loaded = load_model_for(tmp_path / "m.pt", "toy", model.num_classes, cpu)
+    assert loaded.num_classes == model.num_classes
+    with pytest.raises(ValueError, match=f"has {model.num_classes} classes, toy has 3"):
+        load_model_for(tmp_path / "m.pt", "toy", 3, cpu)
 
 
 def test_checkpoint_from_another_backbone_init_is_refused(tmp_path: Path) -> None:

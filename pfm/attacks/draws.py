@@ -16,8 +16,7 @@ def select_draws(
     manifest: Mapping[str, Any], k: int, limit: int | None = None
 ) -> list[dict[str, Any]]:
     """The first ``limit`` (``None``: all) manifest draws that forget ``k`` classes."""
-    if limit is not None and limit < 1:
-        raise ValueError(f"the number of draws to attack must be ≥ 1 or null, got {limit}")
+    check_limit(limit)
     draws = [dict(d) for d in manifest["draws"] if d["k"] == k]
     if not draws:
         found = sorted({d["k"] for d in manifest["draws"]})
@@ -26,6 +25,11 @@ def select_draws(
             f"attack a k the unlearn stage ran (unlearn.k)"
         )
     return draws[:limit]
+
+
+def check_limit(limit: int | None) -> None:
+    if limit is not None and limit < 1:
+        raise ValueError(f"the number of draws to attack must be ≥ 1 or null, got {limit}")
 
 
 def pool(per_draw: Sequence[Mapping[str, float]]) -> dict[str, float]:

@@ -33,8 +33,9 @@ a model that only hides knowledge relearns it faster than one that never had it.
 """
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -44,6 +45,7 @@ from torch import nn
 from pfm.attacks.draws import pool
 from pfm.batches import SplitTensors
 from pfm.data.prepared import Split
+from pfm.models.checkpoint import load_model
 from pfm.models.prompted import PromptedClassifier
 from pfm.modes import mode_logits
 from pfm.unlearn.data import class_slice
@@ -262,7 +264,31 @@ def mean_curve(curves: Sequence[list[tuple[int, float]]]) -> list[dict[str, floa
     return [{"step": s, "acc": float(a)} for s, a in zip(steps, accs.mean(axis=0), strict=True)]
 
 
-Draw = tuple[tuple[int, ...], PromptedClassifier, PromptedClassifier | None]
+class ReferenceAttacks:
+    """The attack at every m on never-seen reference files, each (file, draw, seed)
+    attacked once: the eleven baselines all measure against ``retrain``'s model of the
+    same draw, which is loaded and attacked only the first time it is asked for."""
+
+    def __init__(
+        self, train: Split, test: Split, params: RecoveryParams, device: torch.device
+    ) -> None:
+        self._train, self._test, self._params, self._device = train, test, params, device
+        self._done: dict[tuple[Path, tuple[int, ...], int], dict[int, Recovery]] = {}
+
+    def __call__(self, path: Path, classes: tuple[int, ...], seed: int) -> dict[int, Recovery]:
+        key = (path.resolve(), classes, seed)
+        if key not in self._done:
+            model = load_model(path).to(self._device)
+            self._done[key] = {
+                m: recover(model, self._train, self._test, classes, m, self._params, seed)
+                for m in self._params.shots
+            }
+        return self._done[key]
+
+
+# forgotten classes, unlearned model, and the same attack on its never-seen reference
+# per m (None: the model is its own reference, as ``retrain`` is)
+Draw = tuple[tuple[int, ...], PromptedClassifier, Mapping[int, Recovery] | None]
 
 
 def attack(
@@ -273,22 +299,17 @@ def attack(
     seed: int,
     reference_curves: bool,
 ) -> tuple[dict[str, float], dict[str, list[dict[str, float]]]]:
-    """Metrics and relearn curves of the attack at every m on each draw (forgotten
-    classes, unlearned model, never-seen reference — ``None``: the model is its own
-    reference, as ``retrain`` is). Keys ``recovery.m<m>.{acc, retain_acc,
-    reference_acc, residual}.{mean, std}`` over the draws; curves ``m<m>`` (mean over
-    draws) and, with ``reference_curves``, the reference's as ``m<m> never-seen``."""
+    """Metrics and relearn curves of the attack at every m on each draw. Keys
+    ``recovery.m<m>.{acc, retain_acc, reference_acc, residual}.{mean, std}`` over the
+    draws; curves ``m<m>`` (mean over draws) and, with ``reference_curves``, the
+    reference's as ``m<m> never-seen``."""
     per_draw: list[dict[str, float]] = []
     curves: dict[str, list[list[tuple[int, float]]]] = {}
     for classes, model, reference in draws:
         record: dict[str, float] = {}
         for m in params.shots:
             attacked = recover(model, train, test, classes, m, params, seed)
-            baseline = (
-                attacked
-                if reference is None
-                else recover(reference, train, test, classes, m, params, seed)
-            )
+            baseline = attacked if reference is None else reference[m]
             record.update(residual_metrics(attacked, baseline, m))
             curves.setdefault(f"m{m}", []).append(attacked.curve)
             if reference_curves:

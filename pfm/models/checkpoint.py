@@ -93,3 +93,14 @@ def restore_model(payload: dict, source: str | Path = "<memory>") -> PromptedCla
 
 def load_model(path: str | Path) -> PromptedClassifier:
     return restore_model(read_checkpoint(path), path)
+
+
+def load_model_for(
+    path: str | Path, dataset: str, num_classes: int, device: torch.device
+) -> PromptedClassifier:
+    """``load_model`` onto ``device``, refusing a model of another class count: the file
+    of another dataset (or of an older prepare) would otherwise be evaluated silently."""
+    model = load_model(path).to(device)
+    if model.num_classes != num_classes:
+        raise ValueError(f"{path} has {model.num_classes} classes, {dataset} has {num_classes}")
+    return model
