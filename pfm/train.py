@@ -19,9 +19,8 @@ from tqdm import tqdm
 
 from pfm.batches import SplitTensors
 from pfm.evaluate import mode_accuracies
-from pfm.files import write_atomic
 from pfm.losses import Objective
-from pfm.models.checkpoint import model_state, read_checkpoint
+from pfm.models.checkpoint import model_state, read_checkpoint, write_torch
 from pfm.models.prompted import PromptedClassifier
 
 TRAIN_FORMAT = "pfm-train/1"
@@ -95,7 +94,7 @@ def _save(
         "history": history,
         "seconds": seconds,
     }
-    write_atomic(path, lambda tmp: torch.save(payload, tmp))
+    write_torch(path, payload)
 
 
 def train(

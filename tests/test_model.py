@@ -126,6 +126,15 @@ def test_checkpoint_round_trip_gives_identical_logits(
         assert torch.equal(restored(X, ids), forgotten(X, ids))
 
 
+def test_the_same_model_saves_to_the_same_bytes_under_any_name(
+    model: PromptedClassifier, tmp_path: Path
+) -> None:
+    """DVC compares outputs by hash: an identical retrained model must not look changed."""
+    save_model(model, tmp_path / "a.pt")
+    save_model(model, tmp_path / "elsewhere" / "b.pt")
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "elsewhere" / "b.pt").read_bytes()
+
+
 def test_corrupt_or_foreign_checkpoints_fail_clearly(
     model: PromptedClassifier, tmp_path: Path
 ) -> None:

@@ -49,9 +49,21 @@ def model_state(model: PromptedClassifier) -> dict[str, object]:
     }
 
 
+def write_torch(path: str | Path, payload: object) -> None:
+    """``torch.save`` atomically and byte-reproducibly. Given a path, torch names the
+    archive's folder after the file — here the random temporary name — so the same
+    weights saved twice differed in their bytes, and DVC took an identical retrained
+    model for a changed one; given an open file it writes the fixed name ``archive``."""
+
+    def save(tmp: Path) -> None:
+        with tmp.open("wb") as file:
+            torch.save(payload, file)
+
+    write_atomic(path, save)
+
+
 def save_model(model: PromptedClassifier, path: str | Path) -> None:
-    payload = model_state(model)
-    write_atomic(path, lambda tmp: torch.save(payload, tmp))
+    write_torch(path, model_state(model))
 
 
 def read_checkpoint(path: str | Path, expected_format: str = FORMAT) -> dict:
