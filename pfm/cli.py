@@ -2,7 +2,10 @@
 and a non-zero exit on bad input."""
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from pfm.files import write_json
 
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError)
 EXIT_BAD_INPUT = 2
@@ -21,3 +24,13 @@ def run_stage(main: Callable[[], None]) -> None:
         message = error.args[0] if error.args else repr(error)
         print(f"error: {message}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
+
+
+def write_run_metrics(
+    path: Path, metrics: Mapping[str, float], label: str, shown: str = "acc.mean"
+) -> None:
+    """Write one (method, seed) run's metrics file and print its line of progress: the
+    label and every key ending in ``shown``."""
+    write_json(path, metrics)
+    values = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.endswith(shown))
+    print(f"{label}: {values}", flush=True)

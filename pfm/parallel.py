@@ -3,7 +3,9 @@
 DVC runs one stage at a time, and on the CPU profile the tiny models' matrices are too
 small to keep two threads busy: a prompt-model training step takes 0.315 s on both of
 this machine's 2 cores, 0.44 s on one, and still 0.44 s each with two such processes side
-by side — two single-thread runs do 1.4× the work of one two-thread run. A stage with
+by side — two single-thread runs do 1.4× the work of one two-thread run in that
+benchmark, ~1.25× in the pipeline's own training (14.6 s an epoch beside a neighbour,
+9 s alone on both cores). A stage with
 several independent runs (every unlearning method; the prompt model and its never-seen
 reference) therefore spreads them over ``workers`` processes.
 

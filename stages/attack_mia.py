@@ -12,10 +12,9 @@ import torch
 from pfm.attacks import MiaParams
 from pfm.attacks.draws import pool, select_draws
 from pfm.attacks.mia import attack
-from pfm.cli import run_stage
+from pfm.cli import run_stage, write_run_metrics
 from pfm.config import from_mapping, load_params, matrix_runs, section
 from pfm.data import PreparedDataset, load_prepared
-from pfm.files import write_json
 from pfm.models.checkpoint import load_model
 from pfm.parallel import run_all
 from pfm.train import resolve_device
@@ -38,9 +37,7 @@ def attack_one(
         model = load_model(folder / draw["model"]).to(device)
         per_draw.append(attack(model, train, test, tuple(draw["classes"]), config, seed))
     metrics = {"mia_k": config.k, "mia_draws": len(per_draw), **pool(per_draw)}
-    write_json(out, metrics)
-    means = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.endswith(".mean"))
-    print(f"{dataset.name} {manifest['method']} seed {seed}: {means}", flush=True)
+    write_run_metrics(out, metrics, f"{dataset.name} {manifest['method']} seed {seed}", ".mean")
 
 
 def main() -> None:

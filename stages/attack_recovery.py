@@ -10,7 +10,7 @@ from pathlib import Path
 from pfm.attacks import RecoveryParams
 from pfm.attacks.draws import matching_draw, select_draws
 from pfm.attacks.recovery import ReferenceAttacks, attack
-from pfm.cli import run_stage
+from pfm.cli import run_stage, write_run_metrics
 from pfm.config import from_mapping, load_params, matrix_runs, section
 from pfm.data import load_prepared
 from pfm.files import write_json
@@ -56,10 +56,9 @@ def main() -> None:
                 reference = references(where / match["model"], classes, seed)
             draws.append((classes, model, reference))
         metrics, curves = attack(draws, train, test, config, seed, reference_curves=prompted)
-        write_json(run_folder(args.out, method, seed).with_suffix(".json"), metrics)
         write_json(run_folder(args.curves, method, seed).with_suffix(".json"), curves)
-        means = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.endswith("acc.mean"))
-        print(f"{dataset.name} {method} seed {seed}: {means}", flush=True)
+        out = run_folder(args.out, method, seed).with_suffix(".json")
+        write_run_metrics(out, metrics, f"{dataset.name} {method} seed {seed}")
 
 
 if __name__ == "__main__":

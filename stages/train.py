@@ -30,14 +30,18 @@ from pfm.parallel import run_all
 from pfm.pretrain import check_disjoint
 from pfm.specs import check_modality, model_spec
 from pfm.train import TrainConfig, resolve_device, resume_key, train
-from pfm.unlearn.manifest import draw_file, write_manifest
+from pfm.unlearn.manifest import draw_entry, draw_file, write_manifest
 
 KINDS = {"prompt": "train", "plain": "train_base"}  # model kind → its params section
 REFERENCE_METHOD = "never_seen"  # the manifest's method name of the references
 
 
 def fit(
-    args: argparse.Namespace, spec: ModelSpec, config: TrainConfig, dataset: PreparedDataset
+    args: argparse.Namespace,
+    spec: ModelSpec,
+    config: TrainConfig,
+    dataset: PreparedDataset,
+    data_digest: str,
 ) -> None:
     """The model of ``spec``: trained, saved, with its metrics and per-epoch history."""
     model = build_model(spec, args.seed)
@@ -46,7 +50,7 @@ def fit(
     train_data, val_data = (
         SplitTensors(dataset.splits[s], model.input_size, device) for s in ("train", "val")
     )
-    key = resume_key(spec, config, args.seed, args.kind, file_digest(args.data / ARRAYS_FILE))
+    key = resume_key(spec, config, args.seed, args.kind, data_digest)
     objective = prompt_objective(config.kl_weight) if spec.with_prompts else plain_objective
     result = train(model, objective, train_data, val_data, config, args.seed, args.checkpoint, key)
     save_model(model, args.model)
@@ -67,12 +71,11 @@ def fit_reference(
     spec: ModelSpec,
     config: TrainConfig,
     dataset: PreparedDataset,
+    data_digest: str,
     classes: tuple[int, ...],
 ) -> None:
     """The never-seen reference without ``classes``, saved under ``--references``."""
-    key = resume_key(
-        spec, config, args.seed, REFERENCE_METHOD, classes, file_digest(args.data / ARRAYS_FILE)
-    )
+    key = resume_key(spec, config, args.seed, REFERENCE_METHOD, classes, data_digest)
     checkpoint = args.checkpoint.with_suffix("") / draw_file(classes)
     device = resolve_device(config.device)
     model = never_seen(
@@ -103,7 +106,8 @@ def main() -> None:
     prompted = args.kind == "prompt"
     spec = model_spec(section(params, "model"), dataset.num_classes, prompted, dataset.data_type)
     check_disjoint(spec.backbone, dataset)
-    jobs: list[Callable[[], None]] = [partial(fit, args, spec, config, dataset)]
+    digest = file_digest(args.data / ARRAYS_FILE)  # in every checkpoint key; read once
+    jobs: list[Callable[[], None]] = [partial(fit, args, spec, config, dataset, digest)]
     draws: list[tuple[int, ...]] = []
     if args.references is not None:
         recovery = from_mapping(
@@ -113,10 +117,10 @@ def main() -> None:
         draws = reference_draws(
             dataset.num_classes, recovery.k, max_sets, recovery.draws, args.seed
         )
-        jobs += [partial(fit_reference, args, spec, config, dataset, c) for c in draws]
+        jobs += [partial(fit_reference, args, spec, config, dataset, digest, c) for c in draws]
     run_all(jobs, params["workers"], resolve_device(config.device))
     if args.references is not None:
-        entries = [{"k": len(c), "classes": list(c), "model": draw_file(c)} for c in draws]
+        entries = [draw_entry(c) for c in draws]
         write_manifest(
             args.references, dataset.name, REFERENCE_METHOD, args.seed, args.model, entries
         )

@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from pfm.batches import SplitTensors
-from pfm.cli import run_stage
+from pfm.cli import run_stage, write_run_metrics
 from pfm.config import load_params, matrix_runs, section
 from pfm.cost import model_cost
 from pfm.data import PreparedDataset, load_prepared
 from pfm.evaluate import forget_k, k_values, mode_accuracies
-from pfm.files import write_json
 from pfm.models.checkpoint import load_model, load_model_for
 from pfm.models.prompted import PromptedClassifier
 from pfm.parallel import run_all
@@ -74,9 +73,7 @@ def unlearn_one(
     unlearned = load_model(models / draws[0]["model"]).to(device)
     flops = model_cost(unlearned, next(test.batches(2))[0], device)["cost.flops_per_sample"]
     metrics["cost.flops_per_sample"] = flops
-    write_json(out, metrics)
-    means = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.endswith("acc.mean"))
-    print(f"{dataset.name} {method} seed {seed}: {means}", flush=True)
+    write_run_metrics(out, metrics, f"{dataset.name} {method} seed {seed}")
 
 
 def main() -> None:

@@ -47,7 +47,7 @@ from pfm.models.checkpoint import save_model
 from pfm.models.prompted import PromptedClassifier
 from pfm.train import TrainConfig, train
 from pfm.unlearn.data import class_slice
-from pfm.unlearn.manifest import draw_file, write_manifest
+from pfm.unlearn.manifest import draw_entry, draw_file, write_manifest
 from tests.conftest import make_model, toy_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -480,7 +480,7 @@ def save_unlearned(folder: Path, method: str, models: dict[tuple[int, ...], Prom
     draws = []
     for classes, model in models.items():
         save_model(model, folder / draw_file(classes))
-        draws.append({"k": len(classes), "classes": list(classes), "model": draw_file(classes)})
+        draws.append(draw_entry(classes))
     write_manifest(folder, "toy", method, 0, Path("base.pt"), draws)
 
 

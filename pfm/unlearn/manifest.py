@@ -30,6 +30,11 @@ def draw_file(classes: tuple[int, ...]) -> str:
     return f"k{len(classes)}-" + "-".join(str(c) for c in classes) + ".pt"
 
 
+def draw_entry(classes: tuple[int, ...]) -> dict[str, Any]:
+    """The manifest's record of the model saved for forgetting ``classes``."""
+    return {"k": len(classes), "classes": list(classes), "model": draw_file(classes)}
+
+
 def keeping(unlearn: Unlearner, folder: Path, draws: list[dict[str, Any]]) -> Unlearner:
     """``unlearn`` that also saves each model it returns into ``folder`` and appends its
     manifest entry to ``draws``."""
@@ -37,7 +42,7 @@ def keeping(unlearn: Unlearner, folder: Path, draws: list[dict[str, Any]]) -> Un
     def run(classes: tuple[int, ...]) -> tuple[PromptedClassifier, CostRecord]:
         model, cost = unlearn(classes)
         save_model(model, folder / draw_file(classes))
-        draws.append({"k": len(classes), "classes": list(classes), "model": draw_file(classes)})
+        draws.append(draw_entry(classes))
         return model, cost
 
     return run
