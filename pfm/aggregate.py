@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 
-from pfm.cost import rte
 from pfm.files import read_json
 
 REFERENCE = "retrain"
@@ -52,6 +51,13 @@ UNLEARN_SECONDS = ("cost.unlearn_seconds", "forget_seconds")
 Runs = dict[tuple[str, str], dict[int, dict[str, float]]]  # (dataset, method) → seed → metrics
 Summary = dict[str, float]
 Curve = tuple[list[float], list[float]]  # (steps, accuracies) of one seed
+
+
+def rte(seconds: float, retrain_seconds: float) -> float:
+    """Run-time efficiency: a method's unlearning seconds over ``retrain``'s (same draw)."""
+    if retrain_seconds <= 0:
+        raise ValueError(f"retrain seconds must be > 0, got {retrain_seconds}")
+    return seconds / retrain_seconds
 
 
 @dataclass(frozen=True)

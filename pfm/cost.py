@@ -5,9 +5,10 @@ Unlearning: the prompt model's ``forget`` and every baseline go through one runn
 optimizer steps (a process-wide optimizer hook, so no method reports its own count),
 plus the samples its data handles yielded and the parameter elements it changed. RTE,
 the run-time efficiency of a method, is its seconds over ``retrain``'s on the same
-dataset, seed and forget set (so ``retrain`` itself is 1). A method with a closed-form,
-data-free stage (PI-Prefix's pseudo-inverse) wraps it in ``transform_timer`` so that
-stage's seconds are reported apart too (``transform_seconds``, part of the total).
+dataset, seed and forget set (so ``retrain`` itself is 1), worked out where the runs
+meet (``pfm.aggregate.rte``: the report stage imports no torch). A method with a
+closed-form, data-free stage (PI-Prefix's pseudo-inverse) wraps it in ``transform_timer``
+so that stage's seconds are reported apart too (``transform_seconds``, part of the total).
 
 Models: ``model_cost`` gives every trained model the same flat ``cost.*`` keys. FLOPs are
 counted by torch's ``FlopCounterMode`` on a real forward — the dispatched matmuls,
@@ -128,13 +129,6 @@ def cost_metrics(records: Sequence[CostRecord], prefix: str = "cost.") -> dict[s
         assert len(values) == 1, f"{name} differs between draws of one method"
         metrics[f"{prefix}{name}"] = int(values.pop())
     return metrics
-
-
-def rte(seconds: float, retrain_seconds: float) -> float:
-    """Run-time efficiency: a method's unlearning seconds over ``retrain``'s (same draw)."""
-    if retrain_seconds <= 0:
-        raise ValueError(f"retrain seconds must be > 0, got {retrain_seconds}")
-    return seconds / retrain_seconds
 
 
 def flops_per_sample(model: nn.Module, *inputs: torch.Tensor, **kwargs: object) -> int:

@@ -4,7 +4,9 @@ Seed-deterministic and resumable: after each epoch the trainable state, the opti
 every random generator and the history are written atomically to one checkpoint, keyed
 by a hash of everything that defines the run; a killed run restarts from its last
 finished epoch and ends bit-identical to an uninterrupted one, while a checkpoint from a
-different configuration is ignored rather than resumed.
+different configuration is ignored rather than resumed. Each epoch's record keeps the
+run's peak memory so far, so a finished run "resumed" with nothing left to train reports
+the cost it had rather than that of a process that only loaded it.
 """
 
 import dataclasses
@@ -18,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from pfm.batches import SplitTensors
+from pfm.cost import peak_memory_bytes
 from pfm.evaluate import mode_accuracies
 from pfm.losses import Objective
 from pfm.models.checkpoint import model_state, read_checkpoint, write_torch
@@ -162,6 +165,8 @@ def train(
             bar.set_postfix(loss=f"{loss.item():.4f}")
         seconds += time.perf_counter() - tick
         record = {"epoch": epoch, "loss": total / max(steps, 1), "train_seconds": seconds}
+        earlier_peak = history[-1].get("peak_memory_bytes", 0) if history else 0
+        record["peak_memory_bytes"] = max(earlier_peak, peak_memory_bytes(device))
         accuracies = mode_accuracies(
             model, val_data, config.eval_modes, config.eval_batch_size, seed
         )

@@ -1,16 +1,21 @@
-"""Stage train / train_base: fit the pre-forgettable prompt model (``--kind prompt``,
-params ``train``) or the baselines' plain classifier — same backbone, adapters and head,
-no prompts, cross-entropy (``--kind plain``, params ``train_base``) — on one prepared
-dataset and seed, with the one training loop.
+"""Stage train: on one prepared dataset and seed, with the one training loop, fit
+- the pre-forgettable prompt model (params ``train``);
+- with ``--plain-*``, the baselines' plain classifier: the same backbone, adapters and
+  head without prompts, cross-entropy (params ``train_base``);
+- with ``--references``, the prompt model's never-seen references for the recovery
+  attack (same spec, recipe and seed, without each attacked draw's classes;
+  ``pfm.attacks.reference``).
 
-With ``--references`` the prompt model's never-seen references for the recovery attack
-train beside it (same spec, recipe and seed, without each attacked draw's classes;
-``pfm.attacks.reference``): each costs a full training run, and only side by side in
-``workers`` processes (``pfm.parallel``) do they not add their whole time to a
-pipeline whose stages DVC runs one at a time."""
+They are independent full training runs, so they train side by side in ``workers``
+processes (``pfm.parallel``), the prompt model first and the short plain one last: DVC
+runs one stage at a time, and as separate stages they added their whole times to the
+pipeline's, while here the plain model trains on the core a finished reference leaves
+idle. A param change that reruns the stage resumes every model from its checkpoint, and
+one whose recipe did not change rewrites the same files."""
 
 import argparse
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -32,38 +37,55 @@ from pfm.specs import check_modality, model_spec
 from pfm.train import TrainConfig, resolve_device, resume_key, train
 from pfm.unlearn.manifest import draw_entry, draw_file, write_manifest
 
-KINDS = {"prompt": "train", "plain": "train_base"}  # model kind → its params section
 REFERENCE_METHOD = "never_seen"  # the manifest's method name of the references
+OUTPUTS = {  # what a trained model leaves behind → its help text
+    "model": "trained model file",
+    "checkpoint": "resumable state",
+    "metrics": "metrics JSON",
+    "history": "per-epoch log (JSON)",
+}
+
+
+@dataclass(frozen=True)
+class Outputs:
+    model: Path
+    checkpoint: Path
+    metrics: Path
+    history: Path
 
 
 def fit(
-    args: argparse.Namespace,
+    outputs: Outputs,
     spec: ModelSpec,
     config: TrainConfig,
     dataset: PreparedDataset,
     data_digest: str,
+    seed: int,
 ) -> None:
-    """The model of ``spec``: trained, saved, with its metrics and per-epoch history."""
-    model = build_model(spec, args.seed)
+    """The model of ``spec``: trained, saved, with its metrics and per-epoch history.
+    Everything written follows from the checkpoint, so a finished run resumed with no
+    epoch left (another model's param changed) rewrites the same bytes."""
+    model = build_model(spec, seed)
     check_modality(spec.backbone, model.data_type, dataset.data_type)
     device = resolve_device(config.device)
     train_data, val_data = (
         SplitTensors(dataset.splits[s], model.input_size, device) for s in ("train", "val")
     )
-    key = resume_key(spec, config, args.seed, args.kind, data_digest)
+    kind = "prompt" if spec.with_prompts else "plain"
+    key = resume_key(spec, config, seed, kind, data_digest)
     objective = prompt_objective(config.kl_weight) if spec.with_prompts else plain_objective
-    result = train(model, objective, train_data, val_data, config, args.seed, args.checkpoint, key)
-    save_model(model, args.model)
+    result = train(model, objective, train_data, val_data, config, seed, outputs.checkpoint, key)
+    save_model(model, outputs.model)
     last = result.history[-1] if result.history else {}
-    write_json(args.metrics, {
+    write_json(outputs.metrics, {
         "epochs": config.epochs,
         "train_seconds": result.train_seconds,
         "trainable_params": trainable_parameters(model),
         "optimizer_steps": optimizer_steps(len(train_data), config.batch_size, config.epochs),
-        "peak_memory_bytes": peak_memory_bytes(device),
+        "peak_memory_bytes": last.get("peak_memory_bytes", peak_memory_bytes(device)),
         **{f"final.{k}": v for k, v in last.items() if k.startswith("val.")},
     })  # fmt: skip
-    write_json(args.history, {"epochs": result.history})
+    write_json(outputs.history, {"epochs": result.history})
 
 
 def fit_reference(
@@ -85,29 +107,41 @@ def fit_reference(
     print(f"never-seen reference without {list(classes)} → {args.references}", flush=True)
 
 
+def add_outputs(parser: argparse.ArgumentParser, prefix: str, required: bool) -> None:
+    for name, help_text in OUTPUTS.items():
+        parser.add_argument(f"--{prefix}{name}", type=Path, required=required, help=help_text)
+
+
+def plain_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Outputs | None:
+    """The plain model's outputs: all four ``--plain-*`` paths, or none (no plain model)."""
+    given = {name: getattr(args, f"plain_{name}") for name in OUTPUTS}
+    if all(path is None for path in given.values()):
+        return None
+    if any(path is None for path in given.values()):
+        missing = " ".join(f"--plain-{name}" for name, path in given.items() if path is None)
+        parser.error(f"the plain model needs every --plain-* path; missing: {missing}")
+    return Outputs(**given)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--kind", choices=sorted(KINDS), default="prompt")
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--seed", required=True, type=int)
-    parser.add_argument("--model", required=True, type=Path, help="trained model file")
-    parser.add_argument("--checkpoint", required=True, type=Path, help="resumable state")
-    parser.add_argument("--metrics", required=True, type=Path)
-    parser.add_argument("--history", required=True, type=Path, help="per-epoch log (JSON)")
-    parser.add_argument(
-        "--references", type=Path, help="prompt kind: folder for the never-seen references"
-    )
+    add_outputs(parser, "", required=True)
+    add_outputs(parser, "plain-", required=False)
+    parser.add_argument("--references", type=Path, help="folder for the never-seen references")
     args = parser.parse_args()
-    if args.references is not None and args.kind != "prompt":
-        parser.error("--references belongs to the prompt model (--kind prompt)")
+    plain = plain_outputs(parser, args)
     params = load_params()
-    config = from_mapping(TrainConfig, section(params, KINDS[args.kind]), KINDS[args.kind])
+    config = from_mapping(TrainConfig, section(params, "train"), "train")
     dataset = load_prepared(args.data)
-    prompted = args.kind == "prompt"
-    spec = model_spec(section(params, "model"), dataset.num_classes, prompted, dataset.data_type)
+    spec = model_spec(section(params, "model"), dataset.num_classes, True, dataset.data_type)
     check_disjoint(spec.backbone, dataset)
     digest = file_digest(args.data / ARRAYS_FILE)  # in every checkpoint key; read once
-    jobs: list[Callable[[], None]] = [partial(fit, args, spec, config, dataset, digest)]
+    prompt = Outputs(args.model, args.checkpoint, args.metrics, args.history)
+    jobs: list[Callable[[], None]] = [
+        partial(fit, prompt, spec, config, dataset, digest, args.seed)
+    ]
     draws: list[tuple[int, ...]] = []
     if args.references is not None:
         recovery = from_mapping(
@@ -118,6 +152,10 @@ def main() -> None:
             dataset.num_classes, recovery.k, max_sets, recovery.draws, args.seed
         )
         jobs += [partial(fit_reference, args, spec, config, dataset, digest, c) for c in draws]
+    if plain is not None:
+        plain_config = from_mapping(TrainConfig, section(params, "train_base"), "train_base")
+        plain_spec = replace(spec, with_prompts=False)
+        jobs.append(partial(fit, plain, plain_spec, plain_config, dataset, digest, args.seed))
     run_all(jobs, params["workers"], resolve_device(config.device))
     if args.references is not None:
         entries = [draw_entry(c) for c in draws]

@@ -14,6 +14,7 @@ from pfm.aggregate import (
     AggregateParams,
     collect,
     read_relearn_curves,
+    rte,
     source,
     summarise,
     to_json,
@@ -68,6 +69,12 @@ FILES = {
         "k1.retain_acc.mean": 0.7, "k1.retain_acc.std": 0.0, "num_classes": 3,
     },
 }  # fmt: skip
+
+
+def test_rte_is_relative_to_retrain() -> None:
+    assert rte(2.0, 8.0) == 0.25 and rte(8.0, 8.0) == 1.0
+    with pytest.raises(ValueError, match="retrain seconds"):
+        rte(1.0, 0.0)
 
 
 def write_metrics(root: Path) -> list[Path]:

@@ -29,15 +29,17 @@ from pfm.attacks.mia import (
     attack as mia_attack,
 )
 from pfm.attacks.recovery import (
-    ReferenceAttacks,
+    attack_every_shot,
+    attack_saved,
     draw_shots,
     head_inputs,
     mean_curve,
     random_inputs,
     recover,
+    summarise,
 )
-from pfm.attacks.recovery import attack as recovery_attack
 from pfm.attacks.reference import never_seen, reference_draws
+from pfm.attacks.targets import Target, distinct_targets, recovery_runs
 from pfm.batches import SplitTensors
 from pfm.data import save_prepared
 from pfm.data.prepared import PreparedDataset, Split
@@ -391,21 +393,19 @@ def test_recovery_metrics_curves_and_residual() -> None:
     model = make_model().forget(FORGET)
     reference = make_model(seed=1).forget(FORGET)
     train_split, test_split = DATA.splits["train"], DATA.splits["test"]
-    attacked = {
-        m: recover(reference, train_split, test_split, FORGET, m, QUICK, 0) for m in QUICK.shots
-    }
-    draws = [(FORGET, model, attacked)]
-    metrics, curves = recovery_attack(draws, train_split, test_split, QUICK, 0, True)
+    attacked = attack_every_shot(model, train_split, test_split, FORGET, QUICK, 0)
+    never = attack_every_shot(reference, train_split, test_split, FORGET, QUICK, 0)
+    assert set(attacked) == set(QUICK.shots)
+    metrics, curves = summarise([(attacked, never)], QUICK, True)
     for m in QUICK.shots:
         acc, ref = metrics[f"recovery.m{m}.acc.mean"], metrics[f"recovery.m{m}.reference_acc.mean"]
+        assert acc == attacked[m].acc and ref == never[m].acc
         assert metrics[f"recovery.m{m}.residual.mean"] == pytest.approx(acc - ref)
         assert 0.0 <= metrics[f"recovery.m{m}.retain_acc.mean"] <= 1.0
         assert curves[f"m{m}"][-1] == {"step": QUICK.steps, "acc": acc}
         assert curves[f"m{m} never-seen"][-1]["acc"] == ref
     assert metrics["recovery.draws"] == 1 and metrics["recovery.steps"] == QUICK.steps
-    own, own_curves = recovery_attack(
-        [(FORGET, model, None)], train_split, test_split, QUICK, 0, False
-    )
+    own, own_curves = summarise([(attacked, attacked)], QUICK, False)
     assert all(own[f"recovery.m{m}.residual.mean"] == 0.0 for m in QUICK.shots)  # retrain
     assert set(own_curves) == {"m0", "m1"}
     json.dumps(metrics)  # flat numbers only
@@ -430,21 +430,48 @@ def test_bad_recovery_params_are_errors() -> None:
             RecoveryParams(**{**QUICK.__dict__, **change})
 
 
-def test_reference_attacks_attack_each_file_once_and_as_recover_does(tmp_path: Path) -> None:
-    """Eleven baselines share retrain's model as their reference: the file is attacked
-    the first time only, and the result is the attack on the loaded model."""
+def test_attacking_a_saved_model_is_attacking_the_model(tmp_path: Path) -> None:
+    """What a worker returns for a model file: every m's outcome, the attack on the
+    loaded model without the attacked copy (megabytes that would cross a pipe)."""
     reference = make_model(seed=1).forget(FORGET)
     save_model(reference, tmp_path / "reference.pt")
-    attacks = ReferenceAttacks(DATA.splits["train"], DATA.splits["test"], QUICK, CPU)
-    first = attacks(tmp_path / "reference.pt", FORGET, 0)
-    (tmp_path / "reference.pt").unlink()  # a second load would fail
-    assert attacks(tmp_path / "reference.pt", FORGET, 0) is first
-    assert set(first) == set(QUICK.shots)
-    for m, result in first.items():
-        direct = recover(reference, DATA.splits["train"], DATA.splits["test"], FORGET, m, QUICK, 0)
-        assert result.curve == direct.curve and result.retain_acc == direct.retain_acc
-    save_model(reference, tmp_path / "reference.pt")
-    assert attacks(tmp_path / "reference.pt", FORGET, 1) is not first  # another seed
+    train_split, test_split = DATA.splits["train"], DATA.splits["test"]
+    saved = attack_saved(tmp_path / "reference.pt", FORGET, 0, train_split, test_split, QUICK, CPU)
+    assert set(saved) == set(QUICK.shots)
+    for m, outcome in saved.items():
+        direct = recover(reference, train_split, test_split, FORGET, m, QUICK, 0)
+        assert outcome == direct.outcome() and not hasattr(outcome, "model")
+
+
+def test_each_model_is_attacked_once_and_baselines_share_retrains_draw(tmp_path: Path) -> None:
+    """pfm against its never-seen reference, finetune against retrain's model of the
+    same draw, retrain against itself: four attacks for three runs, prompt models first
+    (the long ones), and a run whose reference lacks the draw is refused before any."""
+    prompt, plain = make_model(), make_model(with_prompts=False)
+    models, references = tmp_path / "unlearned", tmp_path / "references"
+    save_unlearned(models / "pfm/seed0", "pfm", {FORGET: prompt.forget(FORGET)})
+    save_unlearned(models / "retrain/seed0", "retrain", {FORGET: plain, (2,): plain})
+    save_unlearned(models / "finetune/seed0", "finetune", {FORGET: plain})
+    save_unlearned(references / "seed0", "never_seen", {FORGET: prompt.forget(FORGET)})
+    runs = [("finetune", 0), ("retrain", 0), ("pfm", 0)]
+    planned = recovery_runs(models, references, runs, k=1, limit=1)
+
+    def target(path: Path, prompted: bool) -> Target:
+        return Target(path.resolve(), FORGET, 0, prompted)
+
+    retrain = target(models / "retrain/seed0" / draw_file(FORGET), False)
+    finetune = target(models / "finetune/seed0" / draw_file(FORGET), False)
+    pfm = target(models / "pfm/seed0" / draw_file(FORGET), True)
+    never = target(references / "seed0" / draw_file(FORGET), True)
+    assert [(r.method, r.prompted, r.draws) for r in planned] == [
+        ("finetune", False, ((finetune, retrain),)),
+        ("retrain", False, ((retrain, retrain),)),
+        ("pfm", True, ((pfm, never),)),
+    ]
+    assert distinct_targets(planned) == [pfm, never, finetune, retrain]
+    save_unlearned(models / "finetune/seed0", "finetune", {(3,): plain})
+    with pytest.raises(ValueError, match=r"no draw forgetting classes \[3\]"):
+        recovery_runs(models, references, runs, k=1, limit=1)
 
 
 def test_reference_draws_are_the_unlearn_stages_first_sets() -> None:
@@ -518,18 +545,14 @@ def test_attack_stages_write_flat_metrics_and_curves(tmp_path: Path, plain) -> N
     )
     save_unlearned(unlearned / "retrain/seed0", "retrain", {attacked: plain, other: plain})
     result = run_stage(
-        "attack_mia", "--data", "data", "--models", "unlearned", "--out", "mia", cwd=tmp_path
-    )
+        "attack", "--data", "data", "--models", "unlearned", "--prompt-reference", "ref",
+        "--mia", "mia", "--recovery", "recovery", "--curves", "curves", cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     for method in ("pfm", "retrain"):
         mia = json.loads((tmp_path / f"mia/{method}/seed0.json").read_text())
         assert mia["mia_draws"] == 1 and mia["mia_k"] == 1  # only the k = 1 draw
         assert {f"mia.{v}.{s}" for v in MIA_VARIANTS for s in ("mean", "std")} <= set(mia)
-    result = run_stage(
-        "attack_recovery", "--data", "data", "--models", "unlearned", "--prompt-reference",
-        "ref", "--out", "recovery", "--curves", "curves", cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
     for method in ("pfm", "retrain"):
         metrics = json.loads((tmp_path / f"recovery/{method}/seed0.json").read_text())
         assert all(isinstance(v, int | float) for v in metrics.values())
@@ -548,10 +571,12 @@ def test_attack_stage_without_a_manifest_is_a_clean_error(tmp_path: Path) -> Non
     params = {**tiny_params(), "methods": ["pfm"], "seeds": [0]}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = run_stage(
-        "attack_mia", "--data", "data", "--models", "missing", "--out", "mia", cwd=tmp_path
-    )
+        "attack", "--data", "data", "--models", "missing", "--prompt-reference", "ref",
+        "--mia", "mia", "--recovery", "recovery", "--curves", "curves", cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 2 and "error: no unlearned-model manifest" in result.stderr
-    assert "Traceback" not in result.stderr and not (tmp_path / "mia").exists()
+    assert "Traceback" not in result.stderr
+    assert not any((tmp_path / out).exists() for out in ("mia", "recovery", "curves"))
 
 
 def test_data_free_inputs_follow_the_modality() -> None:

@@ -17,7 +17,6 @@ from pfm.cost import (
     parameter_counts,
     peak_memory_bytes,
     prompt_bank_bytes,
-    rte,
 )
 from tests.conftest import make_model
 
@@ -61,12 +60,6 @@ def test_cost_metrics_are_flat_means_and_flags() -> None:
     }
     with pytest.raises(ValueError, match="no cost records"):
         cost_metrics([])
-
-
-def test_rte_is_relative_to_retrain() -> None:
-    assert rte(2.0, 8.0) == 0.25 and rte(8.0, 8.0) == 1.0
-    with pytest.raises(ValueError, match="retrain seconds"):
-        rte(1.0, 0.0)
 
 
 def test_linear_flops_are_two_per_multiply_add() -> None:

@@ -174,7 +174,7 @@ def test_dvc_repro_then_experiment_and_metrics_diff(tmp_path: Path) -> None:
     train_diff = changed["metrics/train/digits/pfm/seed0.json"]
     assert train_diff["epochs"] == {"old": 1, "new": 2, "diff": 1}
     assert "no_forget.full_bank.acc" in changed["metrics/eval/digits/pfm/seed0.json"]
-    assert "metrics/train/digits/plain/seed0.json" not in changed  # train_base ignores `train`
+    assert "metrics/train/digits/plain/seed0.json" not in changed  # resumed: the same file
     summary_diff = changed["metrics/summary.json"]
     assert summary_diff["digits.pfm.epochs.mean"] == {"old": 1, "new": 2, "diff": 1}
     assert "digits.pfm.no_forget.full_bank.acc.mean" in summary_diff

@@ -87,10 +87,20 @@ class RecoveryParams:
 
 
 @dataclass(frozen=True)
-class Recovery:
+class Outcome:
+    """What the metrics keep of one attack: small and picklable, so a worker process
+    returns it (``attack_saved``) where a model would be megabytes."""
+
     curve: list[tuple[int, float]]  # (step, forgotten-class test accuracy)
     acc: float  # the curve's last point: after ``steps``
     retain_acc: float  # retained-class test accuracy after the attack
+
+    def outcome(self) -> "Outcome":
+        return Outcome(self.curve, self.acc, self.retain_acc)
+
+
+@dataclass(frozen=True)
+class Recovery(Outcome):
     model: PromptedClassifier  # the attacked copy, recovered prompt included
 
 
@@ -243,7 +253,7 @@ def random_inputs(like: Split, shape: tuple[int, ...], generator: torch.Generato
     return (0.5 * torch.randn(shape, generator=generator)).to(torch.float16).numpy()
 
 
-def residual_metrics(attacked: Recovery, reference: Recovery, m: int) -> dict[str, float]:
+def residual_metrics(attacked: Outcome, reference: Outcome, m: int) -> dict[str, float]:
     """Flat keys of one draw at m shots: the attack on the unlearned model beside the
     same attack on the never-seen reference, and their difference."""
     return {
@@ -264,56 +274,55 @@ def mean_curve(curves: Sequence[list[tuple[int, float]]]) -> list[dict[str, floa
     return [{"step": s, "acc": float(a)} for s, a in zip(steps, accs.mean(axis=0), strict=True)]
 
 
-class ReferenceAttacks:
-    """The attack at every m on never-seen reference files, each (file, draw, seed)
-    attacked once: the eleven baselines all measure against ``retrain``'s model of the
-    same draw, which is loaded and attacked only the first time it is asked for."""
-
-    def __init__(
-        self, train: Split, test: Split, params: RecoveryParams, device: torch.device
-    ) -> None:
-        self._train, self._test, self._params, self._device = train, test, params, device
-        self._done: dict[tuple[Path, tuple[int, ...], int], dict[int, Recovery]] = {}
-
-    def __call__(self, path: Path, classes: tuple[int, ...], seed: int) -> dict[int, Recovery]:
-        key = (path.resolve(), classes, seed)
-        if key not in self._done:
-            model = load_model(path).to(self._device)
-            self._done[key] = {
-                m: recover(model, self._train, self._test, classes, m, self._params, seed)
-                for m in self._params.shots
-            }
-        return self._done[key]
+def attack_every_shot(
+    model: PromptedClassifier,
+    train: Split,
+    test: Split,
+    classes: tuple[int, ...],
+    params: RecoveryParams,
+    seed: int,
+) -> dict[int, Outcome]:
+    """The attack on ``model`` at every m of ``params.shots``."""
+    return {
+        m: recover(model, train, test, classes, m, params, seed).outcome() for m in params.shots
+    }
 
 
-# forgotten classes, unlearned model, and the same attack on its never-seen reference
-# per m (None: the model is its own reference, as ``retrain`` is)
-Draw = tuple[tuple[int, ...], PromptedClassifier, Mapping[int, Recovery] | None]
-
-
-def attack(
-    draws: Sequence[Draw],
+def attack_saved(
+    path: Path,
+    classes: tuple[int, ...],
+    seed: int,
     train: Split,
     test: Split,
     params: RecoveryParams,
-    seed: int,
-    reference_curves: bool,
+    device: torch.device,
+) -> dict[int, Outcome]:
+    """``attack_every_shot`` on the model saved at ``path``."""
+    model = load_model(path).to(device)
+    return attack_every_shot(model, train, test, classes, params, seed)
+
+
+# per m: the attack on an unlearned model's draw, and the same attack on its never-seen
+# reference (the very same outcomes for ``retrain``, its own reference)
+Draw = tuple[Mapping[int, Outcome], Mapping[int, Outcome]]
+
+
+def summarise(
+    draws: Sequence[Draw], params: RecoveryParams, reference_curves: bool
 ) -> tuple[dict[str, float], dict[str, list[dict[str, float]]]]:
-    """Metrics and relearn curves of the attack at every m on each draw. Keys
+    """Metrics and relearn curves of a run's attacked draws. Keys
     ``recovery.m<m>.{acc, retain_acc, reference_acc, residual}.{mean, std}`` over the
     draws; curves ``m<m>`` (mean over draws) and, with ``reference_curves``, the
     reference's as ``m<m> never-seen``."""
     per_draw: list[dict[str, float]] = []
     curves: dict[str, list[list[tuple[int, float]]]] = {}
-    for classes, model, reference in draws:
+    for attacked, reference in draws:
         record: dict[str, float] = {}
         for m in params.shots:
-            attacked = recover(model, train, test, classes, m, params, seed)
-            baseline = attacked if reference is None else reference[m]
-            record.update(residual_metrics(attacked, baseline, m))
-            curves.setdefault(f"m{m}", []).append(attacked.curve)
+            record.update(residual_metrics(attacked[m], reference[m], m))
+            curves.setdefault(f"m{m}", []).append(attacked[m].curve)
             if reference_curves:
-                curves.setdefault(f"m{m} never-seen", []).append(baseline.curve)
+                curves.setdefault(f"m{m} never-seen", []).append(reference[m].curve)
         per_draw.append(record)
     metrics = {"recovery.draws": len(draws), "recovery.steps": params.steps, **pool(per_draw)}
     return metrics, {name: mean_curve(c) for name, c in curves.items()}

@@ -81,9 +81,18 @@ def read_checkpoint(path: str | Path, expected_format: str = FORMAT) -> dict:
     return payload
 
 
-def restore_model(payload: dict, source: str | Path = "<memory>") -> PromptedClassifier:
+def _spec(payload: dict) -> ModelSpec:
     spec_dict = dict(payload["spec"])
-    spec = ModelSpec(**{**spec_dict, "lora": LoraSpec(**spec_dict["lora"])})
+    return ModelSpec(**{**spec_dict, "lora": LoraSpec(**spec_dict["lora"])})
+
+
+def read_spec(path: str | Path) -> ModelSpec:
+    """What a saved model is (prompted or plain, its backbone) without building it."""
+    return _spec(read_checkpoint(path))
+
+
+def restore_model(payload: dict, source: str | Path = "<memory>") -> PromptedClassifier:
+    spec = _spec(payload)
     model = build_model(spec, seed=0)
     state = payload["state"]
     bank = state["prompt_classes"].shape[0]
