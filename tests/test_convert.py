@@ -1,6 +1,7 @@
 """Converted encoders reproduce their source runtime (optional: needs the ``convert`` extra,
 skipped cleanly without it); Whisper's position truncation, on a tiny random encoder."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,29 @@ def test_whisper_encoder_from_ctranslate2_matches_ctranslate2(tmp_path: Path) ->
     with torch.no_grad():
         expected = encoder(input_features=features).last_hidden_state
         assert torch.equal(reloaded(input_features=features).last_hidden_state, expected)
+
+
+def test_whisper_truncated_to_one_second_is_a_prompted_audio_backbone(tmp_path: Path) -> None:
+    """``--seconds 1``: the released weights with the first 50 positions, taking the
+    100 frames (1 s) of a spoken word; the note beside them says it is a truncation."""
+    from pfm.models.convert import whisper_ct2
+
+    try:
+        folder = whisper_ct2.model_dir()
+    except FileNotFoundError as missing:
+        pytest.skip(str(missing))
+    full = whisper_ct2.convert(folder / "model.bin")
+    short = whisper_ct2.truncate(full, 1)
+    assert torch.equal(short.embed_positions.weight, full.embed_positions.weight[:50])
+    whisper_ct2.save(short, tmp_path / "whisper-1s", 0.0)
+    note = json.loads((tmp_path / "whisper-1s" / "SOURCE.json").read_text())
+    assert note["input_seconds"] == 1.0 and "truncation" in note["truncated"]
+    prompted = make_model(num_classes=3, backbone=str(tmp_path / "whisper-1s")).eval()
+    assert (prompted.input_size, prompted.input_name) == (100, "input_features")
+    x = torch.randn(2, 100, 80)  # (B, frames, bins), as prepared
+    with torch.no_grad():
+        assert prompted(x, torch.tensor([[0, 2]] * 2)).shape == (2, 3)
+        assert not torch.allclose(prompted(x, torch.tensor([[0]] * 2)), prompted(x))
 
 
 def test_ct2_reader_parses_the_documented_layout(tmp_path: Path) -> None:
