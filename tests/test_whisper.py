@@ -136,3 +136,9 @@ def test_batches_stay_frames_by_bins_and_the_model_transposes(whisper_dir: str) 
     assert x.shape == (4, FRAMES, TINY_BINS)  # padded to the encoder's 10 frames
     with torch.no_grad():
         assert model(x, torch.tensor([[0, 1, 2, 3]] * 4)).shape == (4, 4)
+
+
+def test_features_of_another_recipe_are_refused_by_name(whisper_dir: str) -> None:
+    model = make_model(num_classes=3, backbone=whisper_dir).eval()
+    with pytest.raises(ValueError, match="features: .*whisper"):
+        model(torch.randn(2, FRAMES, 128))  # AST's 128 bins

@@ -191,8 +191,17 @@ class PromptedClassifier(nn.Module):
 
     def _encoder_input(self, inputs: torch.Tensor) -> torch.Tensor:
         """Batches arrive as the prepared arrays store them; the one place they are laid
-        out for an encoder that reads audio as (B, bins, frames) (Whisper)."""
-        if input_kind(self.backbone.config).bins_first:
+        out for an encoder that reads audio as (B, bins, frames) (Whisper). Features of
+        another recipe (AST's 128 bins for Whisper's 80) are refused here by name."""
+        config = self.backbone.config
+        bins = getattr(config, "num_mel_bins", None)
+        if self.data_type == "audio" and bins is not None and inputs.shape[-1] != bins:
+            raise ValueError(
+                f"the backbone reads {bins} mel bins, the features have {inputs.shape[-1]}: "
+                f"prepare the dataset with the features it reads (data.<dataset>.features: "
+                f"ast for AST's 128, whisper for Whisper's 80)"
+            )
+        if input_kind(config).bins_first:
             return inputs.transpose(1, 2)  # (B, frames, bins) → (B, bins, frames)
         return inputs
 
