@@ -1,15 +1,36 @@
 """Converted encoders reproduce their source runtime (optional: needs the ``convert`` extra,
-skipped cleanly without it)."""
+skipped cleanly without it); Whisper's position truncation, on a tiny random encoder."""
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
+from transformers import WhisperConfig
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
+from pfm.models.convert.whisper_ct2 import truncate
 from tests.conftest import make_model
 
 TOLERANCE = 1e-3
+TINY_BINS = 8  # mel bins of the tiny random Whisper encoder
+
+
+def tiny_encoder(positions: int = 5, seed: int = 0) -> WhisperEncoder:
+    """A random ``WhisperEncoder`` of width 16, 2 blocks, ``positions`` × 2 input frames."""
+    config = WhisperConfig(
+        d_model=16,
+        num_mel_bins=TINY_BINS,
+        encoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        max_source_positions=positions,
+    )
+    torch.manual_seed(seed)
+    return WhisperEncoder(config).eval()
 
 
 def test_dinov2_from_onnx_matches_onnxruntime(tmp_path: Path) -> None:
@@ -51,6 +72,29 @@ def test_whisper_encoder_from_ctranslate2_matches_ctranslate2(tmp_path: Path) ->
         assert torch.equal(reloaded(input_features=features).last_hidden_state, expected)
 
 
+def test_whisper_truncated_to_one_second_is_a_prompted_audio_backbone(tmp_path: Path) -> None:
+    """``--seconds 1``: the released weights with the first 50 positions, taking the
+    100 frames (1 s) of a spoken word; the note beside them says it is a truncation."""
+    from pfm.models.convert import whisper_ct2
+
+    try:
+        folder = whisper_ct2.model_dir()
+    except FileNotFoundError as missing:
+        pytest.skip(str(missing))
+    full = whisper_ct2.convert(folder / "model.bin")
+    short = whisper_ct2.truncate(full, 1)
+    assert torch.equal(short.embed_positions.weight, full.embed_positions.weight[:50])
+    whisper_ct2.save(short, tmp_path / "whisper-1s", 0.0)
+    note = json.loads((tmp_path / "whisper-1s" / "SOURCE.json").read_text())
+    assert note["input_seconds"] == 1.0 and "truncation" in note["truncated"]
+    prompted = make_model(num_classes=3, backbone=str(tmp_path / "whisper-1s")).eval()
+    assert (prompted.input_size, prompted.input_name) == (100, "input_features")
+    x = torch.randn(2, 100, 80)  # (B, frames, bins), as prepared
+    with torch.no_grad():
+        assert prompted(x, torch.tensor([[0, 2]] * 2)).shape == (2, 3)
+        assert not torch.allclose(prompted(x, torch.tensor([[0]] * 2)), prompted(x))
+
+
 def test_ct2_reader_parses_the_documented_layout(tmp_path: Path) -> None:
     """A hand-written file in CTranslate2's binary layout, with an alias and an int8
     weight and its scale, reads back as written."""
@@ -79,3 +123,34 @@ def test_ct2_reader_parses_the_documented_layout(tmp_path: Path) -> None:
     np.testing.assert_array_equal(arrays["a/weight"], weight.astype(np.float32))
     np.testing.assert_array_equal(arrays["c/weight"], arrays["a/weight"])
     np.testing.assert_allclose(arrays["b/weight"], [[32.0, -63.5], [1.0, 2.0]])
+
+
+def test_truncation_keeps_the_first_positions_and_every_other_weight() -> None:
+    full = tiny_encoder(positions=100)  # a 2 s window
+    short = truncate(full, seconds=1)
+    assert short.config.max_source_positions == 50 and full.config.max_source_positions == 100
+    full_state, short_state = full.state_dict(), short.state_dict()
+    assert set(full_state) == set(short_state)
+    for name, tensor in short_state.items():
+        expected = full_state[name][:50] if name == "embed_positions.weight" else full_state[name]
+        assert torch.equal(tensor, expected), name
+    x = torch.randn(2, TINY_BINS, 100)
+    with torch.no_grad():
+        out = short(input_features=x, output_hidden_states=True)
+        assert out.last_hidden_state.shape == (2, 50, 16)
+        with pytest.raises(ValueError, match="length 200"):
+            full(input_features=x)
+        # what truncation preserves exactly: the first block's input (convolutions +
+        # positions) equals the full encoder's first 50 positions on the zero-padded
+        # input; attention over 50 positions is not a prefix of attention over 100
+        padded = full(input_features=nn.functional.pad(x, (0, 100)), output_hidden_states=True)
+        assert torch.allclose(out.hidden_states[0], padded.hidden_states[0][:, :50], atol=1e-6)
+        assert not torch.allclose(out.last_hidden_state, padded.last_hidden_state[:, :50])
+
+
+@pytest.mark.parametrize("seconds", [0, 0.01, 3])
+def test_truncation_refuses_windows_that_are_not_whole_positions_within_the_release(
+    seconds: float,
+) -> None:
+    with pytest.raises(ValueError, match="whole number of positions"):
+        truncate(tiny_encoder(positions=100), seconds)

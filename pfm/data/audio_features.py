@@ -12,6 +12,10 @@ padded to a dataset's ``frames`` *after* normalisation, with 0 (the normalised t
 mean): AST's own extractor pads with a raw 0 before normalising, but padding after keeps
 the statistics those of real frames and makes prepare-time and batch-time padding
 (``pfm.data.transforms.to_input_values``) the same value.
+
+``extract`` picks the recipe a dataset's ``features`` param names: ``ast`` (this module,
+the default) or ``whisper`` (``pfm.data.whisper_features``, for the converted Whisper
+encoder: 80 bins, Whisper's per-clip normalisation, no train statistics).
 """
 
 from collections.abc import Mapping, Sequence
@@ -20,8 +24,10 @@ import numpy as np
 import torch
 from torchaudio.compliance import kaldi
 
+from pfm.data import whisper_features
 from pfm.data.audio_io import SAMPLE_RATE
 
+FEATURES = ("ast", "whisper")
 MEL_BINS = 128
 FRAME_SHIFT_MS = 10.0
 WINDOW_SAMPLES = 400  # 25 ms at 16 kHz: kaldi.fbank needs at least one window
@@ -81,3 +87,17 @@ def featurise(
             stacked[i] = pad_frames((clip - mean) / (2.0 * std), frames)
         out[split] = stacked
     return out, (mean, std)
+
+
+def extract(
+    features: str, waveforms: Mapping[str, Sequence[np.ndarray]], frames: int
+) -> tuple[dict[str, np.ndarray], tuple[float, float] | None]:
+    """Every split's clips → (N, frames, bins) float16 features of the recipe ``features``
+    names, and the train (mean, std) applied (``None`` for Whisper's, which uses none)."""
+    if features not in FEATURES:
+        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
+    if features == "whisper":
+        if frames < 1:
+            raise ValueError(f"frames must be ≥ 1, got {frames}")
+        return whisper_features.featurise(waveforms, frames), None
+    return featurise(waveforms, frames)

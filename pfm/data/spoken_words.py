@@ -4,7 +4,8 @@ The audio task of the default profile, built by ``prepare`` with no download: ev
 of ``words`` is spoken by espeak-ng in every accent × voice variant × speed × pitch of
 the grid, deduplicated by content, then perturbed by seeded sox tempo/pitch/gain and
 white noise (``pfm.data.speech_synth``). Train/val/test are a seeded split stratified by
-word. Features are AST's log-mel filterbanks (``pfm.data.audio_features``), ``frames``
+word. Features are AST's log-mel filterbanks (``pfm.data.audio_features``), or with
+``features: whisper`` Whisper's 80-bin log-mel (``pfm.data.whisper_features``), ``frames``
 per clip (100 = 1 s; trimmed words last 0.3–0.9 s).
 
 ``real``: where ``real_root`` holds Debian's ``asterisk-core-sounds-en-wav`` (studio
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pfm.data.audio_features import featurise
+from pfm.data.audio_features import FEATURES, extract
 from pfm.data.audio_io import SAMPLE_RATE, load_mono, resample
 from pfm.data.prepared import PreparedDataset, Split
 from pfm.data.registry import DATASETS
@@ -95,8 +96,11 @@ def spoken_words(
     seed: int = 0,
     workers: int = 2,
     real_root: str | None = "/usr/share/asterisk/sounds/en",
+    features: str = "ast",
 ) -> PreparedDataset:
     """Grid size = words × accents × variants × speeds × pitches, before deduplication."""
+    if features not in FEATURES:  # before the minute of synthesis, not after it
+        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
     if not all(isinstance(w, str) for w in words):
         raise ValueError(
             f"words must be strings, got {list(words)}: quote yes/no/on/off in YAML, which "
@@ -124,11 +128,11 @@ def spoken_words(
     split_labels = {split: labels[rows] for split, rows in index.items()}
     if real_root is not None:
         clips["real"], split_labels["real"] = real_recordings(real_root, words)
-    features, norm = featurise(clips, frames)
+    inputs, norm = extract(features, clips, frames)
     return PreparedDataset(
         name="spoken-words",
         class_names=tuple(words),
-        splits={split: Split(features[split], split_labels[split]) for split in features},
+        splits={split: Split(inputs[split], split_labels[split]) for split in inputs},
         data_type="audio",
         feature_norm=norm,
     )

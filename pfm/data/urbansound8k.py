@@ -11,7 +11,8 @@ fold, so a random split would put near-copies in train and test. The official pr
 is 10-fold cross-validation; one benchmark run uses one fold assignment: by default
 folds 1–8 train, 9 val, 10 test (``train_folds``/``val_folds``/``test_folds``; rotate them
 for CV). Clips (≤ 4 s) become mono 16 kHz and ``frames`` log-mel frames (400 = 4 s);
-``per_class`` caps every split per class (seeded) for CPU runs.
+``per_class`` caps every split per class (seeded) for CPU runs. ``features`` picks AST's
+features (default) or Whisper's (``pfm.data.audio_features.extract``).
 """
 
 import csv
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pfm.data.audio_features import featurise
+from pfm.data.audio_features import extract
 from pfm.data.audio_io import load_mono
 from pfm.data.prepared import PreparedDataset, Split
 from pfm.data.registry import DATASETS
@@ -78,6 +79,7 @@ def urbansound8k(
     per_class: int | None = None,
     frames: int = 400,
     split_seed: int = 0,
+    features: str = "ast",
 ) -> PreparedDataset:
     """Folds not named in any list are left out (e.g. to run on fewer folds on a CPU)."""
     root_path = Path(root)
@@ -102,11 +104,11 @@ def urbansound8k(
         keep = subsample_per_class(split_labels, per_class, split_seed)
         clips[split] = [load_mono(items[i][0], max_seconds=MAX_SECONDS) for i in keep]
         labels[split] = split_labels[keep]
-    features, norm = featurise(clips, frames)
+    inputs, norm = extract(features, clips, frames)
     return PreparedDataset(
         name="urbansound8k",
         class_names=tuple(names[c] for c in range(len(names))),
-        splits={split: Split(features[split], labels[split]) for split in features},
+        splits={split: Split(inputs[split], labels[split]) for split in inputs},
         data_type="audio",
         feature_norm=norm,
     )

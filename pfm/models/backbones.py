@@ -6,7 +6,8 @@ any other name is treated as a Hugging Face model id or a local directory and lo
 with ``from_pretrained`` — offline by default, so a missing weight fails with the path
 to put it at instead of a download attempt. The ``pretrain`` stage saves its backbone
 as such a directory, so a self-pretrained tiny ViT and ``google/vit-base-patch16-224``
-take the same code path.
+take the same code path. Whisper's encoder (``pfm.models.convert.whisper_ct2``) loads the
+same way, and differs in how prompts enter it (``TokenLayout``).
 """
 
 from collections.abc import Callable
@@ -16,9 +17,45 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
-from transformers import ASTConfig, ASTModel, AutoModel, PretrainedConfig, ViTConfig, ViTModel
+from transformers import (
+    ASTConfig,
+    ASTModel,
+    AutoConfig,
+    AutoModel,
+    PretrainedConfig,
+    PreTrainedModel,
+    ViTConfig,
+    ViTModel,
+)
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from pfm.registry import Registry
+
+
+class TokenLayout(NamedTuple):
+    """Where class prompts enter an encoder's token sequence and what the head reads.
+
+    ``site``: ``embeddings`` — prepended to the output of the public submodule
+    ``Backbone.embeddings_attr`` (ViT, AST, DINOv2: ``[CLS; patches]`` with positions
+    added), by a forward hook; ``first_block`` — prepended to the hidden-states input of
+    the first encoder block (``encoder_layers(model)[0]``), by a forward pre-hook, for an
+    encoder that adds positions inside its own forward and has no embeddings module
+    (Whisper). Either way prompts get no position embedding and no layer is addressed by
+    an internal name. ``readout``: ``cls`` — the token right after the prompts; ``mean`` —
+    the mean over every non-prompt token, for an encoder without a CLS token.
+    """
+
+    site: str
+    readout: str
+
+
+CLS_LAYOUT = TokenLayout("embeddings", "cls")
+TOKEN_LAYOUTS = {"whisper": TokenLayout("first_block", "mean")}  # model_type → its layout
+
+
+def token_layout(config: PretrainedConfig) -> TokenLayout:
+    """How prompts enter a transformers encoder, by its ``config.model_type``."""
+    return TOKEN_LAYOUTS.get(config.model_type, CLS_LAYOUT)
 
 
 @dataclass(frozen=True)
@@ -28,27 +65,36 @@ class Backbone:
     ``embeddings_attr`` names the public submodule whose output is the token sequence
     ``[CLS; patches]`` (AST: ``[CLS; DIST; patches]``) with positions already added;
     prompts are prepended to it by a forward hook, so no internal layer is ever
-    addressed by name, and CLS stays first after them. ``input_size`` is the input
+    addressed by name, and CLS stays first after them — unless ``layout`` (chosen by the
+    model type, ``token_layout``) puts them elsewhere. ``input_size`` is the input
     length in the backbone's modality (``input_kind``): pixels per side for an image
-    model, frames for an audio model (AST's position embeddings fix it).
+    model, frames for an audio model (AST's and Whisper's position embeddings fix it).
     """
 
     model: nn.Module
     hidden_size: int
     input_size: int
     embeddings_attr: str = "embeddings"
+    layout: TokenLayout = CLS_LAYOUT
 
 
 class InputKind(NamedTuple):
     data_type: str  # image | audio
     input_name: str  # the forward's input keyword
     size_attr: str  # the config attribute holding the input length
+    units: int = 1  # input frames (or pixels) per unit of ``size_attr``
+    bins_first: bool = False  # audio read as (B, bins, frames) rather than (B, frames, bins)
 
 
 INPUT_KINDS = {  # config.model_type → its input; anything else reads images
     "audio-spectrogram-transformer": InputKind("audio", "input_values", "max_length"),
+    # Whisper: one position per 2 frames (its second convolution has stride 2)
+    "whisper": InputKind("audio", "input_features", "max_source_positions", 2, True),
 }
 IMAGE_INPUT = InputKind("image", "pixel_values", "image_size")
+# model_type → the class a saved encoder loads as, where AutoModel would build the whole
+# encoder-decoder (Whisper's converted encoder is a WhisperEncoder, not a WhisperModel)
+ENCODER_CLASSES: dict[str, type[PreTrainedModel]] = {"whisper": WhisperEncoder}
 
 
 def input_kind(config: PretrainedConfig) -> InputKind:
@@ -98,13 +144,19 @@ def ast_tiny(init_seed: int) -> Backbone:
 
 def describe(model: nn.Module, name: str) -> Backbone:
     """The ``Backbone`` record of a transformers encoder, its input length read from the
-    config attribute its ``input_kind`` names (ViT: image_size, AST: max_length)."""
+    config attribute its ``input_kind`` names (ViT: image_size, AST: max_length,
+    Whisper: 2 × max_source_positions frames)."""
     config = model.config
-    size_attr = input_kind(config).size_attr
-    size = getattr(config, size_attr, None)
+    kind = input_kind(config)
+    size = getattr(config, kind.size_attr, None)
     if not isinstance(size, int):
-        raise ValueError(f"backbone {name!r} has no integer config.{size_attr}")
-    return Backbone(model=model, hidden_size=config.hidden_size, input_size=size)
+        raise ValueError(f"backbone {name!r} has no integer config.{kind.size_attr}")
+    return Backbone(
+        model=model,
+        hidden_size=config.hidden_size,
+        input_size=size * kind.units,
+        layout=token_layout(config),
+    )
 
 
 def random_init(build: Callable[[], nn.Module], init_seed: int, name: str) -> Backbone:
@@ -123,14 +175,16 @@ def load_pretrained(
 
     Weights the file lacks (ViT's unused pooler, for one) are initialised from
     ``init_seed``, so the same directory always rebuilds the same model — checkpoints
-    fingerprint the frozen weights."""
+    fingerprint the frozen weights. A model type in ``ENCODER_CLASSES`` loads as that
+    class, the rest through ``AutoModel``."""
     local = Path(name_or_path)
+    offline = not allow_download and not local.is_dir()
     try:
+        config = AutoConfig.from_pretrained(name_or_path, local_files_only=offline)
+        loader = ENCODER_CLASSES.get(config.model_type, AutoModel)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
-            model = AutoModel.from_pretrained(
-                name_or_path, local_files_only=not allow_download and not local.is_dir()
-            )
+            model = loader.from_pretrained(name_or_path, local_files_only=offline)
     except OSError as error:
         raise FileNotFoundError(
             f"backbone {name_or_path!r} is neither a registered backbone "
@@ -148,7 +202,9 @@ def build_backbone(name: str, init_seed: int = 0, allow_download: bool = False) 
         if name in BACKBONES
         else load_pretrained(name, init_seed, allow_download)
     )
-    if not hasattr(backbone.model, backbone.embeddings_attr):
+    if backbone.layout.site == "embeddings" and not hasattr(
+        backbone.model, backbone.embeddings_attr
+    ):
         raise ValueError(f"backbone {name!r} has no public {backbone.embeddings_attr!r} module")
     backbone.model.requires_grad_(False)
     return backbone

@@ -4,7 +4,9 @@ A frozen encoder with LoRA adapters, a bank of learnable class prompts and a lin
 on the CLS output. Each forward receives, per sample, the ordered class ids whose prompts
 are active; their tokens are prepended before CLS: ``[prompts ; CLS ; patches]``, after
 the encoder's own embeddings (prompts get no position embedding). Forgetting a class
-deletes its row from the bank — no data, no gradient step.
+deletes its row from the bank — no data, no gradient step. An encoder without an
+embeddings module or a CLS token (Whisper) takes its prompts before its first block and
+is read at the mean of its own tokens (``pfm.models.insertion``).
 
 Deliberate choices, each a spec field: the authors read CLS from the encoder output
 *before* ViT's final layernorm (``final_layernorm: false``, our default too); they keep
@@ -25,7 +27,15 @@ from peft import PeftModel
 from torch import nn
 
 from pfm.models.adapters import LoraSpec, add_lora
-from pfm.models.backbones import build_backbone, encoder_layers, input_kind
+from pfm.models.backbones import (
+    CLS_LAYOUT,
+    TokenLayout,
+    build_backbone,
+    encoder_layers,
+    input_kind,
+    token_layout,
+)
+from pfm.models.insertion import last_block_output, prompts_inserted, readout
 from pfm.models.prefix import deep_prefix
 
 PAD = -1  # class-id padding in prompt lists; pads sit at the end of a row
@@ -102,6 +112,11 @@ class PromptedClassifier(nn.Module):
         return input_kind(self.backbone.config).data_type
 
     @property
+    def layout(self) -> TokenLayout:
+        """Where prompts enter the encoder and what the head reads, by its model type."""
+        return token_layout(self.backbone.config)
+
+    @property
     def bank_classes(self) -> list[int]:
         """Class ids that still have a prompt, in class order."""
         return sorted(int(c) for c in self.prompt_classes)
@@ -148,31 +163,47 @@ class PromptedClassifier(nn.Module):
     def _forward_group(
         self, pixel_values: torch.Tensor, class_ids: torch.Tensor | None
     ) -> torch.Tensor:
+        layout = self.layout
         n_tokens = 0
-        handle = None
+        inserted: AbstractContextManager = nullcontext()
         if class_ids is not None:
-            tokens = self._prompt_tokens(class_ids)
+            tokens = self._prompt_tokens(class_ids)  # (b, n·L, D)
             n_tokens = tokens.shape[1]
-            embeddings = getattr(self.backbone, self.embeddings_attr)
-
-            def prepend(_module: nn.Module, _args: tuple, output: torch.Tensor) -> torch.Tensor:
-                return torch.cat([tokens.to(output.dtype), output], dim=1)  # (b, n·L+1+N, D)
-
-            handle = embeddings.register_forward_hook(prepend)
-        try:
-            with self._prefix_hooks():
-                out = self.encoder(
-                    **{self.input_name: pixel_values},
-                    output_hidden_states=not self.spec.final_layernorm,
-                )
-        finally:
-            if handle is not None:
-                handle.remove()
-        hidden = out.last_hidden_state if self.spec.final_layernorm else out.hidden_states[-1]
-        logits = self.head(hidden[:, n_tokens])  # CLS sits right after the prompts (AST: DIST next)
+            inserted = prompts_inserted(self.backbone, layout, self.embeddings_attr, tokens)
+        # Before the final layer norm: the CLS layouts read transformers' last recorded
+        # hidden state (the authors' path); the others a hook on the last block, as
+        # Whisper's last recorded hidden state is the normed output
+        by_hook = not self.spec.final_layernorm and layout != CLS_LAYOUT
+        recorded = last_block_output(self.backbone) if by_hook else nullcontext([])
+        with inserted, self._prefix_hooks(), recorded as last_block:
+            out = self.encoder(
+                **{self.input_name: self._encoder_input(pixel_values)},
+                output_hidden_states=not self.spec.final_layernorm and not by_hook,
+            )
+        if self.spec.final_layernorm:
+            hidden = out.last_hidden_state
+        else:
+            hidden = last_block[-1] if by_hook else out.hidden_states[-1]
+        logits = self.head(readout(hidden, n_tokens, layout))
         if self.masked.any():
             logits = logits.masked_fill(self.masked, torch.finfo(logits.dtype).min)
         return logits
+
+    def _encoder_input(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Batches arrive as the prepared arrays store them; the one place they are laid
+        out for an encoder that reads audio as (B, bins, frames) (Whisper). Features of
+        another recipe (AST's 128 bins for Whisper's 80) are refused here by name."""
+        config = self.backbone.config
+        bins = getattr(config, "num_mel_bins", None)
+        if self.data_type == "audio" and bins is not None and inputs.shape[-1] != bins:
+            raise ValueError(
+                f"the backbone reads {bins} mel bins, the features have {inputs.shape[-1]}: "
+                f"prepare the dataset with the features it reads (data.<dataset>.features: "
+                f"ast for AST's 128, whisper for Whisper's 80)"
+            )
+        if input_kind(config).bins_first:
+            return inputs.transpose(1, 2)  # (B, frames, bins) → (B, bins, frames)
+        return inputs
 
     def _prefix_hooks(self) -> AbstractContextManager:
         if self.prefixes is None:

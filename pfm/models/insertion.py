@@ -1,0 +1,76 @@
+"""Where class prompts enter an encoder and which of its outputs the head reads.
+
+A backbone's ``TokenLayout`` (``pfm.models.backbones``, chosen by its model type) names
+both. ViT, AST and DINOv2 take prompts on their embeddings output and are read at CLS,
+exactly as in the authors' code. Whisper's encoder has neither an embeddings submodule
+nor a CLS token (its positions are added inside its forward), so its prompts go in
+front of the first block's hidden-states input — the same point where deep prefixes
+(``pfm.models.prefix``) hook block 0 — and the head reads the mean over the non-prompt
+tokens. Only public hooks are used, on the module ``embeddings_attr`` names or on the
+blocks ``encoder_layers`` finds; leaving the context removes them.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from pfm.models.backbones import TokenLayout, encoder_layers
+
+
+@contextmanager
+def prompts_inserted(
+    model: nn.Module, layout: TokenLayout, embeddings_attr: str, tokens: torch.Tensor
+) -> Iterator[None]:
+    """Within the block, ``model``'s token sequence starts with ``tokens`` (b, n, D)."""
+    if layout.site == "embeddings":
+
+        def after_embeddings(_module: nn.Module, _args: tuple, output: torch.Tensor) -> Any:
+            return torch.cat([tokens.to(output.dtype), output], dim=1)  # (b, n+1+N, D)
+
+        handle = getattr(model, embeddings_attr).register_forward_hook(after_embeddings)
+    elif layout.site == "first_block":
+
+        def before_first_block(_module: nn.Module, args: tuple, kwargs: dict) -> Any:
+            hidden, *rest = args  # (b, N, D), positions already added
+            return (torch.cat([tokens.to(hidden.dtype), hidden], dim=1), *rest), kwargs
+
+        # prepend: run before any deep-prefix hook on the same block, so prefixes end up
+        # in front of the prompts and the prefix's own trim removes exactly them
+        handle = encoder_layers(model)[0].register_forward_pre_hook(
+            before_first_block, with_kwargs=True, prepend=True
+        )
+    else:
+        raise ValueError(f"unknown prompt site {layout.site!r}")
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@contextmanager
+def last_block_output(model: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Within the block, the list receives the last encoder block's output (b, T, D):
+    the encoder output before its final layer norm, which Whisper's ``hidden_states``
+    does not give (transformers ties its last entry to the normed output)."""
+    seen: list[torch.Tensor] = []
+
+    def record(_module: nn.Module, _args: tuple, output: Any) -> None:
+        seen.append(output[0] if isinstance(output, tuple) else output)
+
+    handle = encoder_layers(model)[-1].register_forward_hook(record)
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+def readout(hidden: torch.Tensor, n_prompt_tokens: int, layout: TokenLayout) -> torch.Tensor:
+    """(b, T, D) encoder output → (b, D): the token the head reads."""
+    if layout.readout == "cls":
+        return hidden[:, n_prompt_tokens]  # CLS sits right after the prompts (AST: DIST next)
+    if layout.readout == "mean":
+        return hidden[:, n_prompt_tokens:].mean(dim=1)  # the input's own tokens only
+    raise ValueError(f"unknown readout {layout.readout!r}")
