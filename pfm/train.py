@@ -165,12 +165,12 @@ def train(
             bar.set_postfix(loss=f"{loss.item():.4f}")
         seconds += time.perf_counter() - tick
         record = {"epoch": epoch, "loss": total / max(steps, 1), "train_seconds": seconds}
-        earlier_peak = history[-1].get("peak_memory_bytes", 0) if history else 0
-        record["peak_memory_bytes"] = max(earlier_peak, peak_memory_bytes(device))
         accuracies = mode_accuracies(
             model, val_data, config.eval_modes, config.eval_batch_size, seed
         )
         record.update({f"val.{mode}": acc for mode, acc in accuracies.items()})
+        earlier_peak = history[-1].get("peak_memory_bytes", 0) if history else 0
+        record["peak_memory_bytes"] = max(earlier_peak, peak_memory_bytes(device))  # validation too
         history.append(record)
         tqdm.write(
             " ".join(

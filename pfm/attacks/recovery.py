@@ -95,13 +95,14 @@ class Outcome:
     acc: float  # the curve's last point: after ``steps``
     retain_acc: float  # retained-class test accuracy after the attack
 
-    def outcome(self) -> "Outcome":
-        return Outcome(self.curve, self.acc, self.retain_acc)
-
 
 @dataclass(frozen=True)
 class Recovery(Outcome):
     model: PromptedClassifier  # the attacked copy, recovered prompt included
+
+    def outcome(self) -> Outcome:
+        """These numbers without the attacked model."""
+        return Outcome(self.curve, self.acc, self.retain_acc)
 
 
 def draw_shots(split: Split, classes: Sequence[int], m: int, seed: int) -> Split:

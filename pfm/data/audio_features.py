@@ -89,13 +89,17 @@ def featurise(
     return out, (mean, std)
 
 
+def check_features(features: str) -> None:
+    if features not in FEATURES:
+        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
+
+
 def extract(
     features: str, waveforms: Mapping[str, Sequence[np.ndarray]], frames: int
 ) -> tuple[dict[str, np.ndarray], tuple[float, float] | None]:
     """Every split's clips → (N, frames, bins) float16 features of the recipe ``features``
     names, and the train (mean, std) applied (``None`` for Whisper's, which uses none)."""
-    if features not in FEATURES:
-        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
+    check_features(features)
     if features == "whisper":
         if frames < 1:
             raise ValueError(f"frames must be ≥ 1, got {frames}")

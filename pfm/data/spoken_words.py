@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pfm.data.audio_features import FEATURES, extract
+from pfm.data.audio_features import check_features, extract
 from pfm.data.audio_io import SAMPLE_RATE, load_mono, resample
 from pfm.data.prepared import PreparedDataset, Split
 from pfm.data.registry import DATASETS
@@ -99,8 +99,7 @@ def spoken_words(
     features: str = "ast",
 ) -> PreparedDataset:
     """Grid size = words × accents × variants × speeds × pitches, before deduplication."""
-    if features not in FEATURES:  # before the minute of synthesis, not after it
-        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
+    check_features(features)  # before the minute of synthesis, not after it
     if not all(isinstance(w, str) for w in words):
         raise ValueError(
             f"words must be strings, got {list(words)}: quote yes/no/on/off in YAML, which "
