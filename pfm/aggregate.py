@@ -1,63 +1,135 @@
 """Collect every per-run metric file into one flat summary that reviewers diff.
 
 Input convention (DESIGN.md, Metrics files): each matrix stage writes
-``<folder>/…/<dataset>/<method>/seed<s>.json`` with flat numeric keys, e.g.
-``metrics/eval/digits/pfm/seed0.json``. Files are found by that shape, not by a list,
-so a new stage's metrics join the summary by being written under a collected folder.
-The files of one (dataset, method, seed) are merged; the same key with two different
-values is an error. Nested mappings are flattened with ``.`` (as DVC does); strings and
-lists are not metrics and are skipped; ``null`` reads as NaN.
+``<folder>/…/<dataset>/<method>/seed<s>.json``, e.g. ``metrics/unlearn/digits/pfm/seed0.json``.
+Files are found by that shape, not by a list, so a new stage's metrics join the summary by
+being written under a collected folder. A folder given as ``prefix=folder`` has its names
+read as ``<prefix>.<name>`` (the ``evaluate`` stage's forget-k, ``eval.``, uses more sets
+than the methods' shared draws). A file holds two things:
 
-Summary keys (``metrics/summary.json``), all flat and stable:
+- flat numeric keys (``cost.flops_per_sample``, ``epochs``, ``k1.forget_acc.mean`` …).
+  The files of one (dataset, method, seed) are merged; the same key with two values is an
+  error. Nested mappings are flattened with ``.`` (as DVC does); strings and lists are
+  not metrics and are skipped; ``null`` reads as NaN.
+- ``"units"``: one record per independent unit — one forget set (``classes``) of one
+  seed — the evidence behind every interval. A record's numeric fields become unit
+  metrics named ``[<prefix>.]k<k>.<field>`` (``k1.forget_acc``, ``k1.val.retain_acc``,
+  ``k1.cost.unlearn_seconds``, ``k1.mia.loss_auc``, ``eval.k5.forget_acc``); a
+  recovery record (it has ``capability`` and ``m``) gives
+  ``recovery.<capability>.k<k>.m<m>.<field>``. A null or NaN field is skipped for that
+  metric only. Two records of one unit that give one metric two values are an error.
 
-- ``<dataset>.<method>.<metric>.mean`` and ``.std``. A source key ``x.mean`` whose file
-  also has ``x.std`` (a mean and population std over forget sets, "draws") gives
-  ``x.mean`` = mean over seeds and ``x.std`` = population std over all seeds × draws
-  (law of total variance, exact when every seed has the same number of draws); any
-  other numeric key ``x`` (or ``x.mean`` without ``x.std``) gives its mean and
-  population std over the seeds that report it.
-- ``<dataset>.<method>.seeds``: how many seeds were found.
-- with a ``retrain`` run of the same dataset (the gold reference):
-  ``<dataset>.<method>.<metric>.gap_to_retrain`` = |mean − retrain's mean| for the
-  forgotten and retained accuracies of every k and every MIA variant;
-  ``<dataset>.<method>.k<k>.avg_gap_to_retrain``, the mean of those gaps at that k
-  (the "Avg. Gap" of SalUn, Fan et al., ICLR 2024); ``<dataset>.<method>.rte``, the
-  run-time efficiency as unlearning time relative to retraining (Jia et al., NeurIPS
-  2023 report RTE in absolute minutes, which the ``unlearn_seconds`` metric already is).
+Statistics. Forget sets, not seeds, are the units: a unit metric is pooled over every
+unit of every seed that reports it, giving n, the mean, the sample std s and the
+half-width of the 95 % Student-t confidence interval of the mean, t₀.₉₇₅,ₙ₋₁·s/√n. With
+n = 1 there is no interval: std and half-width are NaN, never a "± 0".
+
+Families and references. Exact unlearning is the reference, and it must be of the same
+architecture as the method: the plain classifier's is ``retrain``, the prompt model's
+``retrain_prompt`` (a prompt model trained from scratch without the classes). A method
+is of the prompt family when it is one of ``PROMPT_FAMILY`` or its name starts with
+``pfm_`` (a variant of the prompt model); every other method is of the plain family.
+
+Summary keys (``metrics/summary.json``), all flat and stable; ``<run>`` is
+``<dataset>.<method>``:
+
+- ``<run>.seeds``: how many seeds have a file.
+- every flat key ``x`` of the files: ``<run>.x.mean`` and ``.std`` over seeds. A source
+  key ``x.mean`` with an ``x.std`` beside it (a mean and population std over draws) gives
+  the mean over seeds and the population std over seeds × draws (law of total variance,
+  exact when every seed has the same number of draws).
+- every unit metric ``u`` (names above): ``<run>.u.mean``, ``.n``, ``.ci95`` (the
+  half-width) and ``.std`` (the sample std), e.g. ``digits.pfm.k1.forget_acc.ci95``,
+  ``digits.pfm.k1.mia.efficacy.n``,
+  ``digits.pfm.recovery.prompt.k1.m5.residual.mean``. Where a flat key of the same name
+  exists these replace it (``k1.forget_acc.std`` is then the sample std over units).
+- ``<run>.draws.<stage>.k<k>.n`` and ``.seeds``: the units a stage actually used at k
+  (stage: ``unlearn``, a prefix such as ``eval``, ``mia``, ``recovery``) and how many
+  seeds they came from — the report's header reads these, never a params cap.
+- against the family's reference, paired by unit (seed, classes): for the forgotten and
+  retained accuracy and every MIA variant at k, ``<run>.k<k>.<metric>.gap_to_reference``
+  = |mean of the method − mean of the reference| over the units both report;
+  ``<run>.k<k>.avg_gap_to_reference``, the mean of those gaps at k (SalUn's "Avg. Gap",
+  Fan et al., ICLR 2024), and ``<run>.k<k>.gap.n``, the fewest shared units behind any of
+  them. ``<run>.k<k>.<metric>.overlaps_reference``: 1 when the two 95 % intervals overlap
+  (the difference is not a finding), 0 when they are apart, NaN when neither has an
+  interval (n = 1 on both sides: nothing can be said).
+- ``<run>.k<k>.rte``: run-time efficiency, the method's mean unlearning seconds at k over
+  its reference's (``retrain_prompt``'s seconds are its training time). Jia et al.
+  (NeurIPS 2023) report RTE in minutes, which ``k<k>.cost.unlearn_seconds`` already is.
+- ``<run>.k<k>.no_op``: 1 when the method changed no parameter (``cost.trainable_params``,
+  elements changed, added or removed, is 0 in every unit) and its forgotten accuracy is
+  not apart from the accuracy those classes had before forgetting (the unit metric
+  ``k<k>.no_forget.forget_acc`` where the producer writes it; else the model's
+  no-forget ``no_forget.full_bank.acc`` over seeds); else 0.
 
 NaN stays NaN here; ``to_json`` turns it into ``null`` so the file is strict JSON.
 """
 
 import math
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.special import stdtrit  # scipy.stats.t.ppf's kernel, without its second of imports
 
 from pfm.files import read_json
 
-REFERENCE = "retrain"
+PROMPT_FAMILY = frozenset({"pfm", "pfm_defended", "retrain_prompt"})
+REFERENCES = {"plain": "retrain", "prompt": "retrain_prompt"}  # family → exact unlearning
 SEED_FILE = re.compile(r"^seed(\d+)\.json$")
 FORGET_K = re.compile(r"^k(\d+)\.(forget|retain)_acc$")
-MIA = re.compile(r"^mia\.([^.]+)$")
-RECOVERY = re.compile(r"^recovery\.m(\d+)\.acc$")
-RESIDUAL = re.compile(r"^recovery\.m(\d+)\.residual$")  # acc − never-seen reference's
-# Unlearning wall time: the baselines' cost record first, the prompt model's forget().
-UNLEARN_SECONDS = ("cost.unlearn_seconds", "forget_seconds")
+GAP_METRIC = re.compile(r"^k(\d+)\.(forget_acc|retain_acc|mia\.[^.]+)$")
+MIA = re.compile(r"^k(\d+)\.mia\.([^.]+)$")
+RECOVERY = re.compile(r"^recovery\.([^.]+)\.k(\d+)\.m(\d+)\.([^.]+)$")
+SECONDS = re.compile(r"^k(\d+)\.cost\.unlearn_seconds$")
+CHANGED = re.compile(r"^k(\d+)\.cost\.trainable_params$")  # elements changed, added, removed
+NO_FORGET = "no_forget.full_bank.acc"  # the model's accuracy before any forgetting
+DRAWS = re.compile(r"^([^.]+)\.k(\d+)\.n$")  # draws.<stage>.k<k>.n, below a run
+UNIT_FIELDS = ("classes", "k", "capability", "m")  # a record's identity, not its metrics
+CONFIDENCE = 0.95
 
 Runs = dict[tuple[str, str], dict[int, dict[str, float]]]  # (dataset, method) → seed → metrics
+UnitKey = tuple[int, tuple[int, ...]]  # (seed, sorted forget classes): one independent unit
+Units = dict[tuple[str, str], dict[UnitKey, dict[str, float]]]  # … → unit → metric → value
+Draws = dict[tuple[str, str], dict[tuple[str, int], set[UnitKey]]]  # … → (stage, k) → units
 Summary = dict[str, float]
 Curve = tuple[list[float], list[float]]  # (steps, accuracies) of one seed
+Curves = dict[str, dict[str, list[Curve]]]  # dataset → "<method> <name>" → one per seed
 
 
-def rte(seconds: float, retrain_seconds: float) -> float:
-    """Run-time efficiency: a method's unlearning seconds over ``retrain``'s (same draw)."""
-    if retrain_seconds <= 0:
-        raise ValueError(f"retrain seconds must be > 0, got {retrain_seconds}")
-    return seconds / retrain_seconds
+@dataclass
+class Collected:
+    """Everything the metric files hold: flat keys per seed, units, and which units each
+    stage used."""
+
+    runs: Runs = field(default_factory=dict)
+    units: Units = field(default_factory=dict)
+    draws: Draws = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean with its evidence: ``n`` independent units (``None``: a key without units,
+    e.g. a deterministic count) and the half-width of its 95 % interval (NaN: none)."""
+
+    mean: float
+    n: int | None = None
+    ci95: float = math.nan
+    std: float = math.nan
+
+    @property
+    def has_interval(self) -> bool:
+        return self.n is not None and self.n >= 2 and math.isfinite(self.ci95)
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """The interval; a value without one is its point."""
+        half = self.ci95 if self.has_interval else 0.0
+        return self.mean - half, self.mean + half
 
 
 @dataclass(frozen=True)
@@ -66,6 +138,44 @@ class AggregateParams:
 
     k: int  # forget-k row shown in the tables and the forgotten-vs-retained plot
     profile: str  # one line naming the profile, printed in the report's header
+
+
+def rte(seconds: float, reference_seconds: float) -> float:
+    """Run-time efficiency: a method's unlearning seconds over its reference's (same k)."""
+    if reference_seconds <= 0:
+        raise ValueError(f"reference seconds must be > 0, got {reference_seconds}")
+    return seconds / reference_seconds
+
+
+def family(method: str) -> str:
+    """``prompt`` or ``plain`` (module docstring: Families and references)."""
+    return "prompt" if method in PROMPT_FAMILY or method.startswith("pfm_") else "plain"
+
+
+def reference_of(method: str) -> str:
+    """The exact-unlearning method a method is measured against."""
+    return REFERENCES[family(method)]
+
+
+def estimate(values: Sequence[float]) -> Estimate:
+    """n, mean, sample std and the 95 % Student-t half-width of the mean (NaN for n = 1)."""
+    if not values:
+        raise ValueError("an estimate needs at least one value")
+    n, mean = len(values), float(np.mean(values))
+    if n == 1:
+        return Estimate(mean, 1)
+    std = float(np.std(values, ddof=1))
+    t = float(stdtrit(n - 1, 0.5 + CONFIDENCE / 2))
+    return Estimate(mean, n, t * std / math.sqrt(n), std)
+
+
+def intervals_overlap(a: Estimate, b: Estimate) -> bool | None:
+    """Whether two values are within each other's uncertainty (then their difference is
+    not a finding); ``None`` when neither has an interval or a mean is NaN."""
+    if not (a.has_interval or b.has_interval) or math.isnan(a.mean) or math.isnan(b.mean):
+        return None
+    (a_low, a_high), (b_low, b_high) = a.bounds, b.bounds
+    return a_low <= b_high and b_low <= a_high
 
 
 def _flatten(payload: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
@@ -91,13 +201,67 @@ def source(spec: str) -> tuple[str, Path]:
     return prefix, Path(folder)
 
 
-def collect(folders: Iterable[Path | tuple[str, Path]]) -> Runs:
+def _unit_metrics(record: Mapping[str, Any], prefix: str, where: Path) -> tuple[str, int, dict]:
+    """(stage, k, metric name → value) of one unit record (module docstring for names)."""
+    classes = record.get("classes")
+    if not isinstance(classes, list) or not classes:
+        raise ValueError(f"{where}: every unit needs a non-empty list 'classes'")
+    k = int(record.get("k", len(classes)))
+    if k != len(classes):
+        raise ValueError(f"{where}: unit of classes {classes} says k = {k}")
+    fields = _flatten({f: v for f, v in record.items() if f not in UNIT_FIELDS})
+    values = {key: value for key, value in fields.items() if not math.isnan(value)}
+    if "capability" in record:
+        head = f"recovery.{record['capability']}.k{k}.m{int(record['m'])}"
+        return "recovery", k, {f"{head}.{key}": value for key, value in values.items()}
+    stage = "mia" if any(key.startswith("mia.") for key in values) else prefix or "unlearn"
+    head = f"{prefix}.k{k}" if prefix else f"k{k}"
+    return stage, k, {f"{head}.{key}": value for key, value in values.items()}
+
+
+def _add_units(
+    collected: Collected, run: tuple[str, str], seed: int, payload: Mapping, prefix: str, path: Path
+) -> None:
+    """File ``payload``'s unit records under ``run``; a unit's metric given twice with
+    different values is an error."""
+    records = payload.get("units", [])
+    if not isinstance(records, list) or not all(isinstance(r, Mapping) for r in records):
+        raise ValueError(f"{path}: 'units' must be a list of records")
+    for record in records:
+        stage, k, values = _unit_metrics(record, prefix, path)
+        unit = (seed, tuple(sorted(int(c) for c in record["classes"])))
+        collected.draws.setdefault(run, {}).setdefault((stage, k), set()).add(unit)
+        known = collected.units.setdefault(run, {}).setdefault(unit, {})
+        for name, value in values.items():
+            if name in known and not _same(known[name], value):
+                raise ValueError(f"{path}: unit {unit} has {name!r} = {known[name]} and {value}")
+            known[name] = value
+
+
+def _add_flat(
+    collected: Collected,
+    where: tuple[str, str, int],
+    payload: Mapping,
+    prefix: str,
+    path: Path,
+    origin: dict[tuple[str, str, int, str], Path],
+) -> None:
+    """Merge ``payload``'s flat keys into its (dataset, method, seed) record."""
+    dataset, method, seed = where
+    record = collected.runs.setdefault((dataset, method), {}).setdefault(seed, {})
+    for key, value in _flatten(payload, f"{prefix}." if prefix else "").items():
+        at = (dataset, method, seed, key)
+        if key in record and not _same(record[key], value):
+            raise ValueError(
+                f"metric {key!r} is {record[key]} in {origin[at]} but {value} in {path}"
+            )
+        record[key], origin[at] = value, path
+
+
+def collect(folders: Iterable[Path | tuple[str, Path]]) -> Collected:
     """Every ``<dataset>/<method>/seed<s>.json`` below ``folders`` (missing folders are
-    skipped: a stage that has not run yet simply has no rows). A folder given as
-    ``(prefix, folder)`` has its keys read as ``<prefix>.<key>``: two stages may then
-    report the same metric name for different protocols (the ``evaluate`` stage's
-    forget-k over many sets, the ``unlearn`` stage's over the baselines' draws)."""
-    runs: Runs = {}
+    skipped: a stage that has not run yet simply has no rows)."""
+    collected = Collected()
     origin: dict[tuple[str, str, int, str], Path] = {}
     for entry in folders:
         prefix, folder = entry if isinstance(entry, tuple) else ("", entry)
@@ -113,15 +277,9 @@ def collect(folders: Iterable[Path | tuple[str, Path]]) -> Runs:
             payload = read_json(path)
             if not isinstance(payload, Mapping):
                 raise ValueError(f"{path} must hold a JSON object of metrics")
-            record = runs.setdefault((dataset, method), {}).setdefault(seed, {})
-            for key, value in _flatten(payload, f"{prefix}." if prefix else "").items():
-                where = (dataset, method, seed, key)
-                if key in record and not _same(record[key], value):
-                    raise ValueError(
-                        f"metric {key!r} is {record[key]} in {origin[where]} but {value} in {path}"
-                    )
-                record[key], origin[where] = value, path
-    return runs
+            _add_flat(collected, (dataset, method, seed), payload, prefix, path, origin)
+            _add_units(collected, (dataset, method), seed, payload, prefix, path)
+    return collected
 
 
 def _seed_stats(records: Iterable[Mapping[str, float]]) -> dict[str, tuple[float, float]]:
@@ -149,47 +307,140 @@ def _seed_stats(records: Iterable[Mapping[str, float]]) -> dict[str, tuple[float
     return stats
 
 
-def _first(stats: Mapping[str, tuple[float, float]], names: Iterable[str]) -> float | None:
-    return next((stats[name][0] for name in names if name in stats), None)
+def unit_estimates(units: Mapping[UnitKey, Mapping[str, float]]) -> dict[str, Estimate]:
+    """metric → its estimate pooled over every unit that reports it."""
+    values: dict[str, list[float]] = {}
+    for metrics in units.values():
+        for name, value in metrics.items():
+            values.setdefault(name, []).append(value)
+    return {name: estimate(v) for name, v in values.items()}
 
 
-def _reference_metrics(
-    stats: Mapping[str, tuple[float, float]], reference: Mapping[str, tuple[float, float]]
+def _estimate_keys(name: str, value: Estimate) -> dict[str, float]:
+    keys = {f"{name}.mean": value.mean, f"{name}.ci95": value.ci95, f"{name}.std": value.std}
+    if value.n is not None:
+        keys[f"{name}.n"] = float(value.n)
+    return keys
+
+
+def _draw_keys(draws: Mapping[tuple[str, int], set[UnitKey]]) -> dict[str, float]:
+    keys: dict[str, float] = {}
+    for (stage, k), units in draws.items():
+        keys[f"draws.{stage}.k{k}.n"] = float(len(units))
+        keys[f"draws.{stage}.k{k}.seeds"] = float(len({seed for seed, _ in units}))
+    return keys
+
+
+def paired_gap(
+    method: Mapping[UnitKey, Mapping[str, float]],
+    reference: Mapping[UnitKey, Mapping[str, float]],
+    name: str,
+) -> tuple[float, int] | None:
+    """(|mean of method − mean of reference|, shared units) over the units both report
+    ``name`` for; ``None`` when they share none (different draws are not comparable)."""
+    shared = [u for u, values in method.items() if name in values and name in reference.get(u, {})]
+    if not shared:
+        return None
+    ours = np.mean([method[u][name] for u in shared])
+    theirs = np.mean([reference[u][name] for u in shared])
+    return float(abs(ours - theirs)), len(shared)
+
+
+def _gap_keys(
+    method: Mapping[UnitKey, Mapping[str, float]], reference: Mapping[UnitKey, Mapping[str, float]]
 ) -> dict[str, float]:
-    """Gaps to the retrain reference and the relative unlearning time (module docstring)."""
-    derived: dict[str, float] = {}
-    gaps = {
-        base: abs(mean - reference[base][0])
-        for base, (mean, _) in stats.items()
-        if (FORGET_K.match(base) or MIA.match(base)) and base in reference
-    }
-    derived.update({f"{base}.gap_to_retrain": gap for base, gap in gaps.items()})
-    mia_gaps = [gap for base, gap in gaps.items() if MIA.match(base)]
-    ks = {m[1] for m in map(FORGET_K.match, gaps) if m is not None}
-    for k in sorted(ks, key=int):
-        pair = [gaps.get(f"k{k}.forget_acc"), gaps.get(f"k{k}.retain_acc")]
-        if None not in pair:
-            derived[f"k{k}.avg_gap_to_retrain"] = float(np.mean(pair + mia_gaps))
-    seconds, reference_seconds = _first(stats, UNLEARN_SECONDS), _first(reference, UNLEARN_SECONDS)
-    if seconds is not None and reference_seconds is not None:
-        derived["rte"] = rte(seconds, reference_seconds) if reference_seconds else math.nan
-    return derived
+    """Per-metric gaps, their mean per k and its support (module docstring)."""
+    names = {n for values in method.values() for n in values if GAP_METRIC.match(n)}
+    gaps: dict[str, tuple[float, int]] = {}
+    for name in sorted(names):
+        gap = paired_gap(method, reference, name)
+        if gap is not None:
+            gaps[name] = gap
+    keys = {f"{name}.gap_to_reference": gap for name, (gap, _) in gaps.items()}
+    for k in sorted({GAP_METRIC.match(name)[1] for name in gaps}, key=int):
+        at_k = {name: g for name, g in gaps.items() if GAP_METRIC.match(name)[1] == k}
+        if {f"k{k}.forget_acc", f"k{k}.retain_acc"} <= set(at_k):
+            keys[f"k{k}.avg_gap_to_reference"] = float(np.mean([g for g, _ in at_k.values()]))
+            keys[f"k{k}.gap.n"] = float(min(n for _, n in at_k.values()))
+    return keys
 
 
-def summarise(runs: Runs) -> Summary:
-    """Flat ``<dataset>.<method>.<metric>…`` summary of ``collect``'s runs."""
-    stats = {pair: _seed_stats(seeds.values()) for pair, seeds in runs.items()}
+def _overlap_keys(ours: Mapping[str, Estimate], theirs: Mapping[str, Estimate]) -> dict[str, float]:
+    """``<metric>.overlaps_reference`` for every gap metric both estimate."""
+    keys = {}
+    for name in sorted(n for n in ours if GAP_METRIC.match(n) and n in theirs):
+        overlap = intervals_overlap(ours[name], theirs[name])
+        keys[f"{name}.overlaps_reference"] = math.nan if overlap is None else float(overlap)
+    return keys
+
+
+def _rte_keys(summary: Mapping[str, float], run: str, reference: str) -> dict[str, float]:
+    """``k<k>.rte`` for every k both the run and its reference have seconds for."""
+    keys = {}
+    for name in metric_names_of(summary, run, SECONDS):
+        ours, theirs = summary[f"{run}.{name}.mean"], summary.get(f"{reference}.{name}.mean")
+        if theirs is not None:
+            k = SECONDS.match(name)[1]
+            keys[f"k{k}.rte"] = rte(ours, theirs) if theirs > 0 else math.nan
+    return keys
+
+
+def _no_forget(
+    estimates: Mapping[str, Estimate], seeds: Mapping[int, Mapping[str, float]], k: int
+) -> Estimate | None:
+    """The forgotten classes' accuracy before forgetting (module docstring: no_op)."""
+    per_class = estimates.get(f"k{k}.no_forget.forget_acc")
+    if per_class is not None:
+        return per_class
+    values = [r.get(NO_FORGET, math.nan) for r in seeds.values()]
+    values = [v for v in values if not math.isnan(v)]
+    return estimate(values) if values else None
+
+
+def _no_op_keys(
+    estimates: Mapping[str, Estimate], seeds: Mapping[int, Mapping[str, float]]
+) -> dict[str, float]:
+    """``k<k>.no_op`` for every k with a measured count of changed parameters."""
+    keys = {}
+    for name, changed in estimates.items():
+        match = CHANGED.match(name)
+        if match is None:
+            continue
+        k = int(match[1])
+        forgotten, before = estimates.get(f"k{k}.forget_acc"), _no_forget(estimates, seeds, k)
+        apart = forgotten is not None and before is not None
+        apart = apart and intervals_overlap(forgotten, before) is False
+        keys[f"k{k}.no_op"] = float(changed.mean == 0 and not apart)
+    return keys
+
+
+def _flat_keys(seeds: Mapping[int, Mapping[str, float]]) -> dict[str, float]:
+    keys: dict[str, float] = {"seeds": float(len(seeds))}
+    for base, (mean, std) in sorted(_seed_stats(seeds.values()).items()):
+        keys[f"{base}.mean"], keys[f"{base}.std"] = mean, std
+    return keys
+
+
+def summarise(collected: Collected) -> Summary:
+    """Flat ``<dataset>.<method>.<metric>…`` summary of ``collect``'s files."""
     summary: Summary = {}
-    for (dataset, method), by_metric in sorted(stats.items()):
-        prefix = f"{dataset}.{method}"
-        summary[f"{prefix}.seeds"] = len(runs[dataset, method])
-        for base, (mean, std) in sorted(by_metric.items()):
-            summary[f"{prefix}.{base}.mean"] = mean
-            summary[f"{prefix}.{base}.std"] = std
-        reference = stats.get((dataset, REFERENCE))
-        if reference is not None:
-            derived = _reference_metrics(by_metric, reference)
-            summary.update({f"{prefix}.{key}": value for key, value in sorted(derived.items())})
+    estimates: dict[tuple[str, str], dict[str, Estimate]] = {}
+    for run, seeds in sorted(collected.runs.items()):
+        prefix = ".".join(run)
+        estimates[run] = unit_estimates(collected.units.get(run, {}))
+        keys = _flat_keys(seeds) | _draw_keys(collected.draws.get(run, {}))
+        for name, value in sorted(estimates[run].items()):
+            keys.update(_estimate_keys(name, value))
+        summary.update({f"{prefix}.{key}": value for key, value in keys.items()})
+    for (dataset, method), ours in sorted(estimates.items()):
+        reference = (dataset, reference_of(method))
+        keys = _no_op_keys(ours, collected.runs[dataset, method])
+        if reference in collected.runs:
+            units = collected.units.get((dataset, method), {})
+            keys |= _gap_keys(units, collected.units.get(reference, {}))
+            keys |= _overlap_keys(ours, estimates[reference])
+            keys |= _rte_keys(summary, f"{dataset}.{method}", ".".join(reference))
+        summary.update({f"{dataset}.{method}.{key}": value for key, value in sorted(keys.items())})
     return summary
 
 
@@ -202,7 +453,7 @@ def datasets_and_methods(summary: Mapping[str, float]) -> dict[str, list[str]]:
     """dataset → its methods, from the ``<dataset>.<method>.seeds`` keys."""
     found: dict[str, list[str]] = {}
     for key in summary:
-        if key.endswith(".seeds"):
+        if key.endswith(".seeds") and key.count(".") == 2:
             dataset, method = key.removesuffix(".seeds").split(".", 1)
             found.setdefault(dataset, []).append(method)
     return {dataset: sorted(methods) for dataset, methods in sorted(found.items())}
@@ -210,41 +461,82 @@ def datasets_and_methods(summary: Mapping[str, float]) -> dict[str, list[str]]:
 
 def lookup(
     summary: Mapping[str, float], dataset: str, method: str, names: Iterable[str]
-) -> tuple[float, float | None] | None:
-    """(mean, std) of the first metric in ``names`` this run reports; a derived metric
-    (no ``.mean``/``.std`` pair) has std ``None``; ``None`` when none is reported."""
+) -> Estimate | None:
+    """The estimate of the first metric in ``names`` this run reports: a unit metric
+    with its n and interval, a flat ``.mean`` or a derived key without them; ``None``
+    when none is reported."""
     for name in names:
         key = f"{dataset}.{method}.{name}"
         if f"{key}.mean" in summary:
-            return summary[f"{key}.mean"], summary.get(f"{key}.std")
+            n = summary.get(f"{key}.n")
+            return Estimate(
+                summary[f"{key}.mean"],
+                None if n is None else int(n),
+                summary.get(f"{key}.ci95", math.nan),
+                summary.get(f"{key}.std", math.nan),
+            )
         if key in summary:
-            return summary[key], None
+            return Estimate(summary[key])
     return None
 
 
+def _natural(name: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def metric_names_of(summary: Mapping[str, float], run: str, pattern: re.Pattern) -> list[str]:
+    """Distinct metric names (``.mean`` keys) of ``run`` = ``<dataset>.<method>``
+    matching ``pattern``, in natural order."""
+    head = f"{run}."
+    names = {
+        key[len(head) :].removesuffix(".mean")
+        for key in summary
+        if key.startswith(head) and key.endswith(".mean")
+    }
+    return sorted((n for n in names if pattern.match(n)), key=_natural)
+
+
 def metric_names(summary: Mapping[str, float], dataset: str, pattern: re.Pattern) -> list[str]:
-    """Distinct metric names of ``dataset`` matching ``pattern``, in natural order."""
-    names = set()
-    for key in summary:
-        head, _, rest = key.partition(".")
-        if head != dataset:
-            continue
-        name = rest.partition(".")[2].removesuffix(".mean")
-        if pattern.match(name):
-            names.add(name)
-    return sorted(
-        names, key=lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)]
-    )
+    """Distinct metric names of any method of ``dataset`` matching ``pattern``."""
+    names = {
+        name
+        for method in datasets_and_methods(summary).get(dataset, [])
+        for name in metric_names_of(summary, f"{dataset}.{method}", pattern)
+    }
+    return sorted(names, key=_natural)
 
 
-def read_relearn_curves(folder: Path) -> dict[str, dict[str, list[Curve]]]:
+def draws_of(
+    summary: Mapping[str, float], dataset: str, method: str
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """(stage, k) → (units, seeds) that stage used for this run (the ``draws.`` keys)."""
+    head = f"{dataset}.{method}.draws."
+    found = {}
+    for key, value in summary.items():
+        match = DRAWS.match(key.removeprefix(head)) if key.startswith(head) else None
+        if match is not None:
+            seeds = summary[f"{head}{match[1]}.k{match[2]}.seeds"]
+            found[match[1], int(match[2])] = (int(value), int(seeds))
+    return found
+
+
+def _curve(records: Any, where: str) -> Curve:
+    try:
+        return [float(r["step"]) for r in records], [float(r["acc"]) for r in records]
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"{where} must be a list of {{step, acc}}") from error
+
+
+def read_relearn_curves(folder: Path) -> Curves:
     """Relearn curves: dataset → label → one (steps, accuracies) pair per seed.
 
     The one place that knows the curve files' format (the attack stage writes them):
     ``<folder>/<dataset>/<method>/seed<s>.json`` holding ``{name: [{"step": int,
     "acc": float}, …], …}`` — every top-level list of records is one curve, labelled
-    ``<method>`` (or ``<method> <name>`` when a file holds several)."""
-    curves: dict[str, dict[str, list[Curve]]] = {}
+    ``<method>`` (or ``<method> <name>`` when a file holds several). Names are
+    ``<capability> k<k> m<m>`` for the attacked model and ``… reference`` for its
+    never-seen reference; ``split_label`` takes a label apart again."""
+    curves: Curves = {}
     if not folder.is_dir():
         return curves
     for path in sorted(folder.glob("*/*/seed*.json")):
@@ -254,11 +546,14 @@ def read_relearn_curves(folder: Path) -> dict[str, dict[str, list[Curve]]]:
             raise ValueError(f"{path} must hold a JSON object of curves")
         lists = {k: v for k, v in payload.items() if isinstance(v, list)}
         for name, records in sorted(lists.items()):
-            try:
-                steps = [float(r["step"]) for r in records]
-                accs = [float(r["acc"]) for r in records]
-            except (KeyError, TypeError) as error:
-                raise ValueError(f"{path}: {name!r} must be a list of {{step, acc}}") from error
             label = method if len(lists) == 1 else f"{method} {name}"
-            curves.setdefault(dataset, {}).setdefault(label, []).append((steps, accs))
+            curve = _curve(records, f"{path}: {name!r}")
+            curves.setdefault(dataset, {}).setdefault(label, []).append(curve)
     return curves
+
+
+def split_label(label: str) -> tuple[str, str]:
+    """(method, curve name) of a ``read_relearn_curves`` label (method names hold no
+    space)."""
+    method, _, name = label.partition(" ")
+    return method, name

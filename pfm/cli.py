@@ -4,6 +4,7 @@ and a non-zero exit on bad input."""
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from pfm.files import write_json
 
@@ -27,10 +28,11 @@ def run_stage(main: Callable[[], None]) -> None:
 
 
 def write_run_metrics(
-    path: Path, metrics: Mapping[str, float], label: str, shown: str = "acc.mean"
+    path: Path, metrics: Mapping[str, Any], label: str, shown: str = "acc.mean"
 ) -> None:
     """Write one (method, seed) run's metrics file and print its line of progress: the
     label and every key ending in ``shown``."""
     write_json(path, metrics)
-    values = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.endswith(shown))
+    shown_values = {k: v for k, v in metrics.items() if k.endswith(shown)}
+    values = " ".join(f"{k}={v:.4f}" for k, v in shown_values.items())
     print(f"{label}: {values}", flush=True)

@@ -43,7 +43,7 @@ class CostRecord:
     samples_touched: int  # samples read from forget/retain data, with repetition
     needs_forget_data: bool
     needs_retain_data: bool
-    trainable_params: int  # parameter elements the step changed (measured, not declared)
+    trainable_params: int  # parameter elements changed, added or removed (measured)
     transform_seconds: float = 0.0  # of unlearn_seconds, in closed-form stages (0: none)
 
 
@@ -100,11 +100,13 @@ class Meter:
 
 @torch.no_grad()
 def changed_parameters(before: nn.Module, after: nn.Module) -> int:
-    """Parameter elements whose value differs between two models of the same layout.
+    """Parameter elements changed, added or removed between two models: one meaning for
+    every method, measured rather than declared.
 
-    A parameter whose shape changed (the prompt bank after ``forget`` drops rows) was
-    removed, not trained, and is not counted; one that only ``after`` has (deep prefixes
-    a method added and trained) counts in full."""
+    Elements whose value differs count; a parameter whose shape changed (the prompt bank
+    after ``forget`` drops rows; rows are removed whole, the kept ones untouched) counts
+    the elements it lost or gained; one that only ``after`` has (deep prefixes a method
+    added and trained) counts in full."""
     reference = dict(before.named_parameters())
     changed = 0
     for name, param in after.named_parameters():
@@ -113,6 +115,8 @@ def changed_parameters(before: nn.Module, after: nn.Module) -> int:
             changed += param.numel()
         elif old.shape == param.shape:
             changed += int((old.detach().to(param.device) != param.detach()).sum())
+        else:
+            changed += abs(old.numel() - param.numel())
     return changed
 
 

@@ -11,14 +11,15 @@ baseline trains — the protocol, the metric keys and the cost keys are the same
 
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from pfm.batches import SplitTensors
-from pfm.cost import CostRecord, cost_metrics
+from pfm.cost import NUMERIC, CostRecord, cost_metrics
 from pfm.models.prompted import PromptedClassifier
 from pfm.modes import mode_logits
 
@@ -85,43 +86,125 @@ def forget_sets(
     return sorted(chosen), False
 
 
+def sets_per_k(
+    ks: Sequence[int], max_sets: int | None | Sequence[int | None]
+) -> dict[int, int | None]:
+    """k → its cap on forget sets: one cap for every k, or one per k in ``ks``'s order
+    (k = 1 may take more sets than a k whose baselines cost more draws)."""
+    if max_sets is None or isinstance(max_sets, int):
+        return {k: max_sets for k in ks}
+    caps = list(max_sets)
+    if len(caps) != len(ks):
+        raise ValueError(f"max_sets must be one cap or one per k (k = {list(ks)}), got {caps}")
+    return dict(zip(ks, caps, strict=True))
+
+
+# k → (its forget sets, whether they are all C-choose-k)
+ForgetPlan = dict[int, tuple[list[tuple[int, ...]], bool]]
+
+
+def forget_plan(
+    num_classes: int,
+    ks: Sequence[int],
+    max_sets: int | None | Sequence[int | None],
+    seed: int,
+) -> ForgetPlan:
+    """The seeded forget sets of every k: the draws every method of a seed shares."""
+    caps = sets_per_k(ks, max_sets)
+    return {k: forget_sets(num_classes, k, caps[k], seed) for k in ks}
+
+
+# Other versions of an unlearned model worth scoring beside it, by label (PI-Prefix's
+# model before its closed-form transform): model → {label: model}.
+Variants = Callable[[PromptedClassifier], Mapping[str, PromptedClassifier]]
+
+
+def split_accuracies(
+    model: PromptedClassifier,
+    data: SplitTensors,
+    classes: tuple[int, ...],
+    seed: int,
+    batch_size: int,
+) -> tuple[float, float]:
+    """(forgotten-class, retained-class) accuracy under deployment inference."""
+    labels = data.labels.numpy()
+    correct = predict(model, data, "full_bank", batch_size, seed) == labels
+    in_set = np.isin(labels, classes)
+    return float(correct[in_set].mean()), float(correct[~in_set].mean())
+
+
+def unit_record(
+    model: PromptedClassifier,
+    cost: CostRecord,
+    classes: tuple[int, ...],
+    splits: Mapping[str, SplitTensors],
+    variants: Variants | None,
+    seed: int,
+    batch_size: int,
+) -> dict[str, Any]:
+    """One forget set's unit: its accuracies on every split (``test`` unprefixed, the
+    others as ``<split>.``), those of the model's variants on test, and its cost."""
+    record: dict[str, Any] = {"classes": list(classes), "k": len(classes)}
+    scored = {"": (model, splits["test"])}
+    scored.update({f"{name}.": (model, data) for name, data in splits.items() if name != "test"})
+    if variants is not None:
+        scored.update({f"{label}.": (v, splits["test"]) for label, v in variants(model).items()})
+    for prefix, (scored_model, data) in scored.items():
+        forget, retain = split_accuracies(scored_model, data, classes, seed, batch_size)
+        record[f"{prefix}forget_acc"] = forget
+        record[f"{prefix}retain_acc"] = retain
+    record.update({f"cost.{name}": float(getattr(cost, name)) for name in NUMERIC})
+    return record
+
+
+def pooled(units: Sequence[Mapping[str, Any]], prefix: str) -> dict[str, float]:
+    """``<prefix><field>.mean`` and ``.std`` (population) over ``units`` of every numeric
+    field they share: the per-run summary beside the units themselves."""
+    fields = [
+        key for key, value in units[0].items()
+        if key not in ("classes", "k") and isinstance(value, int | float)
+    ]  # fmt: skip
+    out: dict[str, float] = {}
+    for field in fields:
+        values = np.array([u[field] for u in units], dtype=float)
+        out[f"{prefix}{field}.mean"] = float(values.mean())
+        out[f"{prefix}{field}.std"] = float(values.std())
+    return out
+
+
 def forget_k(
     unlearn: Unlearner,
     test: SplitTensors,
-    num_classes: int,
-    ks: Sequence[int],
-    max_sets: int | None,
+    plan: ForgetPlan,
     seed: int,
     batch_size: int,
-) -> dict[str, float]:
-    """Flat metrics ``k{k}.forget_acc.mean`` etc. for every k, and the cost of unlearning:
-    ``cost.<field>.mean`` over every set, ``k{k}.cost.<field>.mean`` per k (a baseline's
-    cost grows with the data it touches), ``cost.unlearn_seconds.max``."""
-    labels = test.labels.numpy()
-    metrics: dict[str, float] = {}
+    val: SplitTensors | None = None,
+    variants: Variants | None = None,
+) -> dict[str, Any]:
+    """Every k and forget set of ``plan``: flat metrics ``k{k}.forget_acc.mean`` etc.
+    (test), ``k{k}.val.forget_acc.*`` (validation, where recipes are chosen),
+    ``k{k}.cost.<field>.*`` (a baseline's cost grows with the data it touches), the
+    overall ``cost.<field>.mean`` and ``cost.unlearn_seconds.max``, and ``units``: one
+    record per forget set (``unit_record``), from which the aggregate draws its
+    confidence intervals."""
+    splits = {"test": test} if val is None else {"test": test, "val": val}
+    metrics: dict[str, Any] = {}
     costs: list[CostRecord] = []
-    for k in ks:
-        sets, exhaustive = forget_sets(num_classes, k, max_sets, seed)
-        forget_accs, retain_accs, k_costs = [], [], []
+    units: list[dict[str, Any]] = []
+    for k, (sets, exhaustive) in plan.items():
+        k_units = []
         for classes in tqdm(sets, desc=f"forget k={k}", unit="set", leave=False, disable=None):
             forgotten, cost = unlearn(classes)
-            k_costs.append(cost)
-            correct = predict(forgotten, test, "full_bank", batch_size, seed) == labels
-            in_set = np.isin(labels, classes)
-            forget_accs.append(float(correct[in_set].mean()))
-            retain_accs.append(float(correct[~in_set].mean()))
-        metrics.update({
-            f"k{k}.forget_acc.mean": float(np.mean(forget_accs)),
-            f"k{k}.forget_acc.std": float(np.std(forget_accs)),
-            f"k{k}.retain_acc.mean": float(np.mean(retain_accs)),
-            f"k{k}.retain_acc.std": float(np.std(retain_accs)),
-            f"k{k}.sets": len(sets),
-            f"k{k}.exhaustive": int(exhaustive),
-        })  # fmt: skip
-        metrics.update(cost_metrics(k_costs, prefix=f"k{k}.cost."))
-        costs += k_costs
+            costs.append(cost)
+            k_units.append(
+                unit_record(forgotten, cost, classes, splits, variants, seed, batch_size)
+            )
+        metrics.update(pooled(k_units, f"k{k}."))
+        metrics.update({f"k{k}.sets": len(sets), f"k{k}.exhaustive": int(exhaustive)})
+        units += k_units
     metrics.update(cost_metrics(costs))
     metrics["cost.unlearn_seconds.max"] = max(c.unlearn_seconds for c in costs)
+    metrics["units"] = units
     return metrics
 
 
@@ -137,7 +220,8 @@ def transfer_metrics(
     no-forget ``full_bank`` accuracy and forget-k at k = 1 on the same sets as ``test``
     (forget accuracy is NaN for a set whose class the split has no sample of)."""
     accuracy = mode_accuracies(model, data, ("full_bank",), batch_size, seed)["full_bank"]
-    forgetting = forget_k(unlearn, data, model.num_classes, [1], max_sets, seed, batch_size)
+    plan = forget_plan(model.num_classes, [1], max_sets, seed)
+    forgetting = forget_k(unlearn, data, plan, seed, batch_size)
     with_samples = set(data.labels.tolist())
     keep = ("k1.forget_acc.mean", "k1.forget_acc.std", "k1.retain_acc.mean", "k1.retain_acc.std")
     return {

@@ -4,10 +4,12 @@ Drawn with matplotlib's object API (``Figure``), never pyplot: no global state a
 display needed. Every dataset always gets the same four files, with a "no data" note
 where a stage has not run yet, so ``dvc plots diff`` pairs the same images across
 commits. A method keeps its colour in every figure of a dataset; error bars are the
-summary's std (seeds × forget sets).
+summary's 95 % intervals (``pfm.aggregate``), absent where n = 1. References (exact
+unlearning) are drawn as stars.
 """
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -15,18 +17,20 @@ import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from pfm.aggregate import (
     FORGET_K,
-    REFERENCE,
-    UNLEARN_SECONDS,
+    SECONDS,
     Curve,
+    Estimate,
     datasets_and_methods,
     lookup,
     metric_names,
+    split_label,
 )
 from pfm.files import write_atomic
-from pfm.report import ordered_methods
+from pfm.report import is_reference, ordered_methods
 
 FIGURES = {
     "forgotten vs retained accuracy": "forget_vs_retain.png",
@@ -34,15 +38,17 @@ FIGURES = {
     "relearn curves": "relearn.png",
     "unlearning time": "unlearn_time.png",
 }
-LINE_STYLES = ("-", "--", ":", "-.")
+EVAL_K = re.compile(r"^eval\.k(\d+)\.(forget|retain)_acc$")  # the evaluate stage's draws
+REFERENCE_CURVE = " reference"  # suffix of a never-seen reference's curve name
+GRID_COLUMNS = 4
 
 
-def _colours(methods: Sequence[str]) -> dict[str, tuple[float, ...]]:
-    """A distinct colour per method for up to 20 (tab20's dark shades first, then its
-    light ones; the default cycle repeats after 10, and the suite has 12 methods)."""
+def _colours(names: Sequence[str]) -> dict[str, tuple[float, ...]]:
+    """A distinct colour per name for up to 20 (tab20's dark shades first, then its
+    light ones; the default cycle repeats after 10, and the suite has 14 methods)."""
     tab20 = matplotlib.colormaps["tab20"].colors
     palette = tab20[0::2] + tab20[1::2]
-    return {method: tuple(palette[i % len(palette)]) for i, method in enumerate(methods)}
+    return {name: tuple(palette[i % len(palette)]) for i, name in enumerate(names)}
 
 
 def _no_data(ax: Axes, what: str) -> None:
@@ -51,8 +57,9 @@ def _no_data(ax: Axes, what: str) -> None:
     ax.set_yticks([])
 
 
-def _std(value: float | None) -> float:
-    return 0.0 if value is None or math.isnan(value) else value
+def _half(value: Estimate) -> float:
+    """The error bar: the 95 % half-width, 0 (no bar) without an interval."""
+    return value.ci95 if value.has_interval else 0.0
 
 
 def forget_vs_retain(
@@ -69,21 +76,22 @@ def forget_vs_retain(
         forget = lookup(summary, dataset, method, [f"k{k}.forget_acc"])
         if retain is None or forget is None:
             continue
-        if math.isnan(retain[0]) or math.isnan(forget[0]):
+        if math.isnan(retain.mean) or math.isnan(forget.mean):
             undefined.append(method)
             continue
+        star = is_reference(method)
         ax.errorbar(
-            retain[0],
-            forget[0],
-            xerr=_std(retain[1]),
-            yerr=_std(forget[1]),
-            fmt="*" if method == REFERENCE else "o",
-            markersize=12 if method == REFERENCE else 7,
+            retain.mean,
+            forget.mean,
+            xerr=_half(retain),
+            yerr=_half(forget),
+            fmt="*" if star else "o",
+            markersize=12 if star else 7,
             capsize=3,
             color=colours[method],
-            label=method,
+            label=f"{method} (n={forget.n})" if forget.n else method,
         )
-        ax.annotate(method, (retain[0], forget[0]), textcoords="offset points", xytext=(6, 6))
+        ax.annotate(method, (retain.mean, forget.mean), textcoords="offset points", xytext=(6, 6))
         drawn += 1
     if not drawn:
         _no_data(ax, f"forget-k metrics at k={k}")
@@ -91,118 +99,187 @@ def forget_vs_retain(
         ax.set_xlim(0, 1.02)
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel(f"retained-class accuracy (k={k}), higher is better")
-        ax.set_ylabel(f"forgotten-class accuracy (k={k}), lower is better")
+        ax.set_ylabel(f"forgotten-class accuracy (k={k})")
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper left", fontsize="small")
+        ax.legend(loc="upper left", fontsize="x-small")
     if undefined:
         note = f"nan, not drawn: {', '.join(undefined)}"
         ax.text(0.99, 0.99, note, ha="right", va="top", fontsize="small", transform=ax.transAxes)
-    ax.set_title(f"{dataset}: forgotten vs retained accuracy")
+    ax.set_title(f"{dataset}: forgotten vs retained accuracy (95% CI)")
     return figure
 
 
+def _series(
+    summary: Mapping[str, float], dataset: str, method: str, names: Sequence[tuple[int, str]]
+) -> list[tuple[int, Estimate]]:
+    """(k, estimate) of every (k, metric name) this method reports."""
+    points = [(k, lookup(summary, dataset, method, [name])) for k, name in names]
+    return [(k, v) for k, v in points if v is not None and not math.isnan(v.mean)]
+
+
 def accuracy_vs_k(summary: Mapping[str, float], dataset: str, methods: Sequence[str]) -> Figure:
-    """Forgotten- and retained-class accuracy as more classes are forgotten at once."""
-    figure = Figure(figsize=(9, 4), layout="constrained")
+    """Forgotten- and retained-class accuracy as more classes are forgotten at once: the
+    unlearn stage's shared draws per method (solid) and the evaluate stage's larger set
+    of draws for the prompt model (dashed)."""
+    figure = Figure(figsize=(10, 4.2), layout="constrained")
     axes = figure.subplots(1, 2, sharey=True)
     colours = _colours(methods)
     ks = sorted({int(FORGET_K.match(n)[1]) for n in metric_names(summary, dataset, FORGET_K)})
+    eval_ks = {int(EVAL_K.match(n)[1]) for n in metric_names(summary, dataset, EVAL_K)}
     for ax, which in zip(axes, ("forget", "retain"), strict=True):
         drawn = False
         for method in methods:
-            points = [(k, lookup(summary, dataset, method, [f"k{k}.{which}_acc"])) for k in ks]
-            points = [(k, v) for k, v in points if v is not None]
-            if not points:
-                continue
-            x = [k for k, _ in points]
-            ax.errorbar(
-                x,
-                [v[0] for _, v in points],
-                yerr=[_std(v[1]) for _, v in points],
-                marker="o",
-                capsize=3,
-                color=colours[method],
-                label=method,
-            )
-            drawn = True
+            for prefix, style in (("", "-"), ("eval.", "--")):
+                names = [(k, f"{prefix}k{k}.{which}_acc") for k in sorted(set(ks) | eval_ks)]
+                points = _series(summary, dataset, method, names)
+                if not points:
+                    continue
+                label = f"{method} (evaluate)" if prefix else method
+                ax.errorbar(
+                    [k for k, _ in points],
+                    [v.mean for _, v in points],
+                    yerr=[_half(v) for _, v in points],
+                    marker="*" if is_reference(method) else "o",
+                    linestyle=style,
+                    capsize=3,
+                    color=colours[method],
+                    label=label,
+                )
+                drawn = True
         name = "forgotten" if which == "forget" else "retained"
         if drawn:
-            ax.set_xticks(ks)
+            ax.set_xticks(sorted(set(ks) | eval_ks))
             ax.set_xlabel("k (classes forgotten at once)")
             ax.set_ylim(-0.02, 1.02)
             ax.grid(alpha=0.3)
-            ax.legend(fontsize="small")
         else:
             _no_data(ax, "forget-k metrics")
-        ax.set_title(f"{name}-class accuracy")
+        ax.set_title(f"{name}-class accuracy (95% CI)")
+    if any(ax.get_legend_handles_labels()[0] for ax in axes):
+        axes[1].legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1))
     axes[0].set_ylabel("accuracy")
     figure.suptitle(f"{dataset}: accuracy vs k")
     return figure
 
 
+def _mean_curve(seeds: Sequence[Curve]) -> list[Curve]:
+    """The mean over seeds when they share their steps, else every seed's curve."""
+    if all(steps == seeds[0][0] for steps, _ in seeds):
+        return [(seeds[0][0], list(np.mean([acc for _, acc in seeds], axis=0)))]
+    return list(seeds)
+
+
+def _relearn_axes(
+    ax: Axes,
+    method: str,
+    curves: Mapping[str, Sequence[Curve]],
+    colours: Mapping[str, tuple[float, ...]],
+) -> None:
+    """One method: each attacked curve (solid) beside its reference's (dashed)."""
+    for name, seeds in sorted(curves.items()):
+        attacked = name.removesuffix(REFERENCE_CURVE)
+        style = "--" if name.endswith(REFERENCE_CURVE) else "-"
+        for steps, accs in _mean_curve(seeds):
+            ax.plot(steps, accs, color=colours[attacked], linestyle=style, linewidth=1.2)
+    ax.set_title(method, fontsize="small")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+
+
+def _by_method(curves: Mapping[str, Sequence[Curve]]) -> dict[str, dict[str, Sequence[Curve]]]:
+    """method → curve name → seeds, from the reader's ``<method> <name>`` labels."""
+    grouped: dict[str, dict[str, Sequence[Curve]]] = {}
+    for label, seeds in curves.items():
+        method, name = split_label(label)
+        grouped.setdefault(method, {})[name or "curve"] = seeds  # a file's only curve
+    return grouped
+
+
 def relearn_curves(
-    curves: Mapping[str, Sequence[Curve]], dataset: str, methods: Sequence[str]
+    labelled: Mapping[str, Sequence[Curve]], dataset: str, methods: Sequence[str]
 ) -> Figure:
-    """Accuracy on the forgotten class(es) vs attack steps; a line per label (colour: its
-    method, line style: the curve's name within the method), mean over seeds with a
-    ± std band when the seeds share their steps (else one line a seed)."""
-    figure = Figure(figsize=(11, 5), layout="constrained")
-    ax = figure.add_subplot()
-    owners = {label: label.split(" ")[0] for label in curves}
-    colours = _colours([*methods, *sorted(set(owners.values()) - set(methods))])
-    styles: dict[str, int] = {}
-    for label, seeds in sorted(curves.items()):
-        colour = colours[owners[label]]
-        style = LINE_STYLES[styles.setdefault(owners[label], 0) % len(LINE_STYLES)]
-        styles[owners[label]] += 1
-        line = {"color": colour, "linestyle": style, "marker": "o", "markersize": 3}
-        if all(steps == seeds[0][0] for steps, _ in seeds):
-            accs = np.array([acc for _, acc in seeds])  # (seeds, steps)
-            mean, std = accs.mean(axis=0), accs.std(axis=0)
-            ax.plot(seeds[0][0], mean, label=label, **line)
-            ax.fill_between(seeds[0][0], mean - std, mean + std, color=colour, alpha=0.2)
-        else:
-            for i, (steps, acc) in enumerate(seeds):
-                ax.plot(steps, acc, alpha=0.6, label=label if i == 0 else None, **line)
-    if curves:
-        ax.set_xlabel("attack steps")
-        ax.set_ylabel("forgotten-class accuracy")
-        ax.set_ylim(-0.02, 1.02)
-        ax.grid(alpha=0.3)
-        # outside the axes: a dozen methods × shot counts would hide the curves
-        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1), ncol=2)
-    else:
+    """Small multiples, one axes per method: forgotten-class accuracy against attack
+    steps, the attack on the unlearned model (solid) and on its never-seen reference
+    (dashed), one colour per capability, k and m; mean over seeds."""
+    curves = _by_method(labelled)
+    shown = [m for m in methods if m in curves] + sorted(set(curves) - set(methods))
+    if not shown:
+        figure = Figure(figsize=(6, 4), layout="constrained")
+        ax = figure.add_subplot()
         _no_data(ax, "relearn curves (prompt-recovery attack)")
-    ax.set_title(f"{dataset}: relearn curves")
+        ax.set_title(f"{dataset}: relearn curves")
+        return figure
+    names = sorted({n.removesuffix(REFERENCE_CURVE) for m in shown for n in curves[m]})
+    colours = _colours(names)
+    columns = min(GRID_COLUMNS, len(shown))
+    rows = math.ceil(len(shown) / columns)
+    figure = Figure(figsize=(3.2 * columns + 1.8, 2.5 * rows + 0.6), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(rows, columns, sharex=True, sharey=True)).ravel()
+    for ax, method in zip(axes, shown, strict=False):
+        _relearn_axes(ax, method, curves[method], colours)
+    for ax in axes[len(shown) :]:
+        ax.set_visible(False)
+    for ax in axes[max(len(shown) - columns, 0) : len(shown)]:  # the lowest of each column
+        ax.set_xlabel("attack steps")
+        ax.xaxis.set_tick_params(labelbottom=True)
+    for ax in axes[::columns]:
+        ax.set_ylabel("forgotten acc")
+    handles = [Line2D([], [], color=colours[n], label=n) for n in names]
+    handles += [
+        Line2D([], [], color="black", linestyle="-", label="attacked model"),
+        Line2D([], [], color="black", linestyle="--", label="never-seen reference"),
+    ]
+    figure.legend(handles=handles, loc="outside right upper", fontsize="x-small")
+    figure.suptitle(f"{dataset}: relearn curves (solid: attacked, dashed: reference)")
     return figure
 
 
 def unlearn_time(summary: Mapping[str, float], dataset: str, methods: Sequence[str]) -> Figure:
-    """Seconds per unlearning request, log scale: deleting a prompt and retraining a
-    model sit orders of magnitude apart."""
-    figure = Figure(figsize=(6, 0.8 + 0.45 * max(len(methods), 1)), layout="constrained")
-    ax = figure.add_subplot()
-    colours = _colours(methods)
-    bars = [
-        (method, value[0])
-        for method in methods
-        if (value := lookup(summary, dataset, method, UNLEARN_SECONDS)) is not None and value[0] > 0
-    ]
-    if bars:
-        names = [m for m, _ in bars]
-        ax.barh(names, [s for _, s in bars], color=[colours[m] for m in names])
-        ax.set_xscale("log")
-        seconds = [s for _, s in bars]
-        ax.set_xlim(min(seconds) / 3, max(seconds) * 30)  # room for the value labels
-        ax.invert_yaxis()  # first method on top, as in the table
-        for i, value in enumerate(seconds):
-            ax.text(value, i, f" {value:.3g} s", va="center", fontsize="small")
-        ax.set_xlabel("seconds per unlearning request (log scale)")
-        ax.grid(axis="x", alpha=0.3, which="both")
-    else:
+    """Seconds per unlearning request at each k, log scale: deleting a prompt and
+    retraining a model sit orders of magnitude apart."""
+    ks = sorted(int(SECONDS.match(n)[1]) for n in metric_names(summary, dataset, SECONDS))
+    timed = [
+        m for m in methods
+        if any(lookup(summary, dataset, m, [f"k{k}.cost.unlearn_seconds"]) for k in ks)
+    ]  # fmt: skip
+    height = 0.8 + 0.45 * max(len(timed), 1)
+    figure = Figure(figsize=(5 * max(len(ks), 1), height), layout="constrained")
+    if not ks:
+        ax = figure.add_subplot()
         _no_data(ax, "unlearning times")
-    ax.set_title(f"{dataset}: unlearning time")
+        ax.set_title(f"{dataset}: unlearning time")
+        return figure
+    colours = _colours(methods)
+    axes = np.atleast_1d(figure.subplots(1, len(ks), sharey=True)).ravel()
+    for ax, k in zip(axes, ks, strict=True):
+        _time_bars(ax, summary, dataset, timed, k, colours)
+    axes[0].set_yticks(range(len(timed)), timed)
+    axes[0].invert_yaxis()  # first method on top, as in the table (shared by every k)
+    figure.suptitle(f"{dataset}: seconds per unlearning request (95% CI)")
     return figure
+
+
+def _time_bars(
+    ax: Axes,
+    summary: Mapping[str, float],
+    dataset: str,
+    methods: Sequence[str],
+    k: int,
+    colours: Mapping[str, tuple[float, ...]],
+) -> None:
+    """One k's horizontal bars, every method on its own row (the same rows at every k)."""
+    values = {m: lookup(summary, dataset, m, [f"k{k}.cost.unlearn_seconds"]) for m in methods}
+    rows = [(i, m, v) for i, (m, v) in enumerate(values.items()) if v is not None and v.mean > 0]
+    for i, method, value in rows:
+        ax.barh(i, value.mean, xerr=_half(value), color=colours[method], capsize=2)
+        end = value.mean + _half(value)  # the label after the error bar
+        ax.text(end, i, f" {value.mean:.3g} s", va="center", fontsize="x-small")
+    if rows:
+        seconds = [v.mean for _, _, v in rows]
+        ax.set_xscale("log")
+        ax.set_xlim(min(seconds) / 3, max(seconds) * 30)  # room for the value labels
+    ax.set_xlabel(f"seconds at k = {k} (log scale)")
+    ax.grid(axis="x", alpha=0.3, which="both")
 
 
 def save(figure: Figure, path: Path) -> None:

@@ -39,7 +39,7 @@ def main() -> None:
         dataset: {title: os.path.relpath(path, args.report.parent) for title, path in f.items()}
         for dataset, f in figures.items()
     }
-    header = provenance(params, config, git_commit())
+    header = provenance(params, config, git_commit(), summary)
     text = render(summary, config.k, header, links)
     write_atomic(args.report, lambda tmp: tmp.write_text(text))
     print(f"aggregate: {len(summary)} summary keys, {len(figures)} dataset(s) → {args.report}")

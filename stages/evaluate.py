@@ -4,13 +4,14 @@ dataset with a ``real`` split, its transfer keys too (``real.*``)."""
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from pfm.batches import SplitTensors
 from pfm.cli import run_stage
 from pfm.config import from_mapping, load_params, section
 from pfm.cost import model_cost
 from pfm.data import load_prepared
-from pfm.evaluate import forget_k, k_values, mode_accuracies, transfer_metrics
+from pfm.evaluate import forget_k, forget_plan, k_values, mode_accuracies, transfer_metrics
 from pfm.files import write_json
 from pfm.models.checkpoint import load_model_for
 from pfm.specs import EvaluateParams
@@ -35,15 +36,12 @@ def main() -> None:
     model = load_model_for(args.model, dataset.name, dataset.num_classes, device)
     test = SplitTensors(dataset.splits["test"], model.input_size, device)
     ks = list(config.k) if config.k is not None else k_values(dataset.num_classes)
-    metrics: dict[str, float] = {"num_classes": dataset.num_classes}
+    metrics: dict[str, Any] = {"num_classes": dataset.num_classes}
     accuracies = mode_accuracies(model, test, config.modes, config.batch_size, args.seed)
     metrics.update({f"no_forget.{mode}.acc": acc for mode, acc in accuracies.items()})
     unlearn = unlearner("pfm", model, None, recipe, args.seed)  # pfm reads no data
-    metrics.update(
-        forget_k(
-            unlearn, test, model.num_classes, ks, config.max_sets, args.seed, config.batch_size
-        )
-    )
+    plan = forget_plan(model.num_classes, ks, config.max_sets, args.seed)
+    metrics.update(forget_k(unlearn, test, plan, args.seed, config.batch_size))
     if "real" in dataset.splits:
         real = SplitTensors(dataset.splits["real"], model.input_size, device)
         transfer = transfer_metrics(
@@ -52,7 +50,8 @@ def main() -> None:
         metrics.update({f"real.{key}": value for key, value in transfer.items()})
     metrics.update(model_cost(model, next(test.batches(2))[0], device))
     write_json(args.out, metrics)
-    print(" ".join(f"{k}={v:.4f}" for k, v in metrics.items() if ".mean" in k or "full_bank" in k))
+    shown = {k: v for k, v in metrics.items() if ".mean" in k or "full_bank" in k}
+    print(" ".join(f"{k}={v:.4f}" for k, v in shown.items()))
 
 
 if __name__ == "__main__":

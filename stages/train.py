@@ -2,9 +2,11 @@
 - the pre-forgettable prompt model (params ``train``);
 - with ``--plain-*``, the baselines' plain classifier: the same backbone, adapters and
   head without prompts, cross-entropy (params ``train_base``);
-- with ``--references``, the prompt model's never-seen references for the recovery
-  attack (same spec, recipe and seed, without each attacked draw's classes;
-  ``pfm.attacks.reference``).
+- with ``--references``, the prompt family's exact-unlearning reference
+  ``retrain_prompt``: never-seen prompt models (same spec, recipe and seed, trained
+  without each attacked draw's classes; ``pfm.attacks.reference``), saved with a manifest
+  that records each one's training cost; the unlearn stage scores them, the attack stage
+  attacks them.
 
 They are independent full training runs, so they train side by side in ``workers``
 processes (``pfm.parallel``), the prompt model first and the short plain one last: DVC
@@ -14,19 +16,23 @@ idle. A param change that reruns the stage resumes every model from its checkpoi
 one whose recipe did not change rewrites the same files."""
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from pfm.attacks import RecoveryParams
-from pfm.attacks.reference import never_seen, reference_draws
+from pfm.attacks.reference import PROMPT_REFERENCE, never_seen, reference_draws
 from pfm.batches import SplitTensors
 from pfm.cli import run_stage
 from pfm.config import from_mapping, load_params, section
 from pfm.cost import optimizer_steps, peak_memory_bytes
 from pfm.data import PreparedDataset, load_prepared
 from pfm.data.prepared import ARRAYS_FILE
+from pfm.evaluate import k_values, sets_per_k
 from pfm.files import file_digest, write_json
 from pfm.losses import plain_objective, prompt_objective
 from pfm.models.checkpoint import save_model
@@ -35,9 +41,9 @@ from pfm.parallel import run_all
 from pfm.pretrain import check_disjoint
 from pfm.specs import check_modality, model_spec
 from pfm.train import TrainConfig, resolve_device, resume_key, train
+from pfm.unlearn import UnlearnParams
 from pfm.unlearn.manifest import draw_entry, draw_file, write_manifest
 
-REFERENCE_METHOD = "never_seen"  # the manifest's method name of the references
 OUTPUTS = {  # what a trained model leaves behind → its help text
     "model": "trained model file",
     "checkpoint": "resumable state",
@@ -95,16 +101,35 @@ def fit_reference(
     dataset: PreparedDataset,
     data_digest: str,
     classes: tuple[int, ...],
-) -> None:
-    """The never-seen reference without ``classes``, saved under ``--references``."""
-    key = resume_key(spec, config, args.seed, REFERENCE_METHOD, classes, data_digest)
+) -> dict[str, Any]:
+    """The never-seen reference without ``classes``, saved under ``--references``; its
+    manifest entry, with the training run's cost (its unlearning cost as a method)."""
+    # "never_seen": the references' name when their checkpoints were first keyed
+    key = resume_key(spec, config, args.seed, "never_seen", classes, data_digest)
     checkpoint = args.checkpoint.with_suffix("") / draw_file(classes)
     device = resolve_device(config.device)
-    model = never_seen(
-        spec, classes, dataset.splits["train"], config, args.seed, device, checkpoint, key
+    train_split = dataset.splits["train"]
+    model, result = never_seen(
+        spec, classes, train_split, config, args.seed, device, checkpoint, key
     )
     save_model(model, args.references / draw_file(classes))
     print(f"never-seen reference without {list(classes)} → {args.references}", flush=True)
+    retained = int((~np.isin(train_split.labels, classes)).sum())
+    return {
+        **draw_entry(classes),
+        "train_seconds": result.train_seconds,
+        "optimizer_steps": optimizer_steps(retained, config.batch_size, config.epochs),
+        "samples_touched": retained * config.epochs,
+        "trainable_params": trainable_parameters(model),
+    }
+
+
+def unlearn_caps(params: Mapping[str, Any], num_classes: int) -> dict[int, int | None]:
+    """k → the unlearn stage's cap on forget sets: the draws the references must match."""
+    shared = {k: v for k, v in section(params, "unlearn").items() if k in ("k", "max_sets")}
+    unlearn = from_mapping(UnlearnParams, shared, "unlearn")
+    ks = list(unlearn.k) if unlearn.k is not None else k_values(num_classes)
+    return sets_per_k(ks, unlearn.max_sets)
 
 
 def add_outputs(parser: argparse.ArgumentParser, prefix: str, required: bool) -> None:
@@ -139,28 +164,26 @@ def main() -> None:
     check_disjoint(spec.backbone, dataset)
     digest = file_digest(args.data / ARRAYS_FILE)  # in every checkpoint key; read once
     prompt = Outputs(args.model, args.checkpoint, args.metrics, args.history)
-    jobs: list[Callable[[], None]] = [
-        partial(fit, prompt, spec, config, dataset, digest, args.seed)
-    ]
+    jobs: list[Callable[[], Any]] = [partial(fit, prompt, spec, config, dataset, digest, args.seed)]
     draws: list[tuple[int, ...]] = []
     if args.references is not None:
         recovery = from_mapping(
             RecoveryParams, section(section(params, "attacks"), "recovery"), "attacks.recovery"
         )
-        max_sets = section(params, "unlearn")["max_sets"]
         draws = reference_draws(
-            dataset.num_classes, recovery.k, max_sets, recovery.draws, args.seed
-        )
+            dataset.num_classes, recovery.k, unlearn_caps(params, dataset.num_classes),
+            recovery.draws, args.seed,
+        )  # fmt: skip
         jobs += [partial(fit_reference, args, spec, config, dataset, digest, c) for c in draws]
     if plain is not None:
         plain_config = from_mapping(TrainConfig, section(params, "train_base"), "train_base")
         plain_spec = replace(spec, with_prompts=False)
         jobs.append(partial(fit, plain, plain_spec, plain_config, dataset, digest, args.seed))
-    run_all(jobs, params["workers"], resolve_device(config.device))
+    results = run_all(jobs, params["workers"], resolve_device(config.device))
     if args.references is not None:
-        entries = [draw_entry(c) for c in draws]
+        entries = results[1 : 1 + len(draws)]
         write_manifest(
-            args.references, dataset.name, REFERENCE_METHOD, args.seed, args.model, entries
+            args.references, dataset.name, PROMPT_REFERENCE, args.seed, args.model, entries
         )
 
 

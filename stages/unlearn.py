@@ -1,9 +1,15 @@
 """Stage unlearn: every unlearning method (params ``methods``) and seed on one dataset —
-the forget-k protocol on the draws every method shares, with its cost — saving each
-unlearned model it evaluated and a manifest of them, one folder and one metrics file per
-(method, seed). One process per dataset (each method costs seconds, the interpreter
-start ~9 s), its (method, seed) runs spread over ``workers`` single-thread processes
-(``pfm.parallel``)."""
+the forget-k protocol on the draws every method shares, scored on test and on
+validation (where recipes are chosen), with its cost — saving each unlearned model it
+evaluated and a manifest of them, one folder and one metrics file per (method, seed).
+
+With ``--prompt-references``, the prompt family's exact-unlearning reference joins as
+method ``retrain_prompt``: the never-seen prompt models stage train fitted without each
+attacked draw's classes, scored by the same forget-k path on their own draws, their
+training cost as the unlearning cost (``retrain`` is the plain family's).
+
+One process per dataset (each method costs seconds, the interpreter start ~9 s), its
+(method, seed) runs spread over ``workers`` single-thread processes (``pfm.parallel``)."""
 
 import argparse
 from collections.abc import Callable, Mapping
@@ -11,18 +17,19 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from pfm.attacks.reference import PROMPT_REFERENCE
 from pfm.batches import SplitTensors
 from pfm.cli import run_stage, write_run_metrics
 from pfm.config import load_params, matrix_runs, section
-from pfm.cost import model_cost
+from pfm.cost import CostRecord, model_cost
 from pfm.data import PreparedDataset, load_prepared
-from pfm.evaluate import forget_k, k_values, mode_accuracies
+from pfm.evaluate import forget_k, forget_plan, k_values, mode_accuracies
 from pfm.models.checkpoint import load_model, load_model_for
 from pfm.models.prompted import PromptedClassifier
 from pfm.parallel import run_all
 from pfm.train import resolve_device
 from pfm.unlearn import METHODS, read_params, unlearner
-from pfm.unlearn.manifest import keeping, run_folder, write_manifest
+from pfm.unlearn.manifest import keeping, read_manifest, run_folder, write_manifest
 
 
 def load_base(
@@ -56,17 +63,17 @@ def unlearn_one(
     config, recipe = read_params(section(params, "unlearn"), method)
     model = load_base(base, dataset, params)
     device = next(model.parameters()).device
-    test = SplitTensors(dataset.splits["test"], model.input_size, device)
+    test, val = (SplitTensors(dataset.splits[s], model.input_size, device) for s in ("test", "val"))
     ks = list(config.k) if config.k is not None else k_values(dataset.num_classes)
-    metrics: dict[str, float] = {
+    metrics: dict[str, Any] = {
         "num_classes": dataset.num_classes,
         "no_forget.full_bank.acc": no_forget,
     }
     draws: list[dict] = []
     run = keeping(unlearner(method, model, dataset.splits["train"], recipe, seed), models, draws)
-    metrics.update(
-        forget_k(run, test, dataset.num_classes, ks, config.max_sets, seed, config.batch_size)
-    )
+    plan = forget_plan(dataset.num_classes, ks, config.max_sets, seed)
+    variants = METHODS.get(method).variants
+    metrics.update(forget_k(run, test, plan, seed, config.batch_size, val, variants))
     write_manifest(models, dataset.name, method, seed, base, draws)
     # deployment FLOPs of an unlearned model: fewer prompts after `pfm`, deep prefixes
     # after PI-Prefix, the base model's own for the rest
@@ -76,6 +83,46 @@ def unlearn_one(
     write_run_metrics(out, metrics, f"{dataset.name} {method} seed {seed}")
 
 
+def reference_cost(draw: Mapping[str, Any]) -> CostRecord:
+    """A never-seen model's unlearning cost: its whole training run (stage train records
+    it in the manifest), as ``retrain``'s is."""
+    return CostRecord(
+        unlearn_seconds=draw["train_seconds"],
+        optimizer_steps=draw["optimizer_steps"],
+        samples_touched=draw["samples_touched"],
+        needs_forget_data=False,
+        needs_retain_data=True,
+        trainable_params=draw["trainable_params"],
+    )
+
+
+def score_references(
+    params: Mapping[str, Any], dataset: PreparedDataset, folder: Path, seed: int, out: Path
+) -> None:
+    """Method ``retrain_prompt``: forget-k metrics of the never-seen prompt models in
+    ``folder`` (stage train's, one per attacked draw), to ``out``."""
+    config, _ = read_params(section(params, "unlearn"), "pfm")
+    manifest = read_manifest(folder)
+    by_classes = {tuple(d["classes"]): d for d in manifest["draws"]}
+    device = resolve_device(section(params, "train")["device"])
+
+    def load(classes: tuple[int, ...]) -> tuple[PromptedClassifier, CostRecord]:
+        draw = by_classes[classes]
+        return load_model(folder / draw["model"]).to(device), reference_cost(draw)
+
+    first = load(next(iter(by_classes)))[0]
+    test, val = (SplitTensors(dataset.splits[s], first.input_size, device) for s in ("test", "val"))
+    plan: dict[int, tuple[list[tuple[int, ...]], bool]] = {}
+    for classes in by_classes:
+        plan.setdefault(len(classes), ([], False))[0].append(classes)
+    metrics: dict[str, Any] = {"num_classes": dataset.num_classes}
+    metrics.update(forget_k(load, test, plan, seed, config.batch_size, val))
+    metrics["cost.flops_per_sample"] = model_cost(first, next(test.batches(2))[0], device)[
+        "cost.flops_per_sample"
+    ]
+    write_run_metrics(out, metrics, f"{dataset.name} {PROMPT_REFERENCE} seed {seed}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", required=True, type=Path)
@@ -83,6 +130,9 @@ def main() -> None:
     parser.add_argument("--plain-models", required=True, type=Path, help="seed<s>.pt: baselines'")
     parser.add_argument("--models", required=True, type=Path, help="folder for unlearned models")
     parser.add_argument("--out", required=True, type=Path, help="folder for metrics JSON")
+    parser.add_argument(
+        "--prompt-references", type=Path, help="stage train's never-seen prompt models"
+    )
     args = parser.parse_args()
     params = load_params()
     runs = matrix_runs(params)
@@ -105,6 +155,14 @@ def main() -> None:
         )
         for method, seed in runs
     ]  # fmt: skip
+    if args.prompt_references is not None:
+        jobs += [
+            partial(
+                score_references, params, dataset, args.prompt_references / f"seed{seed}", seed,
+                run_folder(args.out, PROMPT_REFERENCE, seed).with_suffix(".json"),
+            )
+            for seed in sorted({seed for _, seed in runs})
+        ]  # fmt: skip
     run_all(jobs, params["workers"], resolve_device(section(params, "train")["device"]))
 
 

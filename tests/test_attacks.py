@@ -1,10 +1,13 @@
 """Attacks: the membership-inference maths on known answers, each attack's known-answer
 behaviour on tiny models (it finds a leak where there is one, and nothing where there is
-none), the recovery attack's invariants, and the attack stages' contracts."""
+none; the recovery attack's reference is not rigged), the recovery attack's invariants
+(equal capability for a model and its reference, the adversary's stopping step, the
+specificity probes), and the attack stage's contract."""
 
 import copy
 import json
 import math
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +17,8 @@ import pytest
 import torch
 import yaml
 
-from pfm.attacks import MIA_VARIANTS, MiaParams, RecoveryParams
+from pfm.aggregate import read_relearn_curves
+from pfm.attacks import CAPABILITIES, MIA_VARIANTS, MiaParams, RecoveryParams
 from pfm.attacks.draws import matching_draw, pool, select_draws
 from pfm.attacks.mia import (
     MembershipData,
@@ -29,22 +33,37 @@ from pfm.attacks.mia import (
     attack as mia_attack,
 )
 from pfm.attacks.recovery import (
-    attack_every_shot,
+    AttackData,
+    DrawResult,
+    Forward,
+    Outcome,
     attack_saved,
+    attackable,
+    chosen_step,
     draw_shots,
+    fits,
     head_inputs,
     mean_curve,
+    noise_probe,
+    ood_images,
+    ood_probe,
     random_inputs,
     recover,
+    relearn_time,
     summarise,
 )
 from pfm.attacks.reference import never_seen, reference_draws
-from pfm.attacks.targets import Target, distinct_targets, recovery_runs
+from pfm.attacks.targets import (
+    Target,
+    distinct_attacks,
+    recovery_runs,
+    with_prompt_references,
+)
 from pfm.batches import SplitTensors
 from pfm.data import save_prepared
 from pfm.data.prepared import PreparedDataset, Split
 from pfm.evaluate import forget_sets
-from pfm.losses import plain_objective
+from pfm.losses import plain_objective, prompt_objective
 from pfm.models.checkpoint import save_model
 from pfm.models.prompted import PromptedClassifier
 from pfm.train import TrainConfig, train
@@ -57,21 +76,35 @@ PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 CPU = torch.device("cpu")
 MIA = MiaParams(k=1, draws=None, batch_size=64, svc_c=3.0, cv_splits=5, cv_test_size=0.1)
 QUICK = RecoveryParams(
-    k=1, draws=1, shots=(0, 1), steps=4, lr=0.01, eval_every=2, anchor_shots=1,
-    noise_inputs=2, baseline_target="head", prompt_init="normal", batch_size=64,
+    k=(1,), draws=1, shots=(0, 1), capabilities=CAPABILITIES, steps=4, lr=0.01, eval_every=2,
+    relearn_threshold=0.5, anchor_shots=1, noise_inputs=2, prompt_init="normal",
+    ood_dataset=None, ood_samples=8, batch_size=64,
 )  # fmt: skip
-FORGET = (1,)
+FORGET = (1,)  # forgotten by the plain models' tests
+HIDDEN = (2,)  # the class whose prompt deletion forgets it in the toy prompt model
+FIELDS = (
+    "acc", "acc_end", "best_step", "retain_acc", "reference_acc", "residual", "relearn_steps",
+    "relearned", "retain_to_recovered", "noise_to_recovered", "ood_to_recovered",
+    "reference_retain_to_recovered",
+)  # fmt: skip
 
 
 def toy_with_test(per_class: int = 8) -> PreparedDataset:
-    """The conftest toy task with a test split as large as its train split (the toy's own
-    has 3 a class, too few for a 5-split attacker)."""
+    """The conftest toy task with test and validation splits as large as its train split
+    (the toy's own have 3 and 2 a class: too few for a 5-split attacker, and a validation
+    curve that coarse picks the adversary's step by chance)."""
     data = toy_dataset(num_classes=4, per_class=per_class)
     test = toy_dataset(num_classes=4, per_class=per_class, seed=1).splits["train"]
-    return PreparedDataset(data.name, data.class_names, {**data.splits, "test": test})
+    val = toy_dataset(num_classes=4, per_class=per_class, seed=2).splits["train"]
+    return PreparedDataset(data.name, data.class_names, {**data.splits, "val": val, "test": test})
 
 
 DATA = toy_with_test()
+SPLITS = AttackData(DATA.splits["train"], DATA.splits["val"], DATA.splits["test"])
+
+
+def params(**changes: object) -> RecoveryParams:
+    return RecoveryParams(**{**QUICK.__dict__, **changes})
 
 
 def margins(values: np.ndarray) -> MembershipData | object:
@@ -243,7 +276,42 @@ def test_draw_selection_matching_and_pooling() -> None:
     assert pooled == {"x.mean": 2.0, "x.std": 1.0}  # only keys every draw has
 
 
-# --- prompt recovery ---------------------------------------------------------------------
+# --- prompt recovery: fixtures ---------------------------------------------------------
+
+PROMPT_RECIPE = TrainConfig(epochs=8, batch_size=8, lr=3e-3, prompt_lr=0.03, eval_modes=())
+
+
+@pytest.fixture(scope="module")
+def prompted() -> PromptedClassifier:
+    """A prompt model that has learnt the toy task; deleting the prompt of HIDDEN forgets
+    that class (its test accuracy drops to 0) and leaves the others."""
+    model = make_model()
+    data = SplitTensors(DATA.splits["train"], model.input_size, CPU)
+    objective = prompt_objective(PROMPT_RECIPE.kl_weight)
+    train(model, objective, data, data, PROMPT_RECIPE, 0, None, "")
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def never_prompted(prompted: PromptedClassifier) -> PromptedClassifier:
+    """``retrain_prompt`` of HIDDEN: the prompt model's spec, recipe and seed, trained
+    without the class and without its prompt."""
+    model, _ = never_seen(prompted.spec, HIDDEN, DATA.splits["train"], PROMPT_RECIPE, 0, CPU)
+    return model
+
+
+@pytest.fixture(scope="module")
+def never_plain() -> PromptedClassifier:
+    """``retrain`` of FORGET: a plain classifier trained without class 1."""
+    return fit_plain(class_slice(DATA.splits["train"], FORGET, False), epochs=6)
+
+
+def forgotten_accuracy(model: PromptedClassifier, classes: tuple[int, ...]) -> float:
+    forward = Forward(model, False, 64, torch.Generator())
+    return forward.accuracy(forward.batches(class_slice(DATA.splits["test"], classes, True)))
+
+
+# --- prompt recovery: capabilities -----------------------------------------------------
 
 
 def test_with_prompt_adds_a_row_in_fresh_storage() -> None:
@@ -273,38 +341,97 @@ def test_draw_shots_are_nested_and_seeded() -> None:
         draw_shots(split, FORGET, 99, 0)
 
 
-@pytest.mark.parametrize("m", [0, 1])
-def test_recovery_trains_only_the_fresh_prompt(m: int) -> None:
-    model = make_model().forget(FORGET)
+def test_capabilities_fit_their_model_family() -> None:
+    assert [c for c in CAPABILITIES if fits(c, True)] == ["prompt", "prompt_head"]
+    assert [c for c in CAPABILITIES if fits(c, False)] == ["head", "head_lora"]
+    chosen = params(capabilities=("head", "prompt_head"))
+    assert chosen.capabilities_for(True) == ("prompt_head",)
+    assert chosen.capabilities_for(False) == ("head",)
+    generator = torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match="does not apply to a prompt-free model"):
+        attackable(make_model(with_prompts=False), FORGET, "prompt_head", "normal", generator)
+    with pytest.raises(ValueError, match="does not apply to a prompt model"):
+        attackable(make_model(), FORGET, "head", "normal", generator)
+
+
+def trained_set(
+    model: PromptedClassifier, classes: tuple[int, ...], capability: str
+) -> dict[str, list[bool] | None]:
+    """What ``capability`` trains in ``model``: parameter name → its row mask."""
+    _, trained = attackable(model, classes, capability, "normal", torch.Generator())
+    return {t.name: None if t.rows is None else t.rows.tolist() for t in trained}
+
+
+@pytest.mark.parametrize("capability", ["prompt", "prompt_head"])
+def test_a_prompt_model_and_its_reference_train_the_same_parameters(
+    capability: str, prompted: PromptedClassifier, never_prompted: PromptedClassifier
+) -> None:
+    """(c) Equal capability: the unlearned prompt model and ``retrain_prompt`` expose the
+    same parameters with the same masks — the fresh row of the class (appended after the
+    bank's 0, 1, 3) and, under ``prompt_head``, the class's head row, nothing else."""
+    attacked = trained_set(prompted.forget(HIDDEN), HIDDEN, capability)
+    assert attacked == trained_set(never_prompted, HIDDEN, capability)
+    expected: dict[str, list[bool] | None] = {"prompts": [False, False, False, True]}
+    if capability == "prompt_head":
+        expected |= dict.fromkeys(("head.weight", "head.bias"), [False, False, True, False])
+    assert attacked == expected
+
+
+@pytest.mark.parametrize("capability", ["head", "head_lora"])
+def test_a_plain_model_and_retrain_train_the_same_parameters(
+    capability: str, plain: PromptedClassifier, never_plain: PromptedClassifier
+) -> None:
+    """(c) for the plain family: the same names, every element of each."""
+    attacked = trained_set(plain, FORGET, capability)
+    assert attacked == trained_set(never_plain, FORGET, capability)
+    adapters = {name for name in attacked if "lora_" in name}
+    assert set(attacked) == {"head.weight", "head.bias"} | adapters
+    assert bool(adapters) == (capability == "head_lora")
+    assert all(rows is None for rows in attacked.values())
+
+
+def changed_keys(before: dict[str, torch.Tensor], model: PromptedClassifier) -> set[str]:
+    after = model.state_dict()
+    return {k for k, v in before.items() if k in after and not torch.equal(after[k], v)}
+
+
+@pytest.mark.parametrize("capability", ["prompt", "prompt_head"])
+def test_recovery_of_a_prompt_model_moves_only_its_capability(
+    capability: str, prompted: PromptedClassifier
+) -> None:
+    """At the adversary's step every parameter outside the capability is bitwise what it
+    was — the other prompt rows and the other classes' head rows too — and the fresh row
+    moved from its seeded N(0, 1) start by at most about lr a step (Adam)."""
+    model = prompted.forget(HIDDEN)
     before = snapshot(model)
-    result = recover(model, DATA.splits["train"], DATA.splits["test"], FORGET, m, QUICK, 0)
-    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # input kept
-    after = result.model.state_dict()
-    assert set(after) == set(before)
-    for key, value in before.items():
-        if key not in ("prompts", "prompt_classes"):
-            assert torch.equal(after[key], value), key  # bitwise unchanged
-    fresh = result.model.prompt_classes == 1
-    kept = result.model.prompts[~fresh].detach()
-    assert torch.equal(kept, model.prompts.detach())  # every other row bitwise unchanged
+    p = params(lr=0.3)
+    result = recover(model, SPLITS, HIDDEN, 1, capability, p, 0)
+    assert changed_keys(before, model) == set()  # the input is left intact
+    assert result.best_step > 0  # precondition: the kept state is a trained one
+    moved_rows = {"head.weight", "head.bias"} if capability == "prompt_head" else set()
+    assert changed_keys(before, result.model) - {"prompts", "prompt_classes"} == moved_rows
+    others = [c for c in range(4) if c not in HIDDEN]
+    for name in ("head.weight", "head.bias"):
+        assert torch.equal(result.model.state_dict()[name][others], before[name][others])
+    fresh = result.model.prompt_classes == HIDDEN[0]
+    assert torch.equal(result.model.prompts[~fresh].detach(), model.prompts.detach())
     start = torch.randn(model.prompts.shape[1:], generator=torch.Generator().manual_seed(0))
     moved = (result.model.prompts[fresh][0].detach() - start).abs().max()
-    assert 0 < moved <= QUICK.steps * QUICK.lr * 1.01  # it trained, from its seeded N(0, 1)
-    assert [s for s, _ in result.curve] == [0, 2, 4]
+    assert 0 < moved <= result.best_step * p.lr * 1.01
+    assert [s for s, _ in result.curve] == [s for s, _ in result.val_curve] == [0, 2, 4]
 
 
-@pytest.mark.parametrize("target", ["head", "head_lora"])
-def test_recovery_of_a_plain_model_trains_only_its_target(
-    plain: PromptedClassifier, target: str
+@pytest.mark.parametrize("capability", ["head", "head_lora"])
+def test_recovery_of_a_plain_model_moves_only_its_capability(
+    capability: str, never_plain: PromptedClassifier
 ) -> None:
-    params = RecoveryParams(**{**QUICK.__dict__, "baseline_target": target})
-    before = snapshot(plain)
-    result = recover(plain, DATA.splits["train"], DATA.splits["test"], FORGET, 1, params, 0)
-    changed = {k for k, v in result.model.state_dict().items() if not torch.equal(v, before[k])}
-    assert {"head.weight", "head.bias"} <= changed
+    before = snapshot(never_plain)
+    result = recover(never_plain, SPLITS, FORGET, 1, capability, params(lr=0.05), 0)
+    assert result.best_step > 0  # precondition: the kept state is a trained one
+    changed = changed_keys(before, result.model)
     adapters = {k for k in changed if "lora_" in k}
     assert changed == {"head.weight", "head.bias"} | adapters
-    assert bool(adapters) == (target == "head_lora")
+    assert bool(adapters) == (capability == "head_lora")
 
 
 def test_head_inputs_are_what_the_head_reads(plain: PromptedClassifier) -> None:
@@ -317,13 +444,13 @@ def test_head_inputs_are_what_the_head_reads(plain: PromptedClassifier) -> None:
 
 def test_recovery_is_deterministic_by_seed() -> None:
     model = make_model().forget(FORGET)
-    args = (DATA.splits["train"], DATA.splits["test"], FORGET, 0, QUICK)
+    args = (SPLITS, FORGET, 0, "prompt", params(steps=2))
     first, again, other = (
         recover(model, *args, 0),
         recover(model, *args, 0),
         recover(model, *args, 1),
     )
-    assert first.curve == again.curve and first.retain_acc == again.retain_acc
+    assert first.outcome() == again.outcome()
     assert torch.equal(first.model.prompts, again.model.prompts)
     assert not torch.equal(first.model.prompts, other.model.prompts)
 
@@ -333,40 +460,13 @@ def test_a_prompt_left_in_the_model_is_where_the_attack_starts() -> None:
     adversary, who starts from them; after proper deletion only a fresh random row is
     left. One Adam step moves each element by at most about lr."""
     trained = make_model()
-    params = RecoveryParams(**{**QUICK.__dict__, "steps": 1, "eval_every": 1})
-    split_args = (DATA.splits["train"], DATA.splits["test"], FORGET, 1, params, 0)
-    kept = recover(trained, *split_args)
-    deleted = recover(trained.forget(FORGET), *split_args)
+    one_step = params(steps=1, eval_every=1)
+    kept = recover(trained, SPLITS, FORGET, 1, "prompt", one_step, 0)
+    deleted = recover(trained.forget(FORGET), SPLITS, FORGET, 1, "prompt", one_step, 0)
     start_kept = kept.model.prompts[kept.model.prompt_classes == 1]
     start_deleted = deleted.model.prompts[deleted.model.prompt_classes == 1]
-    assert (start_kept - trained.prompts[1]).abs().max() <= params.lr * 1.01
+    assert (start_kept - trained.prompts[1]).abs().max() <= one_step.lr * 1.01
     assert (start_deleted - trained.prompts[1]).abs().max() > 1.0
-
-
-def test_a_head_row_kept_with_the_class_signal_recovers_more_than_a_never_seen_model(
-    plain: PromptedClassifier,
-) -> None:
-    """Known answer for residual knowledge: "forget" class 1 by lowering only its head
-    bias just enough that no class-1 sample is predicted (weights, adapters and the head
-    row's direction kept), and compare with a model trained without class 1 (what
-    retrain is). Both start at 0 forgotten-class accuracy; with a small budget the
-    relearning attack restores the suppressed class and not the never-seen one."""
-    leaky = copy.deepcopy(plain)
-    samples = Split(
-        np.concatenate([DATA.splits[s].images for s in ("train", "test")]),
-        np.concatenate([DATA.splits[s].labels for s in ("train", "test")]),
-    )
-    ones = SplitTensors(class_slice(samples, FORGET, True), leaky.input_size, CPU)
-    with torch.no_grad():
-        logits = leaky(next(ones.batches(len(ones)))[0])  # (N, 4)
-        lead = logits[:, 1] - torch.cat([logits[:, :1], logits[:, 2:]], dim=1).amax(dim=1)
-        leaky.head.bias[1] -= lead.max() + 0.01
-    never = fit_plain(class_slice(DATA.splits["train"], FORGET, False), epochs=6)
-    params = RecoveryParams(**{**QUICK.__dict__, "steps": 4, "lr": 1e-3})
-    split_args = (DATA.splits["train"], DATA.splits["test"], FORGET, 1, params, 0)
-    from_leaky, from_never = recover(leaky, *split_args), recover(never, *split_args)
-    assert from_leaky.curve[0][1] == 0.0 and from_never.curve[0][1] == 0.0
-    assert from_leaky.acc - from_never.acc > 0.5, (from_leaky.curve, from_never.curve)
 
 
 @pytest.mark.parametrize("m", [0, 1])
@@ -381,34 +481,203 @@ def test_a_zeroed_prompt_is_what_deletion_plus_a_zero_start_is(m: int) -> None:
     trained = make_model()
     deleted = trained.forget(FORGET)
     zeroed = deleted.with_prompt(1, torch.zeros(trained.prompts.shape[1:]))
-    zero_start = RecoveryParams(**{**QUICK.__dict__, "prompt_init": "zeros"})
-    split_args = (DATA.splits["train"], DATA.splits["test"], FORGET, m)
-    from_zeroed = recover(zeroed, *split_args, QUICK, 0)
-    from_deleted = recover(deleted, *split_args, zero_start, 0)
-    assert from_zeroed.curve == from_deleted.curve
+    budget = params(steps=2)
+    from_zeroed = recover(zeroed, SPLITS, FORGET, m, "prompt", budget, 0)
+    zero_start = params(steps=2, prompt_init="zeros")
+    from_deleted = recover(deleted, SPLITS, FORGET, m, "prompt", zero_start, 0)
+    assert from_zeroed.outcome() == from_deleted.outcome()
     assert torch.equal(from_zeroed.model.prompts, from_deleted.model.prompts)
 
 
-def test_recovery_metrics_curves_and_residual() -> None:
-    model = make_model().forget(FORGET)
-    reference = make_model(seed=1).forget(FORGET)
-    train_split, test_split = DATA.splits["train"], DATA.splits["test"]
-    attacked = attack_every_shot(model, train_split, test_split, FORGET, QUICK, 0)
-    never = attack_every_shot(reference, train_split, test_split, FORGET, QUICK, 0)
-    assert set(attacked) == set(QUICK.shots)
-    metrics, curves = summarise([(attacked, never)], QUICK, True)
-    for m in QUICK.shots:
-        acc, ref = metrics[f"recovery.m{m}.acc.mean"], metrics[f"recovery.m{m}.reference_acc.mean"]
-        assert acc == attacked[m].acc and ref == never[m].acc
-        assert metrics[f"recovery.m{m}.residual.mean"] == pytest.approx(acc - ref)
-        assert 0.0 <= metrics[f"recovery.m{m}.retain_acc.mean"] <= 1.0
-        assert curves[f"m{m}"][-1] == {"step": QUICK.steps, "acc": acc}
-        assert curves[f"m{m} never-seen"][-1]["acc"] == ref
-    assert metrics["recovery.draws"] == 1 and metrics["recovery.steps"] == QUICK.steps
-    own, own_curves = summarise([(attacked, attacked)], QUICK, False)
-    assert all(own[f"recovery.m{m}.residual.mean"] == 0.0 for m in QUICK.shots)  # retrain
-    assert set(own_curves) == {"m0", "m1"}
-    json.dumps(metrics)  # flat numbers only
+# --- prompt recovery: known answers ----------------------------------------------------
+
+
+def test_a_never_seen_reference_recovers_under_prompt_head(
+    never_prompted: PromptedClassifier,
+) -> None:
+    """(a) The comparison is not rigged. ``retrain_prompt``'s head row of the class was only
+    ever pushed down, and a fresh prompt alone does not lift it (``prompt``: 0, the old
+    one-sided comparison); given that row as well (``prompt_head``) and m = 5 shots, the
+    reference learns the class far above chance (1/4), and specifically: retained samples
+    stay with their own classes."""
+    budget = params(steps=6, eval_every=2, anchor_shots=2)
+    head = recover(never_prompted, SPLITS, HIDDEN, 5, "prompt_head", budget, 0)
+    prompt_only = recover(never_prompted, SPLITS, HIDDEN, 5, "prompt", budget, 0)
+    assert head.curve[0][1] == 0.0 and prompt_only.acc == 0.0
+    assert head.acc >= 0.75 and head.retain_to_recovered < 0.25, head.outcome()
+    assert head.ood_to_recovered is None  # no OOD set given: not measured
+
+
+def test_a_head_row_left_by_prompt_deletion_recovers_more_than_the_reference(
+    prompted: PromptedClassifier, never_prompted: PromptedClassifier
+) -> None:
+    """(b) Residual knowledge, known answer: ``pfm`` deletes the prompt only, so the class's
+    head row keeps what training put in it. Both models start at 0 on the class; under the
+    same capability the deleted model recovers it within a budget too short for the
+    reference (and so sooner: ``relearn_steps``), and with the budget the reference needs
+    it recovers at least as much."""
+    deleted = prompted.forget(HIDDEN)
+    assert forgotten_accuracy(deleted, HIDDEN) == 0.0
+    short, enough = params(steps=2, eval_every=1, anchor_shots=2), params(steps=6, anchor_shots=2)
+    attacked, reference = (
+        recover(model, SPLITS, HIDDEN, 1, "prompt_head", short, 0)
+        for model in (deleted, never_prompted)
+    )
+    assert attacked.curve[0][1] == 0.0 and reference.curve[0][1] == 0.0
+    assert attacked.acc - reference.acc > 0.5, (attacked.curve, reference.curve)
+    assert attacked.relearned and not reference.relearned
+    assert attacked.relearn_steps < reference.relearn_steps == short.steps
+    attacked, reference = (
+        recover(model, SPLITS, HIDDEN, 1, "prompt_head", enough, 0)
+        for model in (deleted, never_prompted)
+    )
+    assert attacked.acc >= reference.acc > 0.5, (attacked.curve, reference.curve)
+
+
+def test_a_head_row_kept_with_the_class_signal_recovers_more_than_retrain(
+    plain: PromptedClassifier, never_plain: PromptedClassifier
+) -> None:
+    """The plain family's known answer (capability ``head``): "forget" class 1 by lowering
+    only its head bias just enough that no class-1 sample is predicted (weights, adapters
+    and the head row's direction kept), and compare with a model trained without class 1
+    (what retrain is). Both start at 0; with a small budget the attack restores the
+    suppressed class and not the never-seen one."""
+    leaky = copy.deepcopy(plain)
+    samples = Split(
+        np.concatenate([DATA.splits[s].images for s in ("train", "val", "test")]),
+        np.concatenate([DATA.splits[s].labels for s in ("train", "val", "test")]),
+    )
+    ones = SplitTensors(class_slice(samples, FORGET, True), leaky.input_size, CPU)
+    with torch.no_grad():
+        logits = leaky(next(ones.batches(len(ones)))[0])  # (N, 4)
+        lead = logits[:, 1] - torch.cat([logits[:, :1], logits[:, 2:]], dim=1).amax(dim=1)
+        leaky.head.bias[1] -= lead.max() + 0.01
+    budget = params(steps=4, lr=1e-3)
+    from_leaky, from_never = (
+        recover(model, SPLITS, FORGET, 1, "head", budget, 0) for model in (leaky, never_plain)
+    )
+    assert from_leaky.curve[0][1] == 0.0 and from_never.curve[0][1] == 0.0
+    assert from_leaky.acc - from_never.acc > 0.5, (from_leaky.curve, from_never.curve)
+
+
+def test_chosen_step_is_the_earliest_validation_best_and_relearn_time_the_first_crossing():
+    assert chosen_step([(0, 0.0), (10, 0.9), (20, 0.9), (30, 0.4)]) == 10
+    assert chosen_step([(0, 0.5), (10, 0.5)]) == 0
+    curve = [(0, 0.0), (10, 0.4), (20, 0.5), (30, 0.9)]
+    assert relearn_time(curve, 0.5, 30) == (20, True)
+    assert relearn_time(curve, 0.95, 30) == (30, False)
+    assert relearn_time([(0, 0.6)], 0.5, 30) == (0, True)
+
+
+def test_the_adversary_stops_at_the_validation_best_step(prompted: PromptedClassifier) -> None:
+    """(d) Data-free at a high rate, the class's logit overshoots — every input goes to the
+    class — then the anchors pull the retained classes back and the class with them: the
+    curve peaks and falls. The adversary keeps the validation-best step (earliest among
+    ties) and is scored on test there; ``acc_end`` is the fall. The returned copy holds the
+    kept step's parameters: scored again, it gives ``acc``."""
+    budget = params(steps=4, eval_every=1, lr=0.3, anchor_shots=2)
+    result = recover(prompted.forget(HIDDEN), SPLITS, HIDDEN, 0, "prompt_head", budget, 0)
+    accs, vals = [a for _, a in result.curve], [a for _, a in result.val_curve]
+    assert max(accs) > accs[-1], result.curve  # precondition: it peaks and falls
+    assert result.best_step == result.val_curve[vals.index(max(vals))][0]
+    assert result.acc == dict(result.curve)[result.best_step] > result.acc_end == accs[-1]
+    assert forgotten_accuracy(result.model, HIDDEN) == result.acc
+
+
+def test_specificity_of_an_attack_that_sends_everything_to_the_class(
+    prompted: PromptedClassifier,
+) -> None:
+    """(e) Without anchors, data-free at a high rate, the class's logit wins everywhere:
+    full "recovery" of the class, and every retained sample, noise input and OOD image
+    goes to it too — what the specificity probes are there to show. The OOD images are
+    28×28 (Fashion-MNIST's size) and go through the 16-px model as any input does."""
+    images = np.random.default_rng(0).integers(0, 256, (40, 28, 28, 1), dtype=np.uint8)
+    data = AttackData(SPLITS.train, SPLITS.val, SPLITS.test, Split(images, np.zeros(40, int)))
+    budget = params(steps=2, eval_every=1, lr=0.1, anchor_shots=0)
+    result = recover(prompted.forget(HIDDEN), data, HIDDEN, 0, "prompt_head", budget, 0)
+    assert result.acc == 1.0 and result.retain_acc < 0.05
+    assert result.retain_to_recovered > 0.95
+    assert result.noise_to_recovered > 0.95 and result.ood_to_recovered > 0.95
+
+
+def test_specificity_probes_are_seeded_and_apart_from_the_attacks_noise() -> None:
+    like = DATA.splits["train"]
+    probe = noise_probe(like, 16, 0)
+    assert probe.images.shape == (16, 8, 8, 1)
+    assert np.array_equal(probe.images, noise_probe(like, 16, 0).images)
+    assert not np.array_equal(probe.images, noise_probe(like, 16, 1).images)
+    attack_noise = random_inputs(like, (16, 8, 8, 1), torch.Generator().manual_seed(1))
+    assert not np.array_equal(probe.images, attack_noise)  # seed 0's attack noise stream
+    ood = Split(np.arange(40, dtype=np.uint8).reshape(40, 1, 1, 1), np.zeros(40, np.int64))
+    picked = ood_probe(ood, 5, 0)
+    assert len(picked) == 5 and len(set(picked.images.ravel())) == 5
+    assert np.array_equal(picked.images, ood_probe(ood, 5, 0).images)
+    assert len(ood_probe(ood, 500, 0)) == 40
+
+
+def test_the_ood_probe_is_another_image_dataset_built_from_its_params() -> None:
+    data_params = PARAMS["data"]
+    digits = ood_images("digits", data_params, DATA)
+    assert digits is not None and digits.data_type == "image" and len(digits) > 100
+    assert ood_images(None, data_params, DATA) is None
+    assert ood_images("toy", data_params, DATA) is None  # the attacked set is not OOD
+    features = Split(np.zeros((4, 10, 8), dtype=np.float16), np.arange(4) % 2)
+    audio = PreparedDataset(
+        "sounds", ("a", "b"), dict.fromkeys(("train", "val", "test"), features), "audio"
+    )
+    assert ood_images("digits", data_params, audio) is None
+
+
+# --- prompt recovery: metrics ----------------------------------------------------------
+
+
+def outcome(acc: float, **changes: object) -> Outcome:
+    """A hand-made attack outcome: a two-point curve ending at ``acc``."""
+    fields = {
+        "curve": [(0, 0.0), (2, acc)], "val_curve": [(0, 0.0), (2, acc)], "best_step": 2,
+        "acc": acc, "acc_end": acc, "retain_acc": 0.9, "relearn_steps": 2,
+        "relearned": acc >= 0.5, "retain_to_recovered": 0.1, "noise_to_recovered": 0.2,
+        "ood_to_recovered": 0.3,
+    }  # fmt: skip
+    return Outcome(**{**fields, **changes})
+
+
+def test_summarise_pools_units_per_capability_k_and_m() -> None:
+    budget = params(shots=(0, 1), steps=2)
+    never = {0: outcome(0.0), 1: outcome(0.5, retain_to_recovered=0.4)}
+    results = [
+        DrawResult((1,), "prompt", {0: outcome(0.2), 1: outcome(1.0)}, never),
+        DrawResult((3,), "prompt", {0: outcome(0.4), 1: outcome(0.6)}, never),
+        DrawResult((0, 2), "prompt_head", {m: outcome(0.5, ood_to_recovered=None) for m in (0, 1)},
+                   never),
+    ]  # fmt: skip
+    metrics, curves = summarise(results, budget)
+    assert metrics["recovery.prompt.k1.m0.acc.mean"] == pytest.approx(0.3)
+    assert metrics["recovery.prompt.k1.m0.acc.std"] == pytest.approx(0.1)
+    assert metrics["recovery.prompt.k1.m1.residual.mean"] == pytest.approx(0.3)  # 0.5, 0.1
+    assert metrics["recovery.prompt.k1.m1.reference_acc.mean"] == 0.5
+    assert metrics["recovery.prompt.k1.m1.reference_retain_to_recovered.mean"] == 0.4
+    assert metrics["recovery.prompt.k1.m0.relearned.mean"] == 0.0
+    assert metrics["recovery.prompt.k1.m1.relearned.mean"] == 1.0
+    assert metrics["recovery.prompt.k1.m0.ood_to_recovered.mean"] == pytest.approx(0.3)
+    assert "recovery.prompt_head.k2.m0.ood_to_recovered.mean" not in metrics  # no OOD set
+    assert metrics["recovery.draws"] == 3 and metrics["recovery.steps"] == 2
+    names = {"prompt k1 m0", "prompt k1 m1", "prompt_head k2 m0", "prompt_head k2 m1"}
+    assert set(curves) == names | {f"{n} reference" for n in names}
+    assert curves["prompt k1 m1"] == [{"step": 0, "acc": 0.0}, {"step": 2, "acc": 0.8}]
+    units = metrics.pop("units")
+    assert len(units) == 6 and all(isinstance(v, int | float) for v in metrics.values())
+    assert units[1] == {
+        "classes": [1], "k": 1, "capability": "prompt", "m": 1, "acc": 1.0, "acc_end": 1.0,
+        "best_step": 2, "retain_acc": 0.9, "reference_acc": 0.5, "residual": 0.5,
+        "relearn_steps": 2, "relearned": 1.0, "retain_to_recovered": 0.1,
+        "noise_to_recovered": 0.2, "ood_to_recovered": 0.3,
+        "reference_retain_to_recovered": 0.4,
+    }  # fmt: skip
+    assert {u["k"] for u in units if u["capability"] == "prompt_head"} == {2}
+    json.dumps(units)
+    own, _ = summarise([DrawResult((1,), "head", never, never)], budget)  # retrain
+    assert own["recovery.head.k1.m1.residual.mean"] == 0.0
 
 
 def test_mean_curve_averages_draws_and_rejects_mismatched_steps() -> None:
@@ -421,13 +690,18 @@ def test_mean_curve_averages_draws_and_rejects_mismatched_steps() -> None:
 
 def test_bad_recovery_params_are_errors() -> None:
     for change in (
-        {"baseline_target": "all"},
+        {"capabilities": ("all",)},
+        {"capabilities": ()},
+        {"k": 1},
+        {"k": ()},
         {"prompt_init": "ones"},
         {"shots": ()},
         {"steps": 0},
+        {"relearn_threshold": 0.0},
+        {"ood_samples": 0},
     ):
         with pytest.raises(ValueError):
-            RecoveryParams(**{**QUICK.__dict__, **change})
+            params(**change)
 
 
 def test_attacking_a_saved_model_is_attacking_the_model(tmp_path: Path) -> None:
@@ -435,26 +709,36 @@ def test_attacking_a_saved_model_is_attacking_the_model(tmp_path: Path) -> None:
     loaded model without the attacked copy (megabytes that would cross a pipe)."""
     reference = make_model(seed=1).forget(FORGET)
     save_model(reference, tmp_path / "reference.pt")
-    train_split, test_split = DATA.splits["train"], DATA.splits["test"]
-    saved = attack_saved(tmp_path / "reference.pt", FORGET, 0, train_split, test_split, QUICK, CPU)
-    assert set(saved) == set(QUICK.shots)
-    for m, outcome in saved.items():
-        direct = recover(reference, train_split, test_split, FORGET, m, QUICK, 0)
-        assert outcome == direct.outcome() and not hasattr(outcome, "model")
+    budget = params(shots=(0, 1), steps=2)
+    saved = attack_saved(tmp_path / "reference.pt", FORGET, 0, "prompt", SPLITS, budget, CPU)
+    assert set(saved) == {0, 1}
+    for m, result in saved.items():
+        direct = recover(reference, SPLITS, FORGET, m, "prompt", budget, 0)
+        assert result == direct.outcome() and not hasattr(result, "model")
 
 
-def test_each_model_is_attacked_once_and_baselines_share_retrains_draw(tmp_path: Path) -> None:
-    """pfm against its never-seen reference, finetune against retrain's model of the
-    same draw, retrain against itself: four attacks for three runs, prompt models first
-    (the long ones), and a run whose reference lacks the draw is refused before any."""
+# --- prompt recovery: which models, against which reference -----------------------------
+
+
+def test_each_model_is_attacked_once_per_capability_against_its_familys_reference(
+    tmp_path: Path,
+) -> None:
+    """pfm and pfm_defended (prompt models: read from their files) against retrain_prompt,
+    finetune against retrain's model of the same draw, retrain and retrain_prompt against
+    themselves; each (model, capability) once, prompt models first and the cached
+    head-only attacks last. A run whose reference lacks the draw is refused before any."""
     prompt, plain = make_model(), make_model(with_prompts=False)
     models, references = tmp_path / "unlearned", tmp_path / "references"
     save_unlearned(models / "pfm/seed0", "pfm", {FORGET: prompt.forget(FORGET)})
+    save_unlearned(models / "pfm_defended/seed0", "pfm_defended", {FORGET: prompt.forget(FORGET)})
     save_unlearned(models / "retrain/seed0", "retrain", {FORGET: plain, (2,): plain})
     save_unlearned(models / "finetune/seed0", "finetune", {FORGET: plain})
     save_unlearned(references / "seed0", "never_seen", {FORGET: prompt.forget(FORGET)})
-    runs = [("finetune", 0), ("retrain", 0), ("pfm", 0)]
-    planned = recovery_runs(models, references, runs, k=1, limit=1)
+    methods = [("finetune", 0), ("retrain", 0), ("pfm", 0), ("pfm_defended", 0)]
+    runs = with_prompt_references(methods, references)
+    assert runs == [*methods, ("retrain_prompt", 0)]
+    assert with_prompt_references([("pfm", 1)], references) == [("pfm", 1)]  # no seed1 folder
+    planned = recovery_runs(models, references, runs, ks=(1,), limit=1)
 
     def target(path: Path, prompted: bool) -> Target:
         return Target(path.resolve(), FORGET, 0, prompted)
@@ -462,38 +746,68 @@ def test_each_model_is_attacked_once_and_baselines_share_retrains_draw(tmp_path:
     retrain = target(models / "retrain/seed0" / draw_file(FORGET), False)
     finetune = target(models / "finetune/seed0" / draw_file(FORGET), False)
     pfm = target(models / "pfm/seed0" / draw_file(FORGET), True)
+    defended = target(models / "pfm_defended/seed0" / draw_file(FORGET), True)
     never = target(references / "seed0" / draw_file(FORGET), True)
     assert [(r.method, r.prompted, r.draws) for r in planned] == [
         ("finetune", False, ((finetune, retrain),)),
         ("retrain", False, ((retrain, retrain),)),
         ("pfm", True, ((pfm, never),)),
+        ("pfm_defended", True, ((defended, never),)),
+        ("retrain_prompt", True, ((never, never),)),
     ]
-    assert distinct_targets(planned) == [pfm, never, finetune, retrain]
+    assert distinct_attacks(planned, QUICK.capabilities_for) == [
+        (pfm, "prompt"), (pfm, "prompt_head"), (never, "prompt"), (never, "prompt_head"),
+        (defended, "prompt"), (defended, "prompt_head"), (finetune, "head_lora"),
+        (retrain, "head_lora"), (finetune, "head"), (retrain, "head"),
+    ]  # fmt: skip
+    save_unlearned(references / "seed0", "retrain_prompt", {FORGET: prompt.forget(FORGET)})
+    assert recovery_runs(models, references, runs, ks=(1,), limit=1) == planned  # new name
     save_unlearned(models / "finetune/seed0", "finetune", {(3,): plain})
     with pytest.raises(ValueError, match=r"no draw forgetting classes \[3\]"):
-        recovery_runs(models, references, runs, k=1, limit=1)
+        recovery_runs(models, references, runs, ks=(1,), limit=1)
 
 
-def test_reference_draws_are_the_unlearn_stages_first_sets() -> None:
-    sets, _ = forget_sets(10, 1, 3, 7)
-    assert reference_draws(10, 1, 3, 2, 7) == sets[:2]
-    assert reference_draws(10, 1, 3, None, 7) == sets
+def test_a_prompt_model_without_a_fitting_reference_is_refused(tmp_path: Path) -> None:
+    prompt = make_model()
+    models, references = tmp_path / "unlearned", tmp_path / "references"
+    save_unlearned(models / "pfm/seed0", "pfm", {FORGET: prompt.forget(FORGET)})
+    with pytest.raises(FileNotFoundError, match="no never-seen prompt models"):
+        recovery_runs(models, references, [("pfm", 0)], ks=(1,), limit=1)
+    save_unlearned(references / "seed0", "pfm", {FORGET: prompt.forget(FORGET)})
+    with pytest.raises(ValueError, match="not the never-seen prompt models"):
+        recovery_runs(models, references, [("pfm", 0)], ks=(1,), limit=1)
+    save_unlearned(references / "seed0", "retrain_prompt", {FORGET: make_model(with_prompts=False)})
+    with pytest.raises(ValueError, match="not of one model family"):
+        recovery_runs(models, references, [("pfm", 0)], ks=(1,), limit=1)
+
+
+def test_reference_draws_are_the_unlearn_stages_first_sets_of_every_k() -> None:
+    ones, _ = forget_sets(10, 1, 3, 7)
+    twos, _ = forget_sets(10, 2, 3, 7)
+    assert reference_draws(10, (1,), 3, 2, 7) == ones[:2]
+    assert reference_draws(10, (1,), 3, None, 7) == ones
+    assert reference_draws(10, (1, 2), 3, 1, 7) == [ones[0], twos[0]]
+    all_twos, _ = forget_sets(10, 2, None, 7)
+    assert reference_draws(10, (1, 2), {1: 3, 2: None}, 1, 7) == [ones[0], all_twos[0]]
     with pytest.raises(ValueError, match="≥ 1 or null"):
-        reference_draws(10, 1, 3, 0, 7)
+        reference_draws(10, (1,), 3, 0, 7)
+    with pytest.raises(ValueError, match=r"k \[2\] are not among the unlearn stage's \[1\]"):
+        reference_draws(10, (1, 2), {1: 3}, 1, 7)
 
 
 def test_never_seen_reference_has_no_prompt_for_the_class() -> None:
     spec = make_model().spec
     config = TrainConfig(epochs=1, batch_size=16, lr=1e-3, eval_modes=())
-    model = never_seen(spec, FORGET, DATA.splits["train"], config, 0, CPU)
+    model, result = never_seen(spec, FORGET, DATA.splits["train"], config, 0, CPU)
     assert model.bank_classes == [0, 2, 3] and model.spec == spec
+    assert result.train_seconds > 0  # what stage train records as its cost
     with pytest.raises(ValueError, match="prompt model"):
         never_seen(
             make_model(with_prompts=False).spec, FORGET, DATA.splits["train"], config, 0, CPU
         )
 
 
-# --- stages ------------------------------------------------------------------------------
+# --- stage -------------------------------------------------------------------------------
 
 
 def run_stage(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -511,71 +825,90 @@ def save_unlearned(folder: Path, method: str, models: dict[tuple[int, ...], Prom
     write_manifest(folder, "toy", method, 0, Path("base.pt"), draws)
 
 
-def tiny_params() -> dict:
+STAGE_RECOVERY = {
+    "k": [1, 2], "draws": 1, "shots": [0, 1], "capabilities": list(CAPABILITIES), "steps": 2,
+    "lr": 0.01, "eval_every": 1, "relearn_threshold": 0.5, "anchor_shots": 1,
+    "noise_inputs": 2, "prompt_init": "normal", "ood_dataset": "digits", "ood_samples": 8,
+    "batch_size": 64,
+}  # fmt: skip
+ATTACK_ARGS = (
+    "--data", "data", "--models", "unlearned", "--prompt-reference", "ref", "--mia", "mia",
+    "--recovery", "recovery", "--curves", "curves/toy",
+)  # fmt: skip
+
+
+def stage_params(methods: list[str]) -> dict:
     params = copy.deepcopy(PARAMS)
-    params["train"].update(epochs=1, batch_size=16, device="cpu")
+    params["train"].update(device="cpu")
     params["attacks"]["mia"].update(batch_size=64, cv_splits=5)
-    params["attacks"]["recovery"].update(shots=[0, 1], steps=2, eval_every=1, noise_inputs=2)
-    return params
+    params["attacks"]["recovery"] = dict(STAGE_RECOVERY)
+    return {**params, "methods": methods, "seeds": [0], "workers": 2}
 
 
-def test_attack_stages_write_flat_metrics_and_curves(tmp_path: Path, plain) -> None:
-    """One process per dataset: every method × seed of params gets its own metrics and
-    curve file below the stage's folders, in the layout the aggregate reads."""
+def test_attack_stage_writes_every_capability_k_and_m_with_units(tmp_path: Path, plain) -> None:
+    """(f) One process per dataset: every method × seed of params, and retrain_prompt, get
+    their metrics (pooled keys and units) and curve files below the stage's folders, in
+    the layout the aggregate reads; the prompt models get the prompt capabilities, the
+    plain ones the head ones, at every k and m; the references' residual is 0."""
     save_prepared(DATA, tmp_path / "data")
-    params = {**tiny_params(), "methods": ["pfm", "retrain"], "seeds": [0]}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    result = run_stage(
-        "train", "--data", "data", "--seed", "0", "--model", "pfm.pt", "--checkpoint",
-        "checkpoints/seed0.pt", "--metrics", "train.json", "--history", "history.json",
-        "--references", "ref/seed0", cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    (attacked,) = reference_draws(4, 1, params["unlearn"]["max_sets"], 1, 0)  # the k = 1 draw
-    other = tuple(c for c in range(4) if c not in attacked)[:2]  # a k = 2 draw
-    assert json.loads((tmp_path / "ref/seed0/manifest.json").read_text())["draws"] == [
-        {"k": 1, "classes": list(attacked), "model": draw_file(attacked)}
-    ]
-    prompt = make_model()
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(stage_params(["pfm", "retrain"])))
+    draws = ((1,), (0, 3))  # the k = 1 and k = 2 draws every method holds
+    prompt, never = make_model(), make_model(seed=1)
     unlearned = tmp_path / "unlearned"
-    save_unlearned(
-        unlearned / "pfm/seed0",
-        "pfm",
-        {attacked: prompt.forget(attacked), other: prompt.forget(other)},
-    )
-    save_unlearned(unlearned / "retrain/seed0", "retrain", {attacked: plain, other: plain})
-    result = run_stage(
-        "attack", "--data", "data", "--models", "unlearned", "--prompt-reference", "ref",
-        "--mia", "mia", "--recovery", "recovery", "--curves", "curves", cwd=tmp_path,
-    )  # fmt: skip
+    save_unlearned(unlearned / "pfm/seed0", "pfm", {c: prompt.forget(c) for c in draws})
+    save_unlearned(unlearned / "retrain/seed0", "retrain", dict.fromkeys(draws, plain))
+    save_unlearned(tmp_path / "ref/seed0", "retrain_prompt", {c: never.forget(c) for c in draws})
+    result = run_stage("attack", *ATTACK_ARGS, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    for method in ("pfm", "retrain"):
+    families = {
+        "pfm": ("prompt", "prompt_head"), "retrain_prompt": ("prompt", "prompt_head"),
+        "retrain": ("head", "head_lora"),
+    }  # fmt: skip
+    for method, capabilities in families.items():
         mia = json.loads((tmp_path / f"mia/{method}/seed0.json").read_text())
         assert mia["mia_draws"] == 1 and mia["mia_k"] == 1  # only the k = 1 draw
         assert {f"mia.{v}.{s}" for v in MIA_VARIANTS for s in ("mean", "std")} <= set(mia)
-    for method in ("pfm", "retrain"):
+        (unit,) = mia["units"]
+        assert unit["classes"] == [1] and unit["k"] == 1
+        assert {f"mia.{v}" for v in MIA_VARIANTS} <= set(unit)
         metrics = json.loads((tmp_path / f"recovery/{method}/seed0.json").read_text())
+        units = metrics.pop("units")
         assert all(isinstance(v, int | float) for v in metrics.values())
-        assert {f"recovery.m{m}.{key}.mean" for m in (0, 1) for key in ("acc", "residual")} <= set(
-            metrics
-        )
-        curves = json.loads((tmp_path / f"curves/{method}/seed0.json").read_text())
-        names = {"m0", "m1"} | ({"m0 never-seen", "m1 never-seen"} if method == "pfm" else set())
-        assert set(curves) == names and [p["step"] for p in curves["m1"]] == [0, 1, 2]
-    retrain = json.loads((tmp_path / "recovery/retrain/seed0.json").read_text())
-    assert retrain["recovery.m1.residual.mean"] == 0.0  # retrain is its own reference
+        assert metrics["recovery.draws"] == 2 and metrics["recovery.steps"] == 2
+        expected = {
+            f"recovery.{cap}.k{k}.m{m}.{field}.{stat}"
+            for cap in capabilities for k in (1, 2) for m in (0, 1) for field in FIELDS
+            for stat in ("mean", "std")
+        }  # fmt: skip
+        assert set(metrics) - {"recovery.draws", "recovery.steps"} == expected
+        assert len(units) == 2 * len(capabilities) * 2  # draws × capabilities × m
+        for unit in units:
+            assert unit["k"] == len(unit["classes"]) and unit["capability"] in capabilities
+            assert set(unit) == {"classes", "k", "capability", "m", *FIELDS}
+        curves = json.loads((tmp_path / f"curves/toy/{method}/seed0.json").read_text())
+        names = {f"{cap} k{k} m{m}" for cap in capabilities for k in (1, 2) for m in (0, 1)}
+        assert set(curves) == names | {f"{name} reference" for name in names}
+        assert all([p["step"] for p in curve] == [0, 1, 2] for curve in curves.values())
+    for method in ("retrain", "retrain_prompt"):  # their own references
+        metrics = json.loads((tmp_path / f"recovery/{method}/seed0.json").read_text())
+        residuals = [v for k, v in metrics.items() if k.endswith(".residual.mean")]
+        assert len(residuals) == 8 and not any(residuals)
+    relearn = read_relearn_curves(tmp_path / "curves")
+    assert len(relearn["toy"]["pfm prompt_head k2 m1 reference"]) == 1  # one seed
 
 
-def test_attack_stage_without_a_manifest_is_a_clean_error(tmp_path: Path) -> None:
+def test_attack_stage_without_a_manifest_is_a_clean_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     save_prepared(DATA, tmp_path / "data")
-    params = {**tiny_params(), "methods": ["pfm"], "seeds": [0]}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    result = run_stage(
-        "attack", "--data", "data", "--models", "missing", "--prompt-reference", "ref",
-        "--mia", "mia", "--recovery", "recovery", "--curves", "curves", cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 2 and "error: no unlearned-model manifest" in result.stderr
-    assert "Traceback" not in result.stderr
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(stage_params(["pfm"])))
+    monkeypatch.chdir(tmp_path)
+    args = ["missing" if arg == "unlearned" else arg for arg in ATTACK_ARGS]
+    monkeypatch.setattr(sys, "argv", ["attack.py", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(ROOT / "stages/attack.py"), run_name="__main__")
+    assert exit_info.value.code == 2
+    assert "error: no unlearned-model manifest" in capsys.readouterr().err
     assert not any((tmp_path / out).exists() for out in ("mia", "recovery", "curves"))
 
 

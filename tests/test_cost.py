@@ -32,7 +32,7 @@ def test_meter_counts_every_optimizer_step_inside_it_and_none_outside() -> None:
     assert meter.steps == 3 and meter.seconds > 0
 
 
-def test_changed_parameters_counts_changed_elements_and_skips_removed_ones() -> None:
+def test_changed_parameters_counts_changed_removed_and_added_elements() -> None:
     before = torch.nn.Linear(3, 2)
     after = torch.nn.Linear(3, 2)
     after.load_state_dict(before.state_dict())
@@ -40,8 +40,10 @@ def test_changed_parameters_counts_changed_elements_and_skips_removed_ones() -> 
         after.weight[0, 1] += 1.0
         after.bias[1] -= 1.0
     assert changed_parameters(before, after) == 2
-    after.bias = torch.nn.Parameter(torch.zeros(5))  # reshaped: removed, not trained
-    assert changed_parameters(before, after) == 1
+    after.bias = torch.nn.Parameter(torch.zeros(5))  # reshaped: 3 elements more
+    assert changed_parameters(before, after) == 1 + 3
+    after.bias = torch.nn.Parameter(torch.zeros(1))  # reshaped: 1 element fewer
+    assert changed_parameters(before, after) == 1 + 1
 
 
 def test_cost_metrics_are_flat_means_and_flags() -> None:

@@ -8,7 +8,7 @@ import torch
 from pfm.batches import SplitTensors
 from pfm.cost import CostRecord
 from pfm.data.prepared import Split
-from pfm.evaluate import forget_k, forget_sets, k_values
+from pfm.evaluate import forget_k, forget_plan, forget_sets, k_values, sets_per_k
 from pfm.losses import kl_to_uniform
 
 
@@ -76,7 +76,8 @@ def test_forget_k_reports_accuracy_and_cost_of_each_set() -> None:
         requests.append(classes)
         return _Oracle(classes), CostRecord(len(classes), 2 * len(classes), 0, True, False, 7)
 
-    metrics = forget_k(unlearn, data, 4, [1, 2], max_sets=None, seed=0, batch_size=7)
+    plan = forget_plan(4, [1, 2], None, seed=0)
+    metrics = forget_k(unlearn, data, plan, seed=0, batch_size=7, val=data)
     assert requests == [(0,), (1,), (2,), (3,)] + list(itertools.combinations(range(4), 2))
     assert metrics["k1.forget_acc.mean"] == 0.0 and metrics["k1.retain_acc.mean"] == 1.0
     assert metrics["k2.forget_acc.std"] == 0.0 and metrics["k2.sets"] == 6
@@ -86,7 +87,45 @@ def test_forget_k_reports_accuracy_and_cost_of_each_set() -> None:
     assert metrics["cost.unlearn_seconds.mean"] == pytest.approx((4 * 1 + 6 * 2) / 10)
     assert metrics["cost.unlearn_seconds.max"] == 2.0
     assert metrics["cost.needs_forget_data"] == 1 and metrics["cost.needs_retain_data"] == 0
+    assert metrics["k1.val.forget_acc.mean"] == 0.0 and metrics["k1.val.retain_acc.mean"] == 1.0
+    units = metrics.pop("units")
     assert all(isinstance(v, int | float) for v in metrics.values())
+    assert [(u["k"], tuple(u["classes"])) for u in units] == [(len(c), c) for c in requests]
+    assert units[4] == {
+        "classes": [0, 1], "k": 2, "forget_acc": 0.0, "retain_acc": 1.0,
+        "val.forget_acc": 0.0, "val.retain_acc": 1.0, "cost.unlearn_seconds": 2.0,
+        "cost.optimizer_steps": 4.0, "cost.samples_touched": 0.0,
+        "cost.trainable_params": 7.0, "cost.transform_seconds": 0.0,
+    }  # fmt: skip
+
+
+def test_variants_are_scored_beside_the_unlearned_model() -> None:
+    labels = np.repeat(np.arange(4), 5)
+    images = np.broadcast_to((50 * labels).astype(np.uint8)[:, None, None, None], (20, 2, 2, 1))
+    data = SplitTensors(Split(images.copy(), labels), input_size=2, device=torch.device("cpu"))
+
+    def unlearn(classes: tuple[int, ...]) -> tuple[_Oracle, CostRecord]:
+        return _Oracle(classes), CostRecord(0.0, 0, 0, False, False, 0)
+
+    def undone(model: _Oracle) -> dict[str, _Oracle]:  # a model that forgot nothing
+        return {"before_transform": _Oracle(())}
+
+    plan = forget_plan(4, [1], 2, seed=0)
+    metrics = forget_k(unlearn, data, plan, seed=0, batch_size=7, variants=undone)
+    assert metrics["k1.forget_acc.mean"] == 0.0
+    assert metrics["k1.before_transform.forget_acc.mean"] == 1.0
+    assert "k1.val.forget_acc.mean" not in metrics
+
+
+def test_a_cap_per_k_or_one_for_all() -> None:
+    assert sets_per_k([1, 2], 5) == {1: 5, 2: 5}
+    assert sets_per_k([1, 2], [5, 1]) == {1: 5, 2: 1}
+    assert sets_per_k([1], None) == {1: None}
+    with pytest.raises(ValueError, match="one per k"):
+        sets_per_k([1, 2], [5])
+    plan = forget_plan(10, [1, 2], [5, 1], seed=0)
+    assert len(plan[1][0]) == 5 and len(plan[2][0]) == 1
+    assert plan[1][0][:1] == forget_plan(10, [1], 5, seed=0)[1][0][:1]
 
 
 def test_fewer_sets_are_a_subset_of_more_sets_with_the_same_seed() -> None:

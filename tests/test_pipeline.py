@@ -42,10 +42,12 @@ def tiny_params() -> dict:
     params["evaluate"].update(max_sets=2, modes=["full_bank", "none", "infer_best"])
     params["train_base"].update(epochs=1)
     params["methods"] = ["pfm", "retrain"]
-    params["unlearn"].update(k=[1, 5], max_sets=1)
+    params["unlearn"].update(k=[1, 5], max_sets=[2, 1])
     params["unlearn"]["retrain"].update(epochs=1)
     params["attacks"]["mia"].update(cv_test_size=0.25)  # ~4 test images a class
-    params["attacks"]["recovery"].update(shots=[0, 1], steps=4, eval_every=2)
+    params["attacks"]["recovery"].update(
+        shots=[0, 1], steps=4, eval_every=2, capabilities=["prompt_head", "head"], ood_samples=8
+    )
     return params
 
 
@@ -65,39 +67,50 @@ def check_unlearning(project: Path, evaluated: dict) -> None:
             "seed": 0,
             "base_model": f"{base}/digits/seed0.pt",
         }
-        assert [(d["k"], len(d["classes"])) for d in manifest["draws"]] == [(1, 1), (5, 5)]
+        assert [(d["k"], len(d["classes"])) for d in manifest["draws"]] == [(1, 1)] * 2 + [(5, 5)]
         assert all((folder / d["model"]).is_file() for d in manifest["draws"])
         manifests[method] = manifest["draws"]
     assert [d["classes"] for d in manifests["pfm"]] == [d["classes"] for d in manifests["retrain"]]
     assert metrics["pfm"].keys() == metrics["retrain"].keys()
     for values in metrics.values():
-        for k in (1, 5):
-            assert values[f"k{k}.sets"] == 1 and values[f"k{k}.exhaustive"] == 0
-            for key in ("forget_acc.mean", "retain_acc.mean"):
-                assert 0.0 <= values[f"k{k}.{key}"] <= 1.0 and f"k{k}.{key}" in evaluated
+        for k, sets in ((1, 2), (5, 1)):
+            assert values[f"k{k}.sets"] == sets and values[f"k{k}.exhaustive"] == 0
+            for key in ("forget_acc.mean", "retain_acc.mean", "val.forget_acc.mean"):
+                assert 0.0 <= values[f"k{k}.{key}"] <= 1.0
+            assert f"k{k}.forget_acc.mean" in evaluated
+        assert [u["classes"] for u in values["units"]] == [d["classes"] for d in manifests["pfm"]]
         assert values["cost.unlearn_seconds.mean"] > 0
     pfm, retrain = metrics["pfm"], metrics["retrain"]
     assert (pfm["cost.needs_forget_data"], pfm["cost.needs_retain_data"]) == (0, 0)
     assert (retrain["cost.needs_forget_data"], retrain["cost.needs_retain_data"]) == (0, 1)
     assert pfm["cost.optimizer_steps.mean"] == 0 < retrain["cost.optimizer_steps.mean"]
     assert pfm["no_forget.full_bank.acc"] == evaluated["no_forget.full_bank.acc"]
+    reference = json.loads(
+        (project / "metrics/unlearn/digits/retrain_prompt/seed0.json").read_text()
+    )  # the prompt family's reference, scored by the same path on its own draw
+    assert [u["classes"] for u in reference["units"]] == [manifests["pfm"][0]["classes"]]
+    assert reference["units"][0]["cost.unlearn_seconds"] > 0
 
 
 def check_attacks(project: Path, summary: dict) -> None:
-    """Both attacks ran on both methods, on the same draw, and their keys reached the
-    summary: every MIA variant with its gap to retrain, recovery and residual per m."""
-    for method in ("pfm", "retrain"):
+    """Both attacks ran on both methods and both references, each family under its own
+    capability, and their keys reached the summary: every MIA variant with its gap to the
+    family's reference, recovery and residual per m."""
+    runs = {"pfm": "prompt_head", "retrain_prompt": "prompt_head", "retrain": "head"}
+    for method, capability in runs.items():
         mia = json.loads((project / f"metrics/attacks/mia/digits/{method}/seed0.json").read_text())
-        assert mia["mia_k"] == 1 and mia["mia_draws"] == 1
+        assert mia["mia_k"] == 1
         for variant in ("loss_auc", "efficacy", "efficacy_entropy", "loss_logreg"):
-            assert 0.0 <= summary[f"digits.{method}.mia.{variant}.mean"] <= 1.0
+            assert 0.0 <= summary[f"digits.{method}.k1.mia.{variant}.mean"] <= 1.0
         for m in (0, 1):
-            assert 0.0 <= summary[f"digits.{method}.recovery.m{m}.acc.mean"] <= 1.0
-            assert f"digits.{method}.recovery.m{m}.residual.mean" in summary
+            name = f"digits.{method}.recovery.{capability}.k1.m{m}"
+            assert 0.0 <= summary[f"{name}.acc.mean"] <= 1.0
+            assert f"{name}.residual.mean" in summary
         curves = json.loads((project / f"reports/relearn/digits/{method}/seed0.json").read_text())
-        assert [point["step"] for point in curves["m1"]] == [0, 2, 4]
-    assert summary["digits.pfm.mia.loss_auc.gap_to_retrain"] >= 0.0
-    assert summary["digits.retrain.recovery.m1.residual.mean"] == 0.0  # its own reference
+        assert [point["step"] for point in curves[f"{capability} k1 m1"]] == [0, 2, 4]
+    assert summary["digits.pfm.k1.mia.loss_auc.gap_to_reference"] >= 0.0
+    assert summary["digits.retrain.recovery.head.k1.m1.residual.mean"] == 0.0  # its own
+    assert summary["digits.retrain_prompt.recovery.prompt_head.k1.m1.residual.mean"] == 0.0
     reference = json.loads(
         (project / "models/attack_reference/digits/seed0/manifest.json").read_text()
     )
@@ -151,11 +164,12 @@ def test_dvc_repro_then_experiment_and_metrics_diff(tmp_path: Path) -> None:
     assert metrics["cost.flops_per_sample"] > 0 and metrics["cost.prompt_bank_bytes"] > 0
     row = report_row(project, "digits", "pfm")  # tables compare the unlearn stage's draws
     unlearned = json.loads((project / "metrics/unlearn/digits/pfm/seed0.json").read_text())
-    mean, std = unlearned["k1.retain_acc.mean"], unlearned["k1.retain_acc.std"]  # one seed
-    assert row["retained acc (k=1) ↑"] == f"{mean:.3f} ± {std:.3f}"
-    assert report_row(project, "digits", "retrain (reference)")["unlearn s ↓"] != "—"
-    assert row["FLOPs/sample ↓"] != "—" and row["unlearn s ↓"] != "—"
-    assert row["MIA loss_auc ≈R"] != "—" and row["residual m=1 ≈R"] != "—"
+    mean = unlearned["k1.retain_acc.mean"]  # one seed, two forget sets: n = 2
+    assert row["retained acc (k=1) ↑"].startswith(f"{mean:.3f} ± ")
+    assert row["retained acc (k=1) ↑"].endswith("(n=2)")
+    assert report_row(project, "digits", "retrain (reference)")["unlearn s (k=1) ↓"] != "—"
+    assert row["FLOPs/sample ↓"] != "—" and row["unlearn s (k=1) ↓"] != "—"
+    assert row["MIA loss_auc (k=1) ≈R"] != "—" and row["reference"] == "retrain_prompt"
     assert "commit: `uncommitted`" in (project / "reports/results.md").read_text()
     for name in ("forget_vs_retain", "accuracy_vs_k", "relearn", "unlearn_time"):
         assert (project / f"reports/figures/digits/{name}.png").stat().st_size > 5000

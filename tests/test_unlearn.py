@@ -141,7 +141,8 @@ def test_costs_are_counted_by_the_runner_not_reported_by_the_method(
     assert cost.optimizer_steps == 3 * math.ceil(18 / 5) and cost.samples_touched == 3 * 18
     assert cost.trainable_params == trainable_parameters(plain)  # Adam moves every element
     _, cost = unlearn("pfm", prompted, FORGET, None, default_recipe("pfm"), 0)
-    assert (cost.optimizer_steps, cost.samples_touched, cost.trainable_params) == (0, 0, 0)
+    removed = len(FORGET) * prompted.prompts[0].numel()  # the deleted prompt rows
+    assert (cost.optimizer_steps, cost.samples_touched, cost.trainable_params) == (0, 0, removed)
     assert not cost.needs_forget_data and not cost.needs_retain_data
 
 
@@ -307,3 +308,24 @@ def test_manifest_lists_every_saved_model(tmp_path: Path, prompted: PromptedClas
     (tmp_path / "k1-1.pt").unlink()
     with pytest.raises(FileNotFoundError, match=r"\['k1-1.pt'\]"):
         read_manifest(tmp_path)
+
+
+def test_the_defended_forget_leaves_no_trained_byte_of_prompt_or_head_row(
+    prompted: PromptedClassifier, tmp_path: Path
+) -> None:
+    unlearned, cost = unlearn("pfm_defended", prompted, FORGET, None, default_recipe("pfm"), 0)
+    (c,) = FORGET
+    assert c not in unlearned.bank_classes
+    assert torch.count_nonzero(unlearned.head.weight[c]) == 0 and unlearned.head.bias[c] == 0
+    assert torch.count_nonzero(prompted.head.weight[c]) > 0  # the input model is untouched
+    x, _ = next(SplitTensors(DATA.splits["test"], unlearned.input_size, CPU).batches(64))
+    prompts = torch.tensor([unlearned.bank_classes] * len(x))
+    assert torch.all(unlearned(x, prompts)[:, c] == 0)  # a constant logit: reads nothing
+    removed = prompted.prompts[0].numel() + prompted.head.weight.shape[1] + 1
+    assert cost.trainable_params == removed and cost.samples_touched == 0
+    path = tmp_path / "defended.pt"
+    torch.save(unlearned.state_dict(), path)
+    saved = path.read_bytes()
+    row = prompted.head.weight[c].detach().numpy().tobytes()
+    prompt = prompted.prompts[prompted.bank_classes.index(c)].detach().numpy().tobytes()
+    assert row not in saved and prompt not in saved

@@ -1,8 +1,10 @@
 """Attacks on unlearned models: membership inference (``mia``, a registry of variants)
-and adversarial prompt recovery / few-shot relearning (``recovery``, with its never-seen
-reference in ``reference``). Both read the unlearn stage's saved draws (``draws``)."""
+and adversarial prompt recovery / few-shot relearning (``recovery``, under the
+capabilities of ``CAPABILITIES``, each model measured against a never-seen reference of
+its own family: ``reference`` and ``targets``). Both read the saved draws (``draws``)
+and report per-draw ``units`` beside their pooled ``.mean``/``.std`` keys."""
 
 from pfm.attacks.mia import MIA_VARIANTS, MiaParams
-from pfm.attacks.recovery import RecoveryParams
+from pfm.attacks.recovery import CAPABILITIES, RecoveryParams
 
-__all__ = ["MIA_VARIANTS", "MiaParams", "RecoveryParams"]
+__all__ = ["CAPABILITIES", "MIA_VARIANTS", "MiaParams", "RecoveryParams"]

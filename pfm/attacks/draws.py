@@ -2,8 +2,10 @@
 per-draw numbers become flat metric keys.
 
 The unlearn stage saves one model per draw (``pfm.unlearn.manifest``); every method's
-draws are the same sets, so attacking the first ``limit`` draws of one k hits the same
-sets for every method and for the reference.
+draws are the same sets, so attacking the first ``limit`` draws of a k hits the same
+sets for every method and for the reference. Each attack writes its per-draw numbers
+twice: pooled (``pool``: ``<key>.mean``/``.std``, the metrics) and as a ``units`` list of
+per-draw records, from which ``pfm.aggregate`` draws confidence intervals.
 """
 
 from collections.abc import Mapping, Sequence

@@ -1,14 +1,19 @@
-"""The never-seen reference of the prompt-recovery attack: a prompt model trained from
-scratch on the retained classes only, so the forgotten classes' data never reached it
-and their prompts never existed (the bank is built without them, before training).
+"""The never-seen reference of the prompt models' recovery attack, ``retrain_prompt``: a
+prompt model trained from scratch on the retained classes only, so the forgotten classes'
+data never reached it and their prompts never existed (the bank is built without them,
+before training; their head rows exist and were only ever pushed down).
 
-The prompt-recovery attack on it measures what a prompt can rebind from nothing; the
-same attack on the unlearned prompt model, minus that, is the residual knowledge. It is
-trained with the prompt model's own recipe (params ``train``) and initialisation (same
-spec and seed), as ``retrain`` is for the plain baselines — whose own ``retrain`` model
-is their never-seen reference.
+The recovery attack on it, under the same capability, measures what the adversary can
+rebind from nothing; the same attack on an unlearned prompt model (``pfm``,
+``pfm_defended``), minus that, is the residual knowledge. It is trained with the prompt
+model's own recipe (params ``train``) and initialisation (same spec and seed), as
+``retrain`` is for the plain baselines — whose own ``retrain`` model is their never-seen
+reference. Stage train saves one per attacked draw of every k of ``attacks.recovery.k``
+(``reference_draws``) with a manifest (``pfm.unlearn.manifest``) whose method is
+``retrain_prompt``; the attack stage also attacks them as a run of their own.
 """
 
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,8 +25,12 @@ from pfm.data.prepared import Split
 from pfm.evaluate import forget_sets
 from pfm.losses import prompt_objective
 from pfm.models.prompted import ModelSpec, PromptedClassifier, build_model
-from pfm.train import TrainConfig, train
+from pfm.train import TrainConfig, TrainResult, train
 from pfm.unlearn.data import class_slice
+
+PROMPT_REFERENCE = "retrain_prompt"  # the method name of the never-seen prompt models
+# names a reference manifest may carry: stage train wrote ``never_seen`` before the rename
+PROMPT_REFERENCE_NAMES = (PROMPT_REFERENCE, "never_seen")
 
 
 def never_seen(
@@ -33,25 +42,41 @@ def never_seen(
     device: torch.device,
     checkpoint: Path | None = None,
     key: str = "",
-) -> PromptedClassifier:
+) -> tuple[PromptedClassifier, TrainResult]:
     """A prompt model of ``spec`` trained on the samples of ``train_split`` outside
     ``classes`` with the pre-forgettable objective, without the prompts of ``classes``
-    (resumable from ``checkpoint`` under ``key``, as ``pfm.train.train``)."""
+    (resumable from ``checkpoint`` under ``key``, as ``pfm.train.train``), and its
+    training record: its seconds are the reference's unlearning cost."""
     if not spec.with_prompts:
         raise ValueError("the never-seen reference is a prompt model; got a prompt-free spec")
     model = build_model(spec, seed).forget(classes).to(device)
     retain = SplitTensors(class_slice(train_split, classes, keep=False), model.input_size, device)
     quiet = replace(config, eval_modes=())  # no validation pass: nothing selects on it
-    train(model, prompt_objective(config.kl_weight), retain, retain, quiet, seed, checkpoint, key)
-    return model.eval()
+    result = train(
+        model, prompt_objective(config.kl_weight), retain, retain, quiet, seed, checkpoint, key
+    )
+    return model.eval(), result
 
 
 def reference_draws(
-    num_classes: int, k: int, max_sets: int | None, limit: int | None, seed: int
+    num_classes: int,
+    ks: Sequence[int],
+    max_sets: int | None | Mapping[int, int | None],
+    limit: int | None,
+    seed: int,
 ) -> list[tuple[int, ...]]:
-    """The forget sets the recovery attack will attack: the first ``limit`` (``None``:
-    all) of the unlearn stage's sets of size ``k``. They follow from the seed alone
+    """The forget sets the recovery attack will attack: for each k of ``ks``, the first
+    ``limit`` (``None``: all) of the unlearn stage's sets of size k, capped there at
+    ``max_sets`` (one cap, or k → cap). They follow from the seed alone
     (``pfm.evaluate.forget_sets``), so the references train beside the prompt model,
     before anything is unlearned; the attack checks that each attacked draw has one."""
     check_limit(limit)
-    return forget_sets(num_classes, k, max_sets, seed)[0][:limit]
+    caps = max_sets if isinstance(max_sets, Mapping) else dict.fromkeys(ks, max_sets)
+    unsaved = [k for k in ks if k not in caps]
+    if unsaved:
+        raise ValueError(
+            f"the recovery attack's k {unsaved} are not among the unlearn stage's "
+            f"{sorted(caps)}: attack a k the unlearn stage runs (unlearn.k)"
+        )
+    draws = [s for k in ks for s in forget_sets(num_classes, k, caps[k], seed)[0][:limit]]
+    return list(dict.fromkeys(draws))

@@ -214,7 +214,7 @@ def encoder_layers(model: nn.Module) -> nn.ModuleList:
     """The encoder's transformer blocks, in order: the one place that knows where they live.
 
     transformers ≥5.23 keeps them as the model's public ``layers`` list; ≤5.17 as
-    ``encoder.layer``. Deep prefixes hook these blocks and nothing inside them.
+    ``encoder.layer``. Whisper's prompts enter before the first of them.
     """
     layers = getattr(model, "layers", None)
     if layers is None:

@@ -4,9 +4,8 @@ A backbone's ``TokenLayout`` (``pfm.models.backbones``, chosen by its model type
 both. ViT, AST and DINOv2 take prompts on their embeddings output and are read at CLS,
 exactly as in the authors' code. Whisper's encoder has neither an embeddings submodule
 nor a CLS token (its positions are added inside its forward), so its prompts go in
-front of the first block's hidden-states input — the same point where deep prefixes
-(``pfm.models.prefix``) hook block 0 — and the head reads the mean over the non-prompt
-tokens. Only public hooks are used, on the module ``embeddings_attr`` names or on the
+front of the first block's hidden-states input and the head reads the mean over the
+non-prompt tokens. Only public hooks are used, on the module ``embeddings_attr`` names or on the
 blocks ``encoder_layers`` finds; leaving the context removes them.
 """
 
@@ -37,8 +36,7 @@ def prompts_inserted(
             hidden, *rest = args  # (b, N, D), positions already added
             return (torch.cat([tokens.to(hidden.dtype), hidden], dim=1), *rest), kwargs
 
-        # prepend: run before any deep-prefix hook on the same block, so prefixes end up
-        # in front of the prompts and the prefix's own trim removes exactly them
+        # prepend: run before any other pre-hook on the block, on the raw hidden states
         handle = encoder_layers(model)[0].register_forward_pre_hook(
             before_first_block, with_kwargs=True, prepend=True
         )

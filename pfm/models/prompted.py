@@ -9,13 +9,16 @@ embeddings module or a CLS token (Whisper) takes its prompts before its first bl
 is read at the mean of its own tokens (``pfm.models.insertion``).
 
 Deliberate choices, each a spec field: the authors read CLS from the encoder output
-*before* ViT's final layernorm (``final_layernorm: false``, our default too); they keep
-all C head outputs after forgetting (``forget(mask_logits=False)``, our default too).
+*before* ViT's final layernorm (``final_layernorm: false``; params.yaml's default is
+``true``, chosen on validation: with it the prompt dependence forms within two epochs);
+they keep all C head outputs after forgetting (``forget(mask_logits=False)``, our
+default too).
 A plain classifier for the baselines is the same model with an empty bank; with
 ``tuning="full"`` instead of LoRA every encoder weight trains, which is how the
 ``pretrain`` stage makes a backbone (``pfm/pretrain.py``).
-``prefix_len > 0`` adds deep prefixes (``pfm.models.prefix``): p learnable tokens per
-encoder block, the parameters PI-Prefix trains; 0 (the default) means none.
+``prefix_len > 0`` adds deep prefixes (``pfm.models.prefix``): p learnable key rows and
+p value rows in front of each encoder block's attention keys and values, the parameters
+PI-Prefix trains; 0 (the default) means none.
 """
 
 from collections.abc import Iterable
@@ -56,7 +59,7 @@ class ModelSpec:
     lora: LoraSpec = field(default_factory=LoraSpec)
     tuning: str = "lora"
     input_size: int | None = None  # input length (px, or frames); None: the backbone's own
-    prefix_len: int = 0  # deep-prefix tokens per encoder block; 0: no prefixes
+    prefix_len: int = 0  # p: deep-prefix key/value rows per encoder block; 0: no prefixes
 
 
 class PromptedClassifier(nn.Module):
@@ -74,7 +77,7 @@ class PromptedClassifier(nn.Module):
     ) -> None:
         super().__init__()
         if (prefixes is not None) != (spec.prefix_len > 0) or (
-            prefixes is not None and prefixes.shape[1] != spec.prefix_len
+            prefixes is not None and (prefixes.dim() != 4 or prefixes.shape[2] != spec.prefix_len)
         ):
             raise ValueError(f"prefixes do not match spec.prefix_len={spec.prefix_len}")
         self.spec = spec
@@ -85,8 +88,8 @@ class PromptedClassifier(nn.Module):
         self.register_buffer("masked", masked)  # (C,) logits masked at output
         self.input_size = input_size
         self.embeddings_attr = embeddings_attr
-        # (layers, p, D) deep prefixes; registered only when present, so prefix-free
-        # checkpoints keep their keys
+        # (layers, 2, p, D) deep prefixes, [:, 0] keys and [:, 1] values; registered only
+        # when present, so prefix-free checkpoints keep their keys
         self.prefixes = nn.Parameter(prefixes) if prefixes is not None else None
 
     @property
@@ -208,13 +211,13 @@ class PromptedClassifier(nn.Module):
     def _prefix_hooks(self) -> AbstractContextManager:
         if self.prefixes is None:
             return nullcontext()
-        return deep_prefix(encoder_layers(self.encoder.get_base_model()), self.prefixes)
+        return deep_prefix(self.backbone, self.prefixes)
 
     def with_prefix(self, prefixes: torch.Tensor) -> "PromptedClassifier":
-        """This model with deep prefixes ``prefixes`` (layers, p, D) in place of its own
-        (if any); it shares everything else with this one."""
+        """This model with deep prefixes ``prefixes`` (layers, 2, p, D) — keys, values —
+        in place of its own (if any); it shares everything else with this one."""
         return PromptedClassifier(
-            spec=replace(self.spec, prefix_len=prefixes.shape[1]),
+            spec=replace(self.spec, prefix_len=prefixes.shape[2]),
             encoder=self.encoder,
             head=self.head,
             prompts=self.prompts.detach(),
@@ -317,7 +320,7 @@ def build_model(spec: ModelSpec, seed: int) -> PromptedClassifier:
         prefixes = None
         if spec.prefix_len > 0:
             layers = len(encoder_layers(backbone.model))
-            prefixes = torch.randn(layers, spec.prefix_len, backbone.hidden_size)
+            prefixes = torch.randn(layers, 2, spec.prefix_len, backbone.hidden_size)
     return PromptedClassifier(
         spec=spec,
         encoder=encoder,

@@ -11,6 +11,7 @@ from pfm.unlearn import (  # noqa: F401  (fill the registry)
     grad_diff,
     pi_prefix,
     prompt_forget,
+    prompt_head_forget,
     random_label,
     retrain,
     salun,

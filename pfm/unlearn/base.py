@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pfm.evaluate import Variants
 from pfm.losses import Objective
 from pfm.models.prompted import PromptedClassifier
 from pfm.registry import Registry
@@ -37,20 +38,29 @@ class Method:
     needs_forget: bool
     needs_retain: bool
     base: str
+    variants: Variants | None = None  # other versions of its output worth scoring
 
 
 METHODS: Registry[Method] = Registry("unlearning method")
 
 
 def method(
-    name: str, *, recipe: type, needs_forget: bool, needs_retain: bool, base: str = "plain"
+    name: str,
+    *,
+    recipe: type,
+    needs_forget: bool,
+    needs_retain: bool,
+    base: str = "plain",
+    variants: Variants | None = None,
 ) -> Callable[[MethodFn], MethodFn]:
-    """Register the decorated function as unlearning method ``name``."""
+    """Register the decorated function as unlearning method ``name``; ``variants`` maps
+    its unlearned model to other versions the unlearn stage scores beside it (PI-Prefix's
+    model before its closed-form transform)."""
     if base not in BASES:
         raise ValueError(f"base must be one of {BASES}, got {base!r}")
 
     def decorator(run: MethodFn) -> MethodFn:
-        METHODS.register(name)(Method(run, recipe, needs_forget, needs_retain, base))
+        METHODS.register(name)(Method(run, recipe, needs_forget, needs_retain, base, variants))
         return run
 
     return decorator

@@ -1,16 +1,41 @@
 """``pi_prefix`` and ``pi_prefix_forget_only``: pseudo-inverse prefix tuning (PI-Prefix,
 Gurumurthy & Srijith, CIKM 2025).
 
-Two stages on a frozen classifier. (1) Deep prefixes (``pfm.models.prefix``: p tokens per
-encoder block, ours in token space where the paper's are raw K/V tensors) are trained
-— nothing else moves — so that forget samples meet an uninformative target (``uniform``:
-KL to uniform, or ``random_label``) and, in ``pi_prefix``, retain samples keep their true
-label. (2) Each layer's (p × d) prefix is replaced by its transposed Moore–Penrose
-pseudo-inverse, P ← pinv(P)ᵀ, which keeps its row and column spaces and inverts its
-singular values (σ → 1/σ). The authors' code trains on retain data (``pi_prefix``); their
-README says no retain data is needed (``pi_prefix_forget_only``, which never receives a
-retain sample), so the suite runs both and the report settles it. Stage (2) is timed
-apart (``transform_seconds``), as the paper reports per-stage run times.
+Two stages on a frozen classifier. (1) Deep prefixes (``pfm.models.prefix``: per encoder
+block, p key rows and p value rows in front of its attention's own keys and values, as
+the authors' ``K_p``/``V_p``) are trained — nothing else moves — so that forget samples
+meet an uninformative target (``uniform``: KL to uniform, or ``random_label``) and, in
+``pi_prefix``, retain samples keep their true label. (2) Every prefix matrix is replaced
+by its transposed Moore–Penrose pseudo-inverse, P ← pinv(P)ᵀ, which keeps its row and
+column spaces and inverts its singular values (σ → 1/σ).
+
+Stage (2) as the authors' code does it (github.com/PreethiGuru/LLM-Unlearning at commit
+8f2960a, ``utils_pi.py``: ``apply_pinv_to_prefix``, ``compute_pinv_matrix``): per layer
+l, on the whole (p × d) key matrix ``K_p[l]`` and, apart, the (p × d) value matrix
+``V_p[l]`` — not per head — ``K_p[l] ← pinv(K_p[l])ᵀ``, ``V_p[l] ← pinv(V_p[l])ᵀ`` (NumPy's
+pinv; ours is torch's in float64). Their ``pi_prefix.py`` saves the prefixes before
+(``trained_prefix.pt``) and after it (``prefix_tuning.pt``); their ``inference_pi_prefix.py``
+applies it once more to the file it loads, so fed ``prefix_tuning.pt`` it evaluates the
+prefixes as trained (the involution below). Their optimiser takes the prefix module's
+parameters, and that module holds the base model as a submodule, so their stage (1) also
+updates every base weight; ours trains the prefixes alone.
+
+Since the keys and values enter attention raw — no layer norm between them and the
+scores — the transform's rescaling reaches the output: a near-isotropic N(0, 1) prefix
+has σ ≈ √d, so pinv(P)ᵀ ≈ P/σ² shrinks its keys and values ~d-fold. (Prefixes in token
+space, in front of a block's pre-layernorm, lose that scale to the norm, which made the
+transform close to a no-op in this suite's first design.)
+
+The transform is an involution: pinv(pinv(A)) = A and pinv(Aᵀ) = pinv(A)ᵀ for every
+matrix, so applying it twice returns the trained prefixes (``before_transform``; in
+floating point, as long as no singular value falls below pinv's cutoff, ~1e-13 of the
+largest in float64). It removes nothing: whoever holds a saved PI-Prefix model holds the
+prefixes as trained, one closed-form call away.
+
+The authors' code trains on retain data (``pi_prefix``); their README says no retain data
+is needed (``pi_prefix_forget_only``, which never receives a retain sample), so the suite
+runs both and the report settles it. Stage (2) is timed apart (``transform_seconds``), as
+the paper reports per-stage run times.
 """
 
 from dataclasses import dataclass
@@ -27,15 +52,27 @@ from pfm.unlearn.data import CountedSplit, join
 
 @dataclass(frozen=True)
 class PrefixRecipe(TrainRecipe):
-    prefix_len: int  # p: prefix tokens per encoder block
+    prefix_len: int  # p: prefix key rows (and as many value rows) per encoder block
     target: str = "uniform"  # forget samples' target: uniform | random_label
 
 
 def pinv_transpose(prefixes: torch.Tensor) -> torch.Tensor:
-    """(layers, p, d) → (layers, p, d): each layer's matrix P replaced by pinv(P)ᵀ."""
-    if prefixes.dim() != 3:
-        raise ValueError(f"prefixes must be (layers, p, d), got {tuple(prefixes.shape)}")
-    return torch.linalg.pinv(prefixes).transpose(-2, -1)
+    """(layers, 2, p, d) → (layers, 2, p, d): each layer's prefix key matrix and prefix
+    value matrix P (p × d) replaced by pinv(P)ᵀ. Computed in float64, so that applying it
+    twice gives the float32 prefixes back to their own rounding."""
+    if prefixes.dim() != 4 or prefixes.shape[1] != 2:
+        raise ValueError(f"prefixes must be (layers, 2, p, d), got {tuple(prefixes.shape)}")
+    return torch.linalg.pinv(prefixes.double()).transpose(-2, -1).to(prefixes.dtype)
+
+
+def before_transform(model: PromptedClassifier) -> PromptedClassifier:
+    """The PI-Prefix model as it was before the closed-form transform: its prefixes as
+    trained, recovered by applying the transform once more (an involution; module doc).
+    What lets the unlearn stage report accuracy before and after the transform — and what
+    anyone holding the saved model can do. Shares everything but the prefixes."""
+    if model.prefixes is None:
+        raise ValueError("the model has no deep prefixes: not a PI-Prefix model")
+    return model.with_prefix(pinv_transpose(model.prefixes.detach()))
 
 
 def pi_prefix_tuning(
@@ -51,10 +88,10 @@ def pi_prefix_tuning(
         raise ValueError(f"prefix_len must be ≥ 1, got {recipe.prefix_len}")
     if recipe.target not in FORGET_TARGETS:
         raise ValueError(f"target must be one of {FORGET_TARGETS}, got {recipe.target!r}")
-    layers = len(encoder_layers(model.encoder.get_base_model()))
+    layers = len(encoder_layers(model.backbone))
     width = model.head.in_features
-    generator = torch.Generator().manual_seed(seed)
-    init = torch.randn(layers, recipe.prefix_len, width, generator=generator)
+    generator = torch.Generator().manual_seed(seed)  # N(0, 1), as the authors' K_p and V_p
+    init = torch.randn(layers, 2, recipe.prefix_len, width, generator=generator)
     prefixed = model.with_prefix(init.to(model.head.weight.device))
     trainable = [p for p in prefixed.parameters() if p.requires_grad]
     for param in trainable:  # the backbone, adapters and head stay as they are
@@ -70,7 +107,16 @@ def pi_prefix_tuning(
     return prefixed
 
 
-@method("pi_prefix", recipe=PrefixRecipe, needs_forget=True, needs_retain=True)
+def scored_before_transform(model: PromptedClassifier) -> dict[str, PromptedClassifier]:
+    """What the unlearn stage scores beside the unlearned model: the same model before
+    the pseudo-inverse (keys ``before_transform.*``), so the transform's effect shows."""
+    return {"before_transform": before_transform(model)}
+
+
+@method(
+    "pi_prefix", recipe=PrefixRecipe, needs_forget=True, needs_retain=True,
+    variants=scored_before_transform,
+)  # fmt: skip
 def pi_prefix(
     model: PromptedClassifier,
     classes: tuple[int, ...],
@@ -83,7 +129,10 @@ def pi_prefix(
     return pi_prefix_tuning(model, classes, join(forget, retain), recipe, seed)
 
 
-@method("pi_prefix_forget_only", recipe=PrefixRecipe, needs_forget=True, needs_retain=False)
+@method(
+    "pi_prefix_forget_only", recipe=PrefixRecipe, needs_forget=True, needs_retain=False,
+    variants=scored_before_transform,
+)  # fmt: skip
 def pi_prefix_forget_only(
     model: PromptedClassifier,
     classes: tuple[int, ...],

@@ -28,7 +28,8 @@ from pfm.unlearn.data import CountedSplit, Tally, class_slice
 class UnlearnParams:
     """The ``unlearn`` section's own keys; every other key is a method's recipe."""
 
-    max_sets: int | None  # forget sets per k, every method alike; null: all C-choose-k
+    # forget sets per k, every method alike: one cap, or one per k of ``k``; null: all
+    max_sets: int | None | tuple[int | None, ...]
     k: tuple[int, ...] | None = None  # null: the protocol's {1, ⌊C/2⌋, C−1}
     batch_size: int = 256  # evaluation batch
 

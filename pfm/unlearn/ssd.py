@@ -2,15 +2,33 @@
 Retraining Through Selective Synaptic Dampening", AAAI 2024). Retrain-free: no optimizer
 step, one gradient pass over the forget data and one over the training data.
 
-Importance is the diagonal of the Fisher information, estimated as in the paper's code
-by the squared mini-batch gradient of the cross-entropy averaged over batches: []_D on
-the whole training set D = forget ∪ retain, []_f on the forget set. A parameter is
-selected when []_f > α []_D (selection weighting α) and then scaled by
-β = min(λ []_D / []_f, 1) (dampening constant λ), so parameters specialised to the
-forget set shrink and the rest stay as they are. The paper computes []_D once per model
-and reuses it across requests; we compute it in every call and count it in the cost.
+The definitions follow the authors' code, github.com/if-loops/selective-synaptic-dampening
+(``src/ssd.py``: ``ParameterPerturber.calc_importance`` and ``modify_weight``;
+``src/forget_full_class_strategies.py``: ``ssd_tuning``; ``src/forget_full_class_main.py``:
+the loaders). Importance is the diagonal of the Fisher information estimated by the squared
+gradient of a mini-batch's mean cross-entropy (model in eval mode), summed over batches
+and divided by their number: []_f on the forget set, []_D on the whole training set
+D = forget ∪ retain. A parameter is selected when []_f > α []_D (selection weighting α)
+and scaled by β = min(λ []_D / []_f, 1) (dampening constant λ; the code's exponent and
+upper bound on β are both 1 in every experiment), so parameters specialised to the forget
+set shrink and the rest stay as they are. The paper computes []_D once per model and
+reuses it across requests; we compute it in every call and count it in the cost.
+
+One deliberate difference: the order of D's batches. The authors' loader for []_D is an
+unshuffled concatenation, retain then forget (``DataLoader(ConcatDataset((retain, forget)),
+batch_size)``), so the forget samples fill batches of their own; we use the same data in a
+seeded random order (seed = the method's seed), as a shuffled loader would. A squared
+*batch* gradient depends on which samples share a batch: with forget-only batches,
+[]_D ≥ (forget batches / all batches) []_f ≈ (k / C) []_f in every element, so nothing
+can be selected once α ≥ C / k. The authors' α = 10 sat well below C / k on their data
+(CIFAR-20: 20, CIFAR-100: 100); on digits (C / k = 10) it changed no parameter, and on toy
+data (C = 4, 6 forget samples, α = 10) it changed none with batches of 6 but 22 elements with
+batches of 8, where a batch straddles the class boundary (measured; tests/test_ssd.py
+checks the forget-only-batch case).
+Mixed batches make []_D a property of the data, not of its layout.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +36,7 @@ import torch.nn.functional as F
 
 from pfm.models.prompted import PromptedClassifier
 from pfm.unlearn.base import method
-from pfm.unlearn.data import CountedSplit, join
+from pfm.unlearn.data import Batch, CountedSplit, epochs_of, join
 
 
 @dataclass(frozen=True)
@@ -28,23 +46,31 @@ class SsdRecipe:
     dampening_constant: float  # λ
 
 
-def importance(
-    model: PromptedClassifier, data: CountedSplit, batch_size: int
-) -> dict[str, torch.Tensor]:
-    """Mean over batches of the squared batch-mean cross-entropy gradient (diagonal Fisher)."""
+def importance(model: PromptedClassifier, batches: Iterable[Batch]) -> dict[str, torch.Tensor]:
+    """Mean over ``batches`` of the squared batch-mean cross-entropy gradient (diagonal
+    Fisher). The caller chooses the batches, because their composition is part of the
+    estimate."""
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     total = {n: torch.zeros_like(p) for n, p in params.items()}
-    batches = 0
+    count = 0
     model.eval()
-    for x, y in data.batches(batch_size):
+    for x, y in batches:
         model.zero_grad(set_to_none=True)
         F.cross_entropy(model(x), y).backward()
         for n, p in params.items():
             if p.grad is not None:
                 total[n] += p.grad.pow(2)
-        batches += 1
+        count += 1
     model.zero_grad(set_to_none=True)
-    return {n: t / max(batches, 1) for n, t in total.items()}
+    return {n: t / max(count, 1) for n, t in total.items()}
+
+
+def selected(
+    forget_importance: torch.Tensor, full_importance: torch.Tensor, selection_weighting: float
+) -> torch.Tensor:
+    """SSD's selection mask: the elements more important to the forget set than α times
+    their importance to all training data."""
+    return forget_importance > selection_weighting * full_importance
 
 
 @torch.no_grad()
@@ -56,9 +82,9 @@ def dampen(
     dampening_constant: float,
 ) -> None:
     """SSD's update, in place: θ ← β θ where []_f > α []_D, β = min(λ []_D / []_f, 1)."""
-    selected = forget_importance > selection_weighting * full_importance
+    mask = selected(forget_importance, full_importance, selection_weighting)
     beta = (dampening_constant * full_importance / forget_importance).clamp(max=1.0)
-    param.mul_(torch.where(selected, beta, torch.ones_like(beta)))
+    param.mul_(torch.where(mask, beta, torch.ones_like(beta)))
 
 
 @method("ssd", recipe=SsdRecipe, needs_forget=True, needs_retain=True)
@@ -70,8 +96,9 @@ def ssd(
     recipe: SsdRecipe,
     seed: int,
 ) -> PromptedClassifier:
-    full = importance(model, join(forget, retain), recipe.batch_size)
-    forgotten = importance(model, forget, recipe.batch_size)
+    shuffle = torch.Generator().manual_seed(seed)
+    full = importance(model, epochs_of(join(forget, retain), recipe.batch_size, 1, shuffle))
+    forgotten = importance(model, forget.batches(recipe.batch_size))
     for name, param in model.named_parameters():
         if param.requires_grad:
             dampen(
