@@ -93,7 +93,10 @@ def test_evaluate_writes_flat_metrics(
     result = evaluate(tmp_path, data, model, evaluate_params(k=[1]))
     assert result.returncode == 0, result.stderr
     metrics = yaml.safe_load((tmp_path / "m.json").read_text())
+    units = metrics.pop("units")  # one record per forget set: the aggregate's intervals
     assert all(isinstance(v, int | float) for v in metrics.values())
     assert {"no_forget.full_bank.acc", "k1.forget_acc.mean", "k1.retain_acc.std", "k1.sets"} <= set(
         metrics
     )
+    assert len(units) == metrics["k1.sets"] and all(u["k"] == 1 for u in units)
+    assert all(0.0 <= u["forget_acc"] <= 1.0 for u in units)
