@@ -33,6 +33,5 @@ def write_run_metrics(
     """Write one (method, seed) run's metrics file and print its line of progress: the
     label and every key ending in ``shown``."""
     write_json(path, metrics)
-    shown_values = {k: v for k, v in metrics.items() if k.endswith(shown)}
-    values = " ".join(f"{k}={v:.4f}" for k, v in shown_values.items())
+    values = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.endswith(shown))
     print(f"{label}: {values}", flush=True)

@@ -157,19 +157,22 @@ def unit_record(
     return record
 
 
-def pooled(units: Sequence[Mapping[str, Any]], prefix: str) -> dict[str, float]:
-    """``<prefix><field>.mean`` and ``.std`` (population) over ``units`` of every numeric
-    field they share: the per-run summary beside the units themselves."""
-    fields = [
-        key for key, value in units[0].items()
-        if key not in ("classes", "k") and isinstance(value, int | float)
-    ]  # fmt: skip
-    out: dict[str, float] = {}
-    for field in fields:
-        values = np.array([u[field] for u in units], dtype=float)
-        out[f"{prefix}{field}.mean"] = float(values.mean())
-        out[f"{prefix}{field}.std"] = float(values.std())
-    return out
+UNIT_IDENTITY = ("classes", "k")  # what names a unit; every other field is a measurement
+
+
+def pool(per_draw: Sequence[Mapping[str, float]], prefix: str = "") -> dict[str, float]:
+    """``<prefix><key>.mean`` and ``.std`` (population, as the forget-k protocol) over the
+    draws, for every key the draws share: the per-run summary beside the units (forget-k
+    here, the attacks in ``pfm.attacks``), the shape ``pfm.aggregate`` pools over seeds."""
+    if not per_draw:
+        raise ValueError("no draw to pool")
+    keys = [key for key in per_draw[0] if all(key in d for d in per_draw)]
+    pooled: dict[str, float] = {}
+    for key in keys:
+        values = np.array([d[key] for d in per_draw], dtype=float)
+        pooled[f"{prefix}{key}.mean"] = float(values.mean())
+        pooled[f"{prefix}{key}.std"] = float(values.std())
+    return pooled
 
 
 def forget_k(
@@ -199,7 +202,8 @@ def forget_k(
             k_units.append(
                 unit_record(forgotten, cost, classes, splits, variants, seed, batch_size)
             )
-        metrics.update(pooled(k_units, f"k{k}."))
+        measured = [{f: v for f, v in u.items() if f not in UNIT_IDENTITY} for u in k_units]
+        metrics.update(pool(measured, f"k{k}."))
         metrics.update({f"k{k}.sets": len(sets), f"k{k}.exhaustive": int(exhaustive)})
         units += k_units
     metrics.update(cost_metrics(costs))

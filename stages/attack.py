@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from pfm.attacks import MiaParams, RecoveryParams
-from pfm.attacks.draws import pool, select_draws
+from pfm.attacks.draws import select_draws
 from pfm.attacks.mia import attack as mia_attack
 from pfm.attacks.recovery import (
     AttackData,
@@ -42,6 +42,7 @@ from pfm.attacks.targets import (
 from pfm.cli import run_stage, write_run_metrics
 from pfm.config import from_mapping, load_params, matrix_runs, section
 from pfm.data import PreparedDataset, load_prepared
+from pfm.evaluate import pool
 from pfm.files import write_json
 from pfm.models.checkpoint import load_model
 from pfm.parallel import run_all

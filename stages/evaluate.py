@@ -50,8 +50,7 @@ def main() -> None:
         metrics.update({f"real.{key}": value for key, value in transfer.items()})
     metrics.update(model_cost(model, next(test.batches(2))[0], device))
     write_json(args.out, metrics)
-    shown = {k: v for k, v in metrics.items() if ".mean" in k or "full_bank" in k}
-    print(" ".join(f"{k}={v:.4f}" for k, v in shown.items()))
+    print(" ".join(f"{k}={v:.4f}" for k, v in metrics.items() if ".mean" in k or "full_bank" in k))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from pfm.config import from_mapping, load_params, section
 from pfm.cost import optimizer_steps, peak_memory_bytes
 from pfm.data import PreparedDataset, load_prepared
 from pfm.data.prepared import ARRAYS_FILE
-from pfm.evaluate import k_values, sets_per_k
+from pfm.evaluate import sets_per_k
 from pfm.files import file_digest, write_json
 from pfm.losses import plain_objective, prompt_objective
 from pfm.models.checkpoint import save_model
@@ -41,7 +41,7 @@ from pfm.parallel import run_all
 from pfm.pretrain import check_disjoint
 from pfm.specs import check_modality, model_spec
 from pfm.train import TrainConfig, resolve_device, resume_key, train
-from pfm.unlearn import UnlearnParams
+from pfm.unlearn import unlearn_params
 from pfm.unlearn.manifest import draw_entry, draw_file, write_manifest
 
 OUTPUTS = {  # what a trained model leaves behind → its help text
@@ -126,10 +126,8 @@ def fit_reference(
 
 def unlearn_caps(params: Mapping[str, Any], num_classes: int) -> dict[int, int | None]:
     """k → the unlearn stage's cap on forget sets: the draws the references must match."""
-    shared = {k: v for k, v in section(params, "unlearn").items() if k in ("k", "max_sets")}
-    unlearn = from_mapping(UnlearnParams, shared, "unlearn")
-    ks = list(unlearn.k) if unlearn.k is not None else k_values(num_classes)
-    return sets_per_k(ks, unlearn.max_sets)
+    unlearn = unlearn_params(section(params, "unlearn"))
+    return sets_per_k(unlearn.ks(num_classes), unlearn.max_sets)
 
 
 def add_outputs(parser: argparse.ArgumentParser, prefix: str, required: bool) -> None:

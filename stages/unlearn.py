@@ -23,12 +23,12 @@ from pfm.cli import run_stage, write_run_metrics
 from pfm.config import load_params, matrix_runs, section
 from pfm.cost import CostRecord, model_cost
 from pfm.data import PreparedDataset, load_prepared
-from pfm.evaluate import forget_k, forget_plan, k_values, mode_accuracies
+from pfm.evaluate import forget_k, forget_plan, mode_accuracies
 from pfm.models.checkpoint import load_model, load_model_for
 from pfm.models.prompted import PromptedClassifier
 from pfm.parallel import run_all
 from pfm.train import resolve_device
-from pfm.unlearn import METHODS, read_params, unlearner
+from pfm.unlearn import METHODS, read_params, unlearn_params, unlearner
 from pfm.unlearn.manifest import keeping, read_manifest, run_folder, write_manifest
 
 
@@ -64,14 +64,13 @@ def unlearn_one(
     model = load_base(base, dataset, params)
     device = next(model.parameters()).device
     test, val = (SplitTensors(dataset.splits[s], model.input_size, device) for s in ("test", "val"))
-    ks = list(config.k) if config.k is not None else k_values(dataset.num_classes)
     metrics: dict[str, Any] = {
         "num_classes": dataset.num_classes,
         "no_forget.full_bank.acc": no_forget,
     }
     draws: list[dict] = []
     run = keeping(unlearner(method, model, dataset.splits["train"], recipe, seed), models, draws)
-    plan = forget_plan(dataset.num_classes, ks, config.max_sets, seed)
+    plan = forget_plan(dataset.num_classes, config.ks(dataset.num_classes), config.max_sets, seed)
     variants = METHODS.get(method).variants
     metrics.update(forget_k(run, test, plan, seed, config.batch_size, val, variants))
     write_manifest(models, dataset.name, method, seed, base, draws)
@@ -101,7 +100,7 @@ def score_references(
 ) -> None:
     """Method ``retrain_prompt``: forget-k metrics of the never-seen prompt models in
     ``folder`` (stage train's, one per attacked draw), to ``out``."""
-    config, _ = read_params(section(params, "unlearn"), "pfm")
+    config = unlearn_params(section(params, "unlearn"))
     manifest = read_manifest(folder)
     by_classes = {tuple(d["classes"]): d for d in manifest["draws"]}
     device = resolve_device(section(params, "train")["device"])

@@ -19,7 +19,7 @@ import yaml
 
 from pfm.aggregate import read_relearn_curves
 from pfm.attacks import CAPABILITIES, MIA_VARIANTS, MiaParams, RecoveryParams
-from pfm.attacks.draws import matching_draw, pool, select_draws
+from pfm.attacks.draws import matching_draw, select_draws
 from pfm.attacks.mia import (
     MembershipData,
     balance,
@@ -52,7 +52,7 @@ from pfm.attacks.recovery import (
     relearn_time,
     summarise,
 )
-from pfm.attacks.reference import never_seen, reference_draws
+from pfm.attacks.reference import PROMPT_REFERENCE, never_seen, reference_draws
 from pfm.attacks.targets import (
     Target,
     distinct_attacks,
@@ -62,7 +62,7 @@ from pfm.attacks.targets import (
 from pfm.batches import SplitTensors
 from pfm.data import save_prepared
 from pfm.data.prepared import PreparedDataset, Split
-from pfm.evaluate import forget_sets
+from pfm.evaluate import forget_sets, pool
 from pfm.losses import plain_objective, prompt_objective
 from pfm.models.checkpoint import save_model
 from pfm.models.prompted import PromptedClassifier
@@ -733,7 +733,7 @@ def test_each_model_is_attacked_once_per_capability_against_its_familys_referenc
     save_unlearned(models / "pfm_defended/seed0", "pfm_defended", {FORGET: prompt.forget(FORGET)})
     save_unlearned(models / "retrain/seed0", "retrain", {FORGET: plain, (2,): plain})
     save_unlearned(models / "finetune/seed0", "finetune", {FORGET: plain})
-    save_unlearned(references / "seed0", "never_seen", {FORGET: prompt.forget(FORGET)})
+    save_unlearned(references / "seed0", PROMPT_REFERENCE, {FORGET: prompt.forget(FORGET)})
     methods = [("finetune", 0), ("retrain", 0), ("pfm", 0), ("pfm_defended", 0)]
     runs = with_prompt_references(methods, references)
     assert runs == [*methods, ("retrain_prompt", 0)]

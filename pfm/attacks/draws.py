@@ -1,17 +1,16 @@
 """What every attack shares: which saved forget sets ("draws") it attacks, and how its
-per-draw numbers become flat metric keys.
+per-draw numbers are kept.
 
 The unlearn stage saves one model per draw (``pfm.unlearn.manifest``); every method's
 draws are the same sets, so attacking the first ``limit`` draws of a k hits the same
 sets for every method and for the reference. Each attack writes its per-draw numbers
-twice: pooled (``pool``: ``<key>.mean``/``.std``, the metrics) and as a ``units`` list of
-per-draw records, from which ``pfm.aggregate`` draws confidence intervals.
+twice: pooled (``pfm.evaluate.pool``: ``<key>.mean``/``.std``, the metrics) and as a
+``units`` list of per-draw records, from which ``pfm.aggregate`` draws confidence
+intervals.
 """
 
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-import numpy as np
 
 
 def select_draws(
@@ -32,20 +31,6 @@ def select_draws(
 def check_limit(limit: int | None) -> None:
     if limit is not None and limit < 1:
         raise ValueError(f"the number of draws to attack must be ≥ 1 or null, got {limit}")
-
-
-def pool(per_draw: Sequence[Mapping[str, float]]) -> dict[str, float]:
-    """``<key>.mean`` and ``<key>.std`` (population, as the forget-k protocol) over the
-    draws, for every key the draws share — the shape ``pfm.aggregate`` pools over seeds."""
-    if not per_draw:
-        raise ValueError("no draw to pool")
-    keys = [key for key in per_draw[0] if all(key in d for d in per_draw)]
-    pooled: dict[str, float] = {}
-    for key in keys:
-        values = np.array([d[key] for d in per_draw], dtype=float)
-        pooled[f"{key}.mean"] = float(values.mean())
-        pooled[f"{key}.std"] = float(values.std())
-    return pooled
 
 
 def matching_draw(manifest: Mapping[str, Any], classes: Sequence[int]) -> dict[str, Any]:

@@ -59,10 +59,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pfm.attacks.draws import pool
 from pfm.batches import SplitTensors
 from pfm.data import PreparedDataset, build_dataset
 from pfm.data.prepared import Split
+from pfm.evaluate import pool
 from pfm.models.checkpoint import load_model
 from pfm.models.prompted import PromptedClassifier
 from pfm.modes import mode_logits
@@ -591,6 +591,6 @@ def summarise(results: Sequence[DrawResult], params: RecoveryParams) -> tuple[di
     }
     for (capability, k, m), records in grouped.items():
         prefix = f"recovery.{capability}.k{k}.m{m}."
-        metrics.update({prefix + key: value for key, value in pool(records).items()})
+        metrics.update(pool(records, prefix))
     metrics["units"] = units
     return metrics, {name: mean_curve(c) for name, c in curves.items()}

@@ -29,8 +29,6 @@ from pfm.train import TrainConfig, TrainResult, train
 from pfm.unlearn.data import class_slice
 
 PROMPT_REFERENCE = "retrain_prompt"  # the method name of the never-seen prompt models
-# names a reference manifest may carry: stage train wrote ``never_seen`` before the rename
-PROMPT_REFERENCE_NAMES = (PROMPT_REFERENCE, "never_seen")
 
 
 def never_seen(

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pfm.attacks.draws import matching_draw, select_draws
-from pfm.attacks.reference import PROMPT_REFERENCE, PROMPT_REFERENCE_NAMES
+from pfm.attacks.reference import PROMPT_REFERENCE
 from pfm.models.checkpoint import read_spec
 from pfm.unlearn.manifest import read_manifest, run_folder
 
@@ -84,10 +84,10 @@ def prompt_reference_manifest(folder: Path) -> dict:
             f"no never-seen prompt models at {folder}: stage train writes them (--references)"
         )
     manifest = read_manifest(folder)
-    if manifest["method"] not in PROMPT_REFERENCE_NAMES:
+    if manifest["method"] != PROMPT_REFERENCE:
         raise ValueError(
             f"{folder} holds {manifest['method']!r} models, not the never-seen prompt models "
-            f"({' or '.join(PROMPT_REFERENCE_NAMES)})"
+            f"({PROMPT_REFERENCE})"
         )
     return manifest
 

@@ -19,6 +19,14 @@ from pfm.unlearn import (  # noqa: F401  (fill the registry)
     ssd,
 )
 from pfm.unlearn.base import METHODS, Method
-from pfm.unlearn.run import UnlearnParams, read_params, unlearn, unlearner
+from pfm.unlearn.run import UnlearnParams, read_params, unlearn, unlearn_params, unlearner
 
-__all__ = ["METHODS", "Method", "UnlearnParams", "read_params", "unlearn", "unlearner"]
+__all__ = [
+    "METHODS",
+    "Method",
+    "UnlearnParams",
+    "read_params",
+    "unlearn",
+    "unlearn_params",
+    "unlearner",
+]

@@ -18,7 +18,7 @@ import torch
 from pfm.config import from_mapping
 from pfm.cost import CostRecord, Meter, changed_parameters
 from pfm.data.prepared import Split
-from pfm.evaluate import Unlearner
+from pfm.evaluate import Unlearner, k_values
 from pfm.models.prompted import PromptedClassifier
 from pfm.unlearn.base import METHODS
 from pfm.unlearn.data import CountedSplit, Tally, class_slice
@@ -33,13 +33,22 @@ class UnlearnParams:
     k: tuple[int, ...] | None = None  # null: the protocol's {1, ⌊C/2⌋, C−1}
     batch_size: int = 256  # evaluation batch
 
+    def ks(self, num_classes: int) -> list[int]:
+        """The forget-set sizes to run: ``k``, or the protocol's {1, ⌊C/2⌋, C−1}."""
+        return list(self.k) if self.k is not None else k_values(num_classes)
+
+
+def unlearn_params(values: Mapping[str, Any]) -> UnlearnParams:
+    """The ``unlearn`` section's shared keys (every key that names no method)."""
+    shared = {key: value for key, value in values.items() if key not in METHODS}
+    return from_mapping(UnlearnParams, shared, "unlearn")
+
 
 def read_params(values: Mapping[str, Any], name: str) -> tuple[UnlearnParams, Any]:
     """Validate the ``unlearn`` section (every recipe in it) and return the shared keys
     and method ``name``'s recipe."""
     recipes = {key: value for key, value in values.items() if key in METHODS}
-    shared = {key: value for key, value in values.items() if key not in METHODS}
-    params = from_mapping(UnlearnParams, shared, "unlearn")
+    params = unlearn_params(values)
     parsed = {
         key: from_mapping(METHODS.get(key).recipe, value or {}, f"unlearn.{key}")
         for key, value in recipes.items()
