@@ -1,5 +1,5 @@
-"""Converted encoders reproduce their source runtime (optional: needs the ``convert`` extra,
-skipped cleanly without it); Whisper's position truncation, on a tiny random encoder."""
+"""Converted encoders reproduce their source runtime (the source files and runtimes are in
+the default install: nothing here is skipped); truncations, on tiny random encoders."""
 
 import json
 from pathlib import Path
@@ -14,7 +14,7 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from pfm.models.convert.whisper_ct2 import truncate
 from tests.conftest import make_model
 
-TOLERANCE = 1e-3
+TOLERANCE = 1e-3  # max |converted − source| / max |source|
 TINY_BINS = 8  # mel bins of the tiny random Whisper encoder
 
 
@@ -34,18 +34,13 @@ def tiny_encoder(positions: int = 5, seed: int = 0) -> WhisperEncoder:
 
 
 def test_dinov2_from_onnx_matches_onnxruntime(tmp_path: Path) -> None:
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
     from pfm.models.convert import dinov2_onnx
 
-    try:
-        source = dinov2_onnx.onnx_file()
-    except FileNotFoundError as missing:
-        pytest.skip(str(missing))
+    source = dinov2_onnx.onnx_file()
     model = dinov2_onnx.convert(source)
     assert (model.config.hidden_size, model.config.num_hidden_layers) == (384, 12)
     assert dinov2_onnx.verify(source, model, dinov2_onnx.fixed_input()) < TOLERANCE
-    dinov2_onnx.save(model, tmp_path / "dinov2", 0.0)
+    dinov2_onnx.save(model, tmp_path / "dinov2", 0.0, "f" * 64)
     prompted = make_model(num_classes=3, backbone=str(tmp_path / "dinov2"), input_size=28).eval()
     x = torch.randn(2, 3, 28, 28)
     with torch.no_grad():  # prompts go in through the embeddings hook, as for ViT
@@ -54,17 +49,13 @@ def test_dinov2_from_onnx_matches_onnxruntime(tmp_path: Path) -> None:
 
 
 def test_whisper_encoder_from_ctranslate2_matches_ctranslate2(tmp_path: Path) -> None:
-    pytest.importorskip("ctranslate2")
     from pfm.models.convert import whisper_ct2
 
-    try:
-        folder = whisper_ct2.model_dir()
-    except FileNotFoundError as missing:
-        pytest.skip(str(missing))
+    folder = whisper_ct2.model_dir()
     encoder = whisper_ct2.convert(folder / "model.bin")
     assert (encoder.config.d_model, encoder.config.encoder_layers) == (384, 4)
     assert whisper_ct2.verify(folder, encoder, whisper_ct2.fixed_input()) < TOLERANCE
-    whisper_ct2.save(encoder, tmp_path / "whisper", 0.0)
+    whisper_ct2.save(encoder, tmp_path / "whisper", 0.0, "f" * 64)
     reloaded = type(encoder).from_pretrained(tmp_path / "whisper").eval()
     features = torch.from_numpy(whisper_ct2.fixed_input())
     with torch.no_grad():
@@ -77,14 +68,11 @@ def test_whisper_truncated_to_one_second_is_a_prompted_audio_backbone(tmp_path: 
     100 frames (1 s) of a spoken word; the note beside them says it is a truncation."""
     from pfm.models.convert import whisper_ct2
 
-    try:
-        folder = whisper_ct2.model_dir()
-    except FileNotFoundError as missing:
-        pytest.skip(str(missing))
+    folder = whisper_ct2.model_dir()
     full = whisper_ct2.convert(folder / "model.bin")
     short = whisper_ct2.truncate(full, 1)
     assert torch.equal(short.embed_positions.weight, full.embed_positions.weight[:50])
-    whisper_ct2.save(short, tmp_path / "whisper-1s", 0.0)
+    whisper_ct2.save(short, tmp_path / "whisper-1s", 0.0, "f" * 64)
     note = json.loads((tmp_path / "whisper-1s" / "SOURCE.json").read_text())
     assert note["input_seconds"] == 1.0 and "truncation" in note["truncated"]
     prompted = make_model(num_classes=3, backbone=str(tmp_path / "whisper-1s")).eval()
@@ -154,3 +142,32 @@ def test_truncation_refuses_windows_that_are_not_whole_positions_within_the_rele
 ) -> None:
     with pytest.raises(ValueError, match="whole number of positions"):
         truncate(tiny_encoder(positions=100), seconds)
+
+
+def test_dinov2_truncation_keeps_the_first_blocks_and_their_exact_output(tmp_path: Path) -> None:
+    """A kept prefix of blocks computes exactly what the full encoder computes up to
+    there: the truncated model's output is the full one's hidden state after block L,
+    through the same final layernorm."""
+    from transformers import Dinov2Config, Dinov2Model
+
+    from pfm.models.convert.dinov2_onnx import truncate as keep_blocks
+
+    config = Dinov2Config(
+        hidden_size=16, num_hidden_layers=4, num_attention_heads=2, image_size=28, patch_size=14
+    )
+    torch.manual_seed(0)
+    full = Dinov2Model(config).eval()
+    keep_blocks(full, 2).save_pretrained(tmp_path)  # what from_pretrained reads back
+    short = Dinov2Model.from_pretrained(tmp_path).eval()
+    assert short.config.num_hidden_layers == 2 and full.config.num_hidden_layers == 4
+    full_state = full.state_dict()
+    for name, tensor in short.state_dict().items():
+        assert torch.equal(tensor, full_state[name]), name
+    dropped = ("encoder.layer.2.", "encoder.layer.3.")
+    assert not any(name.startswith(dropped) for name in short.state_dict())
+    x = torch.randn(2, 3, 28, 28)
+    with torch.no_grad():
+        hidden = full(pixel_values=x, output_hidden_states=True).hidden_states[2]
+        assert torch.allclose(short(pixel_values=x).last_hidden_state, full.layernorm(hidden))
+    with pytest.raises(ValueError, match="blocks must be in 1..4"):
+        keep_blocks(full, 5)

