@@ -1,9 +1,12 @@
 """Collect every per-run metric file into one flat summary that reviewers diff.
 
 Input convention (DESIGN.md, Metrics files): each matrix stage writes
-``<folder>/…/<dataset>/<method>/seed<s>.json``, e.g. ``metrics/unlearn/digits/pfm/seed0.json``.
-Files are found by that shape, not by a list, so a new stage's metrics join the summary by
-being written under a collected folder. A folder given as ``prefix=folder`` has its names
+``<folder>/…/<dataset>/<method>/seed<s>.json``, e.g. ``metrics/train/digits/pfm/seed0.json``;
+a stage whose (dataset, seed) item writes a folder of methods adds that unit's folder,
+``<dataset>/seed<s>/<method>/seed<s>.json`` (``metrics/unlearn/digits/seed0/pfm/seed0.json``:
+DVC outputs may not overlap). Files are found by that shape, not by a list, so a new
+stage's metrics — and any machine's units, whichever exist — join the summary by being
+written under a collected folder. A folder given as ``prefix=folder`` has its names
 read as ``<prefix>.<name>`` (the ``evaluate`` stage's forget-k, ``eval.``, uses more sets
 than the methods' shared draws). A file holds two things:
 
@@ -76,11 +79,13 @@ from typing import Any
 import numpy as np
 from scipy.special import stdtrit  # scipy.stats.t.ppf's kernel, without its second of imports
 
+from pfm.config import Count
 from pfm.files import read_json
 
 PROMPT_FAMILY = frozenset({"pfm", "pfm_defended", "retrain_prompt"})
 REFERENCES = {"plain": "retrain", "prompt": "retrain_prompt"}  # family → exact unlearning
 SEED_FILE = re.compile(r"^seed(\d+)\.json$")
+SEED_FOLDER = re.compile(r"^seed(\d+)$")  # a (dataset, seed) unit's folder of methods
 FORGET_K = re.compile(r"^k(\d+)\.(forget|retain)_acc$")
 GAP_METRIC = re.compile(r"^k(\d+)\.(forget_acc|retain_acc|mia\.[^.]+)$")
 MIA = re.compile(r"^k(\d+)\.mia\.([^.]+)$")
@@ -136,7 +141,7 @@ class Estimate:
 class AggregateParams:
     """The ``aggregate`` section of params.yaml."""
 
-    k: int  # forget-k row shown in the tables and the forgotten-vs-retained plot
+    k: Count  # forget-k row shown in the tables and the forgotten-vs-retained plot
     profile: str  # one line naming the profile, printed in the report's header
 
 
@@ -258,9 +263,27 @@ def _add_flat(
         record[key], origin[at] = value, path
 
 
+def run_of(path: Path, folder: Path) -> tuple[str, str, int]:
+    """(dataset, method, seed) of a file ``<folder>/…/<dataset>/[seed<s>/]<method>/seed<s>.json``
+    (module docstring); a unit folder must name the file's own seed."""
+    seed = int(SEED_FILE.match(path.name)[1])
+    parts = path.relative_to(folder).parts[:-1]
+    unit = SEED_FOLDER.match(parts[-2]) if len(parts) >= 3 else None
+    if unit is not None:
+        if int(unit[1]) != seed:
+            raise ValueError(f"{path}: a seed{seed}.json in the folder of seed {unit[1]}")
+        parts = parts[:-2] + parts[-1:]
+    if len(parts) < 2:
+        raise ValueError(
+            f"{path}: metric files go in <dataset>/<method>/seed<s>.json (or, a unit's, "
+            "<dataset>/seed<s>/<method>/seed<s>.json)"
+        )
+    return parts[-2], parts[-1], seed
+
+
 def collect(folders: Iterable[Path | tuple[str, Path]]) -> Collected:
-    """Every ``<dataset>/<method>/seed<s>.json`` below ``folders`` (missing folders are
-    skipped: a stage that has not run yet simply has no rows)."""
+    """Every ``<dataset>/[seed<s>/]<method>/seed<s>.json`` below ``folders`` (missing folders
+    are skipped: a stage or a unit that has not run yet simply has no rows)."""
     collected = Collected()
     origin: dict[tuple[str, str, int, str], Path] = {}
     for entry in folders:
@@ -268,12 +291,9 @@ def collect(folders: Iterable[Path | tuple[str, Path]]) -> Collected:
         if not folder.is_dir():
             continue
         for path in sorted(folder.rglob("seed*.json")):
-            match = SEED_FILE.match(path.name)
-            if match is None:
+            if SEED_FILE.match(path.name) is None:
                 continue
-            if len(path.relative_to(folder).parts) < 3:
-                raise ValueError(f"{path}: metric files go in <dataset>/<method>/seed<s>.json")
-            dataset, method, seed = path.parent.parent.name, path.parent.name, int(match[1])
+            dataset, method, seed = run_of(path, folder)
             payload = read_json(path)
             if not isinstance(payload, Mapping):
                 raise ValueError(f"{path} must hold a JSON object of metrics")
@@ -531,7 +551,7 @@ def read_relearn_curves(folder: Path) -> Curves:
     """Relearn curves: dataset → label → one (steps, accuracies) pair per seed.
 
     The one place that knows the curve files' format (the attack stage writes them):
-    ``<folder>/<dataset>/<method>/seed<s>.json`` holding ``{name: [{"step": int,
+    ``<folder>/<dataset>/[seed<s>/]<method>/seed<s>.json`` holding ``{name: [{"step": int,
     "acc": float}, …], …}`` — every top-level list of records is one curve, labelled
     ``<method>`` (or ``<method> <name>`` when a file holds several). Names are
     ``<capability> k<k> m<m>`` for the attacked model and ``… reference`` for its
@@ -539,8 +559,10 @@ def read_relearn_curves(folder: Path) -> Curves:
     curves: Curves = {}
     if not folder.is_dir():
         return curves
-    for path in sorted(folder.glob("*/*/seed*.json")):
-        dataset, method = path.parent.parent.name, path.parent.name
+    for path in sorted(folder.rglob("seed*.json")):
+        if SEED_FILE.match(path.name) is None:
+            continue
+        dataset, method, _ = run_of(path, folder)
         payload = read_json(path)
         if not isinstance(payload, Mapping):
             raise ValueError(f"{path} must hold a JSON object of curves")

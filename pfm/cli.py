@@ -8,8 +8,29 @@ from typing import Any
 
 from pfm.files import write_json
 
-USER_ERRORS = (ValueError, KeyError, FileNotFoundError)
+# bad params or input files, and paths that cannot be read as asked: what a user fixes
+USER_ERRORS = (
+    ValueError,
+    KeyError,
+    FileNotFoundError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
 EXIT_BAD_INPUT = 2
+
+
+def error_line(error: BaseException) -> str:
+    """``error`` as one line. An OSError raised by ``open`` carries its errno as its
+    first argument (``error: 2``, for a missing file): it is shown as path and reason;
+    a KeyError's message is shown without the quotes ``str`` would add."""
+    if isinstance(error, OSError) and error.filename is not None:
+        message = f"{error.filename}: {error.strerror or error}"
+    elif error.args and isinstance(error.args[0], str):
+        message = error.args[0]
+    else:
+        message = str(error) or type(error).__name__
+    return " ".join(message.split())
 
 
 def run_stage(main: Callable[[], None]) -> None:
@@ -22,8 +43,7 @@ def run_stage(main: Callable[[], None]) -> None:
     try:
         main()
     except USER_ERRORS as error:
-        message = error.args[0] if error.args else repr(error)
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {error_line(error)}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
 
 

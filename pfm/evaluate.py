@@ -7,6 +7,14 @@ retained-class samples, mean and population std over the sets. ``max_sets`` caps
 number of sets per k with seeded sampling (reported in the keys). *How* a set is
 forgotten is a callable (``pfm.unlearn.unlearner``): the prompt model deletes prompts, a
 baseline trains — the protocol, the metric keys and the cost keys are the same for all.
+
+Where the unlearned models of a k differ only in their prompts, head and output mask
+(the prompt model's forget: every model's encoder is equal, value for value, to the
+first one's), their sets are scored together: one pass over each split, every batch run
+once through the encoder for all sets (``PromptedClassifier.bank_logits``), instead of
+one pass per set. The predictions are those of set-by-set scoring (tested); the
+``batch_size`` then counts the sequences of a forward, images × sets. Any other model is
+scored set by set, as before.
 """
 
 import itertools
@@ -20,8 +28,9 @@ from tqdm import tqdm
 
 from pfm.batches import SplitTensors
 from pfm.cost import NUMERIC, CostRecord, cost_metrics
-from pfm.models.prompted import PromptedClassifier
+from pfm.models.prompted import Bank, PromptedClassifier
 from pfm.modes import mode_logits
+from pfm.precision import autocast
 
 EXHAUSTIVE_LIMIT = 100_000
 
@@ -36,25 +45,32 @@ def predict(
     mode: str,
     batch_size: int,
     seed: int = 0,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Predicted class per sample under ``mode`` (seeded: random modes repeat exactly)."""
     was_training = model.training
     model.eval()
     generator = torch.Generator().manual_seed(seed)
-    predictions = [
-        mode_logits(model, x, y, mode, generator).argmax(dim=1).cpu()
-        for x, y in data.batches(batch_size)
-    ]
+    with autocast(data.device, precision):
+        predictions = [
+            mode_logits(model, x, y, mode, generator).argmax(dim=1).cpu()
+            for x, y in data.batches(batch_size)
+        ]
     model.train(was_training)
     return torch.cat(predictions).numpy() if predictions else np.empty(0, dtype=np.int64)
 
 
 def mode_accuracies(
-    model: PromptedClassifier, data: SplitTensors, modes: Sequence[str], batch_size: int, seed: int
+    model: PromptedClassifier,
+    data: SplitTensors,
+    modes: Sequence[str],
+    batch_size: int,
+    seed: int,
+    precision: str = "fp32",
 ) -> dict[str, float]:
     labels = data.labels.numpy()
     return {
-        mode: float((predict(model, data, mode, batch_size, seed) == labels).mean())
+        mode: float((predict(model, data, mode, batch_size, seed, precision) == labels).mean())
         for mode in modes
     }
 
@@ -119,38 +135,99 @@ def forget_plan(
 Variants = Callable[[PromptedClassifier], Mapping[str, PromptedClassifier]]
 
 
+def split_scores(
+    predicted: np.ndarray, labels: np.ndarray, classes: tuple[int, ...]
+) -> tuple[float, float]:
+    """(forgotten-class, retained-class) accuracy of ``predicted`` (NaN for a side with
+    no sample)."""
+    correct = predicted == labels
+    in_set = np.isin(labels, classes)
+    return float(correct[in_set].mean()), float(correct[~in_set].mean())
+
+
 def split_accuracies(
     model: PromptedClassifier,
     data: SplitTensors,
     classes: tuple[int, ...],
     seed: int,
     batch_size: int,
+    precision: str = "fp32",
 ) -> tuple[float, float]:
     """(forgotten-class, retained-class) accuracy under deployment inference."""
-    labels = data.labels.numpy()
-    correct = predict(model, data, "full_bank", batch_size, seed) == labels
-    in_set = np.isin(labels, classes)
-    return float(correct[in_set].mean()), float(correct[~in_set].mean())
+    predicted = predict(model, data, "full_bank", batch_size, seed, precision)
+    return split_scores(predicted, data.labels.numpy(), classes)
+
+
+class SetBatch:
+    """The unlearned models of one k that can be scored together: the first prompted
+    model's encoder, and the ``Bank`` of every model that shares it (by value) and holds
+    as many prompts — kept without their own encoder copies, so S forget sets cost S
+    banks of memory, not S models."""
+
+    def __init__(self) -> None:
+        self.encoder: PromptedClassifier | None = None
+        self.banks: list[Bank] = []
+        self.classes: list[tuple[int, ...]] = []
+        self.units: list[int] = []
+
+    def add(self, model: PromptedClassifier, classes: tuple[int, ...], unit: int) -> bool:
+        """Keep ``model``'s bank for scoring with the others; False when it cannot join."""
+        if not isinstance(model, PromptedClassifier) or model.training:
+            return False
+        bank = model.bank()
+        if self.encoder is None:
+            self.encoder = model
+        elif not self.encoder.shares_encoder(model) or _size(bank) != _size(self.banks[0]):
+            return False
+        self.banks.append(bank)
+        self.classes.append(classes)
+        self.units.append(unit)
+        return True
+
+    @torch.no_grad()
+    def scores(
+        self, data: SplitTensors, batch_size: int, precision: str
+    ) -> list[tuple[int, tuple[float, float]]]:
+        """(unit, its forgotten- and retained-class accuracy on ``data``) for every kept
+        set: ``batch_size`` sequences a forward, ⌊batch_size / sets⌋ images of every set
+        (sets beyond ``batch_size`` take further passes)."""
+        if self.encoder is None:
+            return []
+        labels = data.labels.numpy()
+        results = []
+        for start in range(0, len(self.banks), batch_size):
+            banks = self.banks[start : start + batch_size]
+            images = max(1, batch_size // len(banks))
+            with autocast(data.device, precision):
+                predicted = [
+                    self.encoder.bank_logits(x, banks).argmax(dim=2).cpu()
+                    for x, _ in data.batches(images)
+                ]
+            per_set = (  # (sets, N)
+                torch.cat(predicted, dim=1).numpy()
+                if predicted
+                else np.empty((len(banks), 0), dtype=np.int64)
+            )
+            for offset, row in enumerate(per_set):
+                index = start + offset
+                scores = split_scores(row, labels, self.classes[index])
+                results.append((self.units[index], scores))
+        return results
+
+
+def _size(bank: Bank) -> int:
+    return 0 if bank.tokens is None else len(bank.tokens)
 
 
 def unit_record(
-    model: PromptedClassifier,
-    cost: CostRecord,
     classes: tuple[int, ...],
-    splits: Mapping[str, SplitTensors],
-    variants: Variants | None,
-    seed: int,
-    batch_size: int,
+    scores: Mapping[str, tuple[float, float]],
+    cost: CostRecord,
 ) -> dict[str, Any]:
-    """One forget set's unit: its accuracies on every split (``test`` unprefixed, the
-    others as ``<split>.``), those of the model's variants on test, and its cost."""
+    """One forget set's unit: its (forgotten, retained) accuracies by key prefix (test
+    unprefixed, other splits and the model's variants as ``<name>.``) and its cost."""
     record: dict[str, Any] = {"classes": list(classes), "k": len(classes)}
-    scored = {"": (model, splits["test"])}
-    scored.update({f"{name}.": (model, data) for name, data in splits.items() if name != "test"})
-    if variants is not None:
-        scored.update({f"{label}.": (v, splits["test"]) for label, v in variants(model).items()})
-    for prefix, (scored_model, data) in scored.items():
-        forget, retain = split_accuracies(scored_model, data, classes, seed, batch_size)
+    for prefix, (forget, retain) in scores.items():
         record[f"{prefix}forget_acc"] = forget
         record[f"{prefix}retain_acc"] = retain
     record.update({f"cost.{name}": float(getattr(cost, name)) for name in NUMERIC})
@@ -183,25 +260,42 @@ def forget_k(
     batch_size: int,
     val: SplitTensors | None = None,
     variants: Variants | None = None,
+    precision: str = "fp32",
+    batch_sets: bool = True,
 ) -> dict[str, Any]:
     """Every k and forget set of ``plan``: flat metrics ``k{k}.forget_acc.mean`` etc.
     (test), ``k{k}.val.forget_acc.*`` (validation, where recipes are chosen),
     ``k{k}.cost.<field>.*`` (a baseline's cost grows with the data it touches), the
     overall ``cost.<field>.mean`` and ``cost.unlearn_seconds.max``, and ``units``: one
     record per forget set (``unit_record``), from which the aggregate draws its
-    confidence intervals."""
-    splits = {"test": test} if val is None else {"test": test, "val": val}
+    confidence intervals. ``batch_sets``: score the sets of a k together where the
+    models allow it (module docstring); False scores every set on its own."""
+    splits = {"": test} if val is None else {"": test, "val.": val}
     metrics: dict[str, Any] = {}
     costs: list[CostRecord] = []
     units: list[dict[str, Any]] = []
     for k, (sets, exhaustive) in plan.items():
-        k_units = []
+        together = SetBatch()
+        scored: list[tuple[tuple[int, ...], dict[str, tuple[float, float]], CostRecord]] = []
         for classes in tqdm(sets, desc=f"forget k={k}", unit="set", leave=False, disable=None):
             forgotten, cost = unlearn(classes)
             costs.append(cost)
-            k_units.append(
-                unit_record(forgotten, cost, classes, splits, variants, seed, batch_size)
-            )
+            scores: dict[str, tuple[float, float]] = dict.fromkeys(splits, (math.nan, math.nan))
+            if not (batch_sets and together.add(forgotten, classes, len(scored))):
+                for prefix, data in splits.items():
+                    scores[prefix] = split_accuracies(
+                        forgotten, data, classes, seed, batch_size, precision
+                    )
+            if variants is not None:
+                for label, variant in variants(forgotten).items():
+                    scores[f"{label}."] = split_accuracies(
+                        variant, test, classes, seed, batch_size, precision
+                    )
+            scored.append((classes, scores, cost))
+        for prefix, data in splits.items():
+            for unit, accuracies in together.scores(data, batch_size, precision):
+                scored[unit][1][prefix] = accuracies
+        k_units = [unit_record(*entry) for entry in scored]
         measured = [{f: v for f, v in u.items() if f not in UNIT_IDENTITY} for u in k_units]
         metrics.update(pool(measured, f"k{k}."))
         metrics.update({f"k{k}.sets": len(sets), f"k{k}.exhaustive": int(exhaustive)})
@@ -219,13 +313,15 @@ def transfer_metrics(
     max_sets: int | None,
     seed: int,
     batch_size: int,
+    precision: str = "fp32",
 ) -> dict[str, float]:
     """An extra test split of another origin (real recordings for a synthesised set): the
     no-forget ``full_bank`` accuracy and forget-k at k = 1 on the same sets as ``test``
     (forget accuracy is NaN for a set whose class the split has no sample of)."""
-    accuracy = mode_accuracies(model, data, ("full_bank",), batch_size, seed)["full_bank"]
+    modes = ("full_bank",)
+    accuracy = mode_accuracies(model, data, modes, batch_size, seed, precision)["full_bank"]
     plan = forget_plan(model.num_classes, [1], max_sets, seed)
-    forgetting = forget_k(unlearn, data, plan, seed, batch_size)
+    forgetting = forget_k(unlearn, data, plan, seed, batch_size, precision=precision)
     with_samples = set(data.labels.tolist())
     keep = ("k1.forget_acc.mean", "k1.forget_acc.std", "k1.retain_acc.mean", "k1.retain_acc.std")
     return {

@@ -1,13 +1,19 @@
-"""Atomic writes: a stage killed half-way must never leave a file that looks finished."""
+"""Atomic writes: a stage killed half-way must never leave a file that looks finished;
+staged outputs: a stage whose runs write several outputs changes none of them unless
+every run succeeded."""
 
+import glob
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+STAGED = ".staged-"  # in the name of a staging folder, beside the output it stands for
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
@@ -39,6 +45,70 @@ def write_atomic_dir(path: str | Path, write: Callable[[Path], None]) -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
+
+
+class Staging:
+    """A stage's outputs, written aside and moved into place together.
+
+    Runs side by side (``pfm.parallel``) each write their own outputs; written in place,
+    one failing run left its neighbours' new files beside the old files of the rest, so
+    the stage's outputs were half new, half old. Each output is written to ``path(final)``
+    instead, a fresh folder beside ``final`` (the same file system: moving it is a
+    rename), and ``commit`` moves every one into place once all runs have returned.
+    Checkpoints are not outputs: they are written in place, so a failed stage still
+    resumes."""
+
+    def __init__(self) -> None:
+        self._staged: dict[Path, Path] = {}  # final path → where it is written for now
+        self._made: list[Path] = []  # folders made to hold staging folders, outermost first
+
+    def path(self, final: str | Path) -> Path:
+        """Where to write ``final`` until ``commit``. Staging folders a killed run left
+        beside it are removed first."""
+        final = Path(final)
+        if final in self._staged:
+            return self._staged[final]
+        missing = [p for p in (final.parent, *final.parent.parents) if not p.exists()]
+        self._made += reversed(missing)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        for stale in glob.glob(glob.escape(str(final.parent / f".{final.name}{STAGED}")) + "*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        folder = tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}{STAGED}")
+        self._staged[final] = Path(folder) / final.name
+        return self._staged[final]
+
+    def commit(self) -> None:
+        """Move every staged output that was written onto its final path (a folder
+        replaces the old folder whole), then remove the staging folders."""
+        for final, staged in self._staged.items():
+            if staged.exists():
+                if final.exists() and (final.is_dir() or staged.is_dir()):
+                    os.replace(final, staged.with_name(f"{staged.name}.old"))
+                os.replace(staged, final)
+        self.discard()
+
+    def discard(self) -> None:
+        """Remove every staged output, and the folders made for them that stayed empty:
+        the final paths stay as they were."""
+        for staged in self._staged.values():
+            shutil.rmtree(staged.parent, ignore_errors=True)
+        for folder in reversed(self._made):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        self._staged.clear()
+        self._made.clear()
+
+
+@contextmanager
+def staged() -> Iterator[Staging]:
+    """A ``Staging`` committed when the block ends normally and discarded when it raises."""
+    staging = Staging()
+    try:
+        yield staging
+    except BaseException:
+        staging.discard()
+        raise
+    staging.commit()
 
 
 def write_json(path: str | Path, payload: Mapping[str, Any]) -> None:

@@ -15,13 +15,20 @@ never deployment inference. Semantics follow the authors' code:
 - ``wrong_subset``: s ~ U{0..C−1} shuffled wrong prompts, s = 0 meaning none (the KL half);
 - ``infer_best``: one forward per single bank prompt, element-wise max of the logits over
   prompts, then argmax — uses no label.
+
+Ids are built on the host whatever device the labels are on, from the host's generator
+(the random keys always were): the model checks and groups them there too
+(``PromptedClassifier.forward``), so a step on a GPU waits for the device only to copy a
+batch's labels to the host, and a mode that reads no label not even for that.
 """
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 
+from pfm.config import OneOf
 from pfm.models.prompted import PAD, PromptedClassifier
 from pfm.registry import Registry
 
@@ -35,10 +42,11 @@ class Mode:
 
 
 MODES: Registry[Mode] = Registry("inference mode")
+ModeName = Annotated[str, OneOf(MODES)]  # a params field naming a mode
 
 
-def _bank(labels: torch.Tensor, bank: Sequence[int]) -> torch.Tensor:
-    return torch.as_tensor(list(bank), dtype=torch.long, device=labels.device)
+def _bank(bank: Sequence[int]) -> torch.Tensor:
+    return torch.as_tensor(list(bank), dtype=torch.long)
 
 
 def _shuffled_wrong(
@@ -46,9 +54,9 @@ def _shuffled_wrong(
 ) -> torch.Tensor:
     """(B, |bank|): per sample, the bank's wrong classes in random order, then PAD where
     the true class was (a sample whose class has no prompt gets no PAD)."""
-    classes = _bank(labels, bank)
-    is_true = classes[None, :] == labels[:, None]  # (B, |bank|)
-    keys = torch.rand(is_true.shape, generator=generator).to(labels.device)
+    classes = _bank(bank)
+    is_true = classes[None, :] == labels.cpu()[:, None]  # (B, |bank|)
+    keys = torch.rand(is_true.shape, generator=generator)
     keys = keys.masked_fill(is_true, 2.0)  # true class sorts last
     order = keys.argsort(dim=1)
     picked = classes[order]
@@ -68,34 +76,34 @@ def _trim(ids: torch.Tensor) -> torch.Tensor:
 def no_prompts(
     labels: torch.Tensor, bank: Sequence[int], num_classes: int, generator: torch.Generator
 ) -> torch.Tensor:
-    return torch.empty(len(labels), 0, dtype=torch.long, device=labels.device)
+    return torch.empty(len(labels), 0, dtype=torch.long)
 
 
 def full_bank(
     labels: torch.Tensor, bank: Sequence[int], num_classes: int, generator: torch.Generator
 ) -> torch.Tensor:
-    return _bank(labels, bank).expand(len(labels), -1)
+    return _bank(bank).expand(len(labels), -1)
 
 
 def full_bank_shuffle(
     labels: torch.Tensor, bank: Sequence[int], num_classes: int, generator: torch.Generator
 ) -> torch.Tensor:
     ids = full_bank(labels, bank, num_classes, generator)
-    keys = torch.rand(ids.shape, generator=generator).to(labels.device)
+    keys = torch.rand(ids.shape, generator=generator)
     return ids.gather(1, keys.argsort(dim=1))
 
 
 def match_only(
     labels: torch.Tensor, bank: Sequence[int], num_classes: int, generator: torch.Generator
 ) -> torch.Tensor:
-    return labels[:, None]
+    return labels.cpu()[:, None]
 
 
 def all_wrong(
     labels: torch.Tensor, bank: Sequence[int], num_classes: int, generator: torch.Generator
 ) -> torch.Tensor:
     ids = full_bank(labels, bank, num_classes, generator)
-    is_true = ids == labels[:, None]
+    is_true = ids == labels.cpu()[:, None]
     order = is_true.to(torch.int8).argsort(dim=1, stable=True)  # wrong first, class order kept
     return _trim(ids.gather(1, order).masked_fill(is_true.gather(1, order), PAD))
 
@@ -116,7 +124,8 @@ def wrong_subset(
 def mixed_subset(
     labels: torch.Tensor, bank: Sequence[int], num_classes: int, generator: torch.Generator
 ) -> torch.Tensor:
-    if not torch.isin(labels, _bank(labels, bank)).all():
+    labels = labels.cpu()
+    if not torch.isin(labels, _bank(bank)).all():
         raise KeyError("mixed_subset needs every sample's true class in the prompt bank")
     wrong = _shuffled_wrong(labels, bank, generator)  # (B, |bank|), PAD last
     size = min(_subset_size(num_classes, generator), wrong.shape[1] - 1)
@@ -154,7 +163,6 @@ def mode_logits(
     if not bank:
         return model(pixel_values)
     per_prompt = [
-        model(pixel_values, torch.full((len(labels), 1), c, dtype=torch.long, device=labels.device))
-        for c in bank
+        model(pixel_values, torch.full((len(labels), 1), c, dtype=torch.long)) for c in bank
     ]
     return torch.stack(per_prompt).amax(dim=0)

@@ -38,7 +38,9 @@ def _run_job(index: int) -> object:
 def run_all(jobs: Sequence[Callable[[], T]], workers: int, device: torch.device) -> list[T]:
     """Every job's result, in job order: in ``workers`` forked single-thread processes on
     the CPU, in this process for one worker, one job or a CUDA device. A job's exception
-    is raised here; jobs not yet started then never start."""
+    is raised here once the running jobs have ended; jobs not yet started then never
+    start. Jobs that write a stage's outputs write them staged (``pfm.files.staged``), so
+    that a failed job leaves every output as it was, its neighbours' included."""
     if workers < 1:
         raise ValueError(f"workers must be ≥ 1, got {workers}")
     if workers == 1 or len(jobs) < 2 or device.type != "cpu":

@@ -19,10 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from pfm.batches import SplitTensors
+from pfm.config import Count, Device, Natural, Rate
 from pfm.data import PreparedDataset, build_dataset
+from pfm.data.registry import DatasetName
 from pfm.evaluate import mode_accuracies
 from pfm.files import read_json, write_atomic_dir
 from pfm.losses import plain_objective
+from pfm.models.backbones import BackboneName
 from pfm.models.prompted import ModelSpec, PromptedClassifier, build_model
 from pfm.train import TrainConfig, TrainResult, resolve_device, resume_key, train
 
@@ -33,15 +36,15 @@ PROVENANCE_FILE = "pretraining.json"
 class PretrainParams:
     """The ``pretrain`` section of params.yaml."""
 
-    architecture: str  # a registered backbone, trained from its random init
-    dataset: str  # a registered dataset disjoint from every benchmark using the result
-    epochs: int
-    batch_size: int
-    lr: float
+    architecture: BackboneName  # a registered backbone, trained from its random init
+    dataset: DatasetName  # a registered dataset disjoint from every benchmark using the result
+    epochs: Count
+    batch_size: Count
+    lr: Rate
     data: Mapping[str, Any] = field(default_factory=dict)  # the dataset builder's options
-    init_seed: int = 0
-    seed: int = 0
-    device: str = "auto"
+    init_seed: Natural = 0
+    seed: Natural = 0
+    device: Device = "auto"
 
 
 def pretrain_spec(params: PretrainParams, num_classes: int) -> ModelSpec:
@@ -63,7 +66,7 @@ def pretrain(
     """Build ``params.dataset`` (and no other) and train the backbone on it.
 
     Returns the trained model, the dataset, the training record and test accuracy."""
-    dataset = build_dataset(params.dataset, params.data)
+    dataset = build_dataset(params.dataset, params.data, "pretrain.data")
     model = build_model(pretrain_spec(params, dataset.num_classes), params.seed)
     device = resolve_device(params.device)
     train_data, val_data, test_data = (

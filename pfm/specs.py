@@ -2,12 +2,14 @@
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pfm.config import from_mapping
+from pfm.config import Count, Counts, Natural, NonEmpty, from_mapping
 from pfm.data.prepared import DATA_TYPES
 from pfm.models.adapters import LoraSpec
 from pfm.models.prompted import ModelSpec
+from pfm.modes import ModeName
+from pfm.precision import Precision
 
 
 @dataclass(frozen=True)
@@ -18,20 +20,21 @@ class ModelParams:
 
     backbone: str
     audio_backbone: str = "ast-tiny"
-    init_seed: int = 0
-    prompt_len: int = 1
+    init_seed: Natural = 0
+    prompt_len: Count = 1
     final_layernorm: bool = False
     allow_download: bool = False
-    input_size: int | None = None
+    input_size: Count | None = None
     lora: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
 class EvaluateParams:
-    max_sets: int | None
-    batch_size: int = 256
-    modes: tuple[str, ...] = ("full_bank",)
-    k: tuple[int, ...] | None = None  # null: the protocol's {1, ⌊C/2⌋, C−1}
+    max_sets: Count | None
+    batch_size: Count = 256
+    modes: Annotated[tuple[ModeName, ...], NonEmpty()] = ("full_bank",)
+    k: Counts | None = None  # null: the protocol's {1, ⌊C/2⌋, C−1}
+    precision: Precision = "fp32"  # fp32 | bf16 (pfm.precision)
 
 
 def model_spec(

@@ -7,6 +7,11 @@ finished epoch and ends bit-identical to an uninterrupted one, while a checkpoin
 different configuration is ignored rather than resumed. Each epoch's record keeps the
 run's peak memory so far, so a finished run "resumed" with nothing left to train reports
 the cost it had rather than that of a process that only loaded it.
+
+Nothing in a step waits for the device: the epoch's loss is summed on the device (in
+float64, so the recorded mean is the very number a host-side sum of each step's float32
+loss gave) and read once per epoch, and a visible progress bar reads it every
+``POSTFIX_EVERY`` steps. ``precision`` runs the forwards under ``pfm.precision.autocast``.
 """
 
 import dataclasses
@@ -15,30 +20,36 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import torch
 from tqdm import tqdm
 
 from pfm.batches import SplitTensors
+from pfm.config import Count, Device, NonEmpty, Rate, Weight
 from pfm.cost import peak_memory_bytes
 from pfm.evaluate import mode_accuracies
 from pfm.losses import Objective
 from pfm.models.checkpoint import model_state, read_checkpoint, write_torch
 from pfm.models.prompted import PromptedClassifier
+from pfm.modes import ModeName
+from pfm.precision import Precision, autocast
 
 TRAIN_FORMAT = "pfm-train/1"
+POSTFIX_EVERY = 25  # steps between a visible progress bar's loss readings (each waits)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int
-    batch_size: int
-    lr: float
-    prompt_lr: float | None = None  # Adam lr of the prompt bank; null: ``lr``
-    kl_weight: float = 1.0
-    eval_modes: tuple[str, ...] = ("full_bank",)
-    eval_batch_size: int = 256
-    device: str = "auto"
+    epochs: Count
+    batch_size: Count
+    lr: Rate
+    prompt_lr: Rate | None = None  # Adam lr of the prompt bank; null: ``lr``
+    kl_weight: Weight = 1.0
+    eval_modes: Annotated[tuple[ModeName, ...], NonEmpty()] = ("full_bank",)
+    eval_batch_size: Count = 256
+    device: Device = "auto"
+    precision: Precision = "fp32"  # fp32 | bf16 (autocast; pfm.precision)
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or (self.prompt_lr or 1) <= 0:
@@ -147,7 +158,7 @@ def train(
         model.train()
         tick = time.perf_counter()
         order = torch.randperm(len(train_data), generator=generators["order"])
-        total, steps = 0.0, 0
+        total, steps = torch.zeros((), dtype=torch.float64, device=device), 0
         bar = tqdm(
             train_data.batches(config.batch_size, order),
             desc=f"epoch {epoch}/{config.epochs}",
@@ -157,16 +168,20 @@ def train(
             disable=None,
         )
         for x, y in bar:
-            loss = objective(model, x, y, generators["prompts"])
+            with autocast(device, config.precision):
+                loss = objective(model, x, y, generators["prompts"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total, steps = total + loss.item(), steps + 1
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            total += loss.detach()
+            steps += 1
+            if not bar.disable and steps % POSTFIX_EVERY == 0:
+                bar.set_postfix(loss=f"{float(total) / steps:.4f}")
+        mean_loss = float(total) / max(steps, 1)  # the epoch's one wait for the device
         seconds += time.perf_counter() - tick
-        record = {"epoch": epoch, "loss": total / max(steps, 1), "train_seconds": seconds}
+        record = {"epoch": epoch, "loss": mean_loss, "train_seconds": seconds}
         accuracies = mode_accuracies(
-            model, val_data, config.eval_modes, config.eval_batch_size, seed
+            model, val_data, config.eval_modes, config.eval_batch_size, seed, config.precision
         )
         record.update({f"val.{mode}": acc for mode, acc in accuracies.items()})
         earlier_peak = history[-1].get("peak_memory_bytes", 0) if history else 0

@@ -12,7 +12,9 @@ own, side by side in ``workers`` single-thread processes (``pfm.parallel``):
 
 One stage rather than one per attack: a stage start costs ~12 s of imports, and in one
 pool the short MIA runs fill the core the long prompt-model attacks leave idle. One
-metrics file per (attack, method, seed), one relearn-curve file per (method, seed)."""
+process per (dataset, seed) — dvc.yaml's unit of work, ``--seed``; without it every seed
+of params. One metrics file per (attack, method, seed), one relearn-curve file per
+(method, seed)."""
 
 import argparse
 from functools import partial
@@ -40,10 +42,10 @@ from pfm.attacks.targets import (
     with_prompt_references,
 )
 from pfm.cli import run_stage, write_run_metrics
-from pfm.config import from_mapping, load_params, matrix_runs, section
+from pfm.config import Device, from_mapping, load_params, matrix, matrix_runs, one_key, section
 from pfm.data import PreparedDataset, load_prepared
 from pfm.evaluate import pool
-from pfm.files import write_json
+from pfm.files import staged, write_json
 from pfm.models.checkpoint import load_model
 from pfm.parallel import run_all
 from pfm.train import resolve_device
@@ -95,41 +97,45 @@ def main() -> None:
     parser.add_argument("--mia", required=True, type=Path, help="folder for MIA metrics")
     parser.add_argument("--recovery", required=True, type=Path, help="folder for recovery metrics")
     parser.add_argument("--curves", required=True, type=Path, help="folder for relearn curves")
+    parser.add_argument("--seed", type=int, help="this seed of params' seeds only (default: all)")
     args = parser.parse_args()
     params = load_params()
     attacks = section(params, "attacks")
     mia = from_mapping(MiaParams, section(attacks, "mia"), "attacks.mia")
     recovery = from_mapping(RecoveryParams, section(attacks, "recovery"), "attacks.recovery")
-    device = resolve_device(section(params, "train")["device"])
+    device = resolve_device(one_key(section(params, "train"), "device", Device, "train", "auto"))
+    workers = matrix(params).workers
     dataset = load_prepared(args.data)
-    runs = with_prompt_references(matrix_runs(params), args.prompt_reference)
+    runs = with_prompt_references(matrix_runs(params, args.seed), args.prompt_reference)
     planned = recovery_runs(args.models, args.prompt_reference, runs, recovery.k, recovery.draws)
     data = AttackData(
         dataset.splits["train"], dataset.splits["val"], dataset.splits["test"],
         ood_images(recovery.ood_dataset, params.get("data", {}), dataset),
     )  # fmt: skip
     attacks_to_run = distinct_attacks(planned, recovery.capabilities_for)
-    jobs = [
-        partial(attack_saved, t.path, t.classes, t.seed, cap, data, recovery, device)
-        for t, cap in attacks_to_run
-    ] + [
-        partial(
-            membership, dataset, mia, device,
-            method_folder(args.models, args.prompt_reference, method, seed), seed,
-            run_folder(args.mia, method, seed).with_suffix(".json"),
-        )
-        for method, seed in runs
-    ]  # fmt: skip
-    results = run_all(jobs, params["workers"], device)
-    outcomes = dict(zip(attacks_to_run, results[: len(attacks_to_run)], strict=True))
-    for run in planned:
-        if not recovery.capabilities_for(run.prompted):
-            continue  # no listed capability fits this run's model family: nothing attacked
-        metrics, curves = summarise(draw_results(run, outcomes, recovery), recovery)
-        write_json(run_folder(args.curves, run.method, run.seed).with_suffix(".json"), curves)
-        out = run_folder(args.recovery, run.method, run.seed).with_suffix(".json")
-        label = f"{dataset.name} {run.method} seed {run.seed}"
-        write_run_metrics(out, metrics, label, "residual.mean")
+    with staged() as stage:  # no output changes unless every attack succeeded
+        jobs = [
+            partial(attack_saved, t.path, t.classes, t.seed, cap, data, recovery, device)
+            for t, cap in attacks_to_run
+        ] + [
+            partial(
+                membership, dataset, mia, device,
+                method_folder(args.models, args.prompt_reference, method, seed), seed,
+                stage.path(run_folder(args.mia, method, seed).with_suffix(".json")),
+            )
+            for method, seed in runs
+        ]  # fmt: skip
+        results = run_all(jobs, workers, device)
+        outcomes = dict(zip(attacks_to_run, results[: len(attacks_to_run)], strict=True))
+        for run in planned:
+            if not recovery.capabilities_for(run.prompted):
+                continue  # no listed capability fits this run's model family: nothing attacked
+            metrics, curves = summarise(draw_results(run, outcomes, recovery), recovery)
+            curves_out = run_folder(args.curves, run.method, run.seed).with_suffix(".json")
+            write_json(stage.path(curves_out), curves)
+            out = run_folder(args.recovery, run.method, run.seed).with_suffix(".json")
+            label = f"{dataset.name} {run.method} seed {run.seed}"
+            write_run_metrics(stage.path(out), metrics, label, "residual.mean")
 
 
 if __name__ == "__main__":

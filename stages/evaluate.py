@@ -8,7 +8,7 @@ from typing import Any
 
 from pfm.batches import SplitTensors
 from pfm.cli import run_stage
-from pfm.config import from_mapping, load_params, section
+from pfm.config import Device, from_mapping, load_params, one_key, section
 from pfm.cost import model_cost
 from pfm.data import load_prepared
 from pfm.evaluate import forget_k, forget_plan, k_values, mode_accuracies, transfer_metrics
@@ -31,21 +31,22 @@ def main() -> None:
     config = from_mapping(EvaluateParams, section(params, "evaluate"), "evaluate")
     pfm_recipe = section(section(params, "unlearn"), "pfm")
     recipe = from_mapping(PromptForgetRecipe, pfm_recipe, "unlearn.pfm")
-    device = resolve_device(section(params, "train")["device"])
+    device = resolve_device(one_key(section(params, "train"), "device", Device, "train", "auto"))
     dataset = load_prepared(args.data)
     model = load_model_for(args.model, dataset.name, dataset.num_classes, device)
     test = SplitTensors(dataset.splits["test"], model.input_size, device)
     ks = list(config.k) if config.k is not None else k_values(dataset.num_classes)
     metrics: dict[str, Any] = {"num_classes": dataset.num_classes}
-    accuracies = mode_accuracies(model, test, config.modes, config.batch_size, args.seed)
+    precision = config.precision
+    accuracies = mode_accuracies(model, test, config.modes, config.batch_size, args.seed, precision)
     metrics.update({f"no_forget.{mode}.acc": acc for mode, acc in accuracies.items()})
-    unlearn = unlearner("pfm", model, None, recipe, args.seed)  # pfm reads no data
+    unlearn = unlearner("pfm", model, None, recipe, args.seed, precision)  # pfm reads no data
     plan = forget_plan(model.num_classes, ks, config.max_sets, args.seed)
-    metrics.update(forget_k(unlearn, test, plan, args.seed, config.batch_size))
+    metrics.update(forget_k(unlearn, test, plan, args.seed, config.batch_size, precision=precision))
     if "real" in dataset.splits:
         real = SplitTensors(dataset.splits["real"], model.input_size, device)
         transfer = transfer_metrics(
-            model, unlearn, real, config.max_sets, args.seed, config.batch_size
+            model, unlearn, real, config.max_sets, args.seed, config.batch_size, precision
         )
         metrics.update({f"real.{key}": value for key, value in transfer.items()})
     metrics.update(model_cost(model, next(test.batches(2))[0], device))

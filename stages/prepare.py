@@ -12,7 +12,7 @@ def main() -> None:
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--out", required=True, help="folder for data.npz and counts.json")
     args = parser.parse_args()
-    options = section(load_params(), "data").get(args.dataset, {})
+    options = section(load_params(), "data").get(args.dataset) or {}  # an empty block: defaults
     dataset = build_dataset(args.dataset, options)
     save_prepared(dataset, args.out)
     sizes = ", ".join(f"{name} {len(split)}" for name, split in dataset.splits.items())

@@ -28,12 +28,12 @@ from pfm.attacks import RecoveryParams
 from pfm.attacks.reference import PROMPT_REFERENCE, never_seen, reference_draws
 from pfm.batches import SplitTensors
 from pfm.cli import run_stage
-from pfm.config import from_mapping, load_params, section
+from pfm.config import from_mapping, load_params, matrix, section
 from pfm.cost import optimizer_steps, peak_memory_bytes
 from pfm.data import PreparedDataset, load_prepared
 from pfm.data.prepared import ARRAYS_FILE
 from pfm.evaluate import sets_per_k
-from pfm.files import file_digest, write_json
+from pfm.files import Staging, file_digest, staged, write_json
 from pfm.losses import plain_objective, prompt_objective
 from pfm.models.checkpoint import save_model
 from pfm.models.prompted import ModelSpec, build_model, trainable_parameters
@@ -96,14 +96,16 @@ def fit(
 
 def fit_reference(
     args: argparse.Namespace,
+    folder: Path,
     spec: ModelSpec,
     config: TrainConfig,
     dataset: PreparedDataset,
     data_digest: str,
     classes: tuple[int, ...],
 ) -> dict[str, Any]:
-    """The never-seen reference without ``classes``, saved under ``--references``; its
-    manifest entry, with the training run's cost (its unlearning cost as a method)."""
+    """The never-seen reference without ``classes``, saved in ``folder`` (``--references``
+    or where it is staged); its manifest entry, with the training run's cost (its
+    unlearning cost as a method)."""
     # "never_seen": the references' name when their checkpoints were first keyed
     key = resume_key(spec, config, args.seed, "never_seen", classes, data_digest)
     checkpoint = args.checkpoint.with_suffix("") / draw_file(classes)
@@ -112,7 +114,7 @@ def fit_reference(
     model, result = never_seen(
         spec, classes, train_split, config, args.seed, device, checkpoint, key
     )
-    save_model(model, args.references / draw_file(classes))
+    save_model(model, folder / draw_file(classes))
     print(f"never-seen reference without {list(classes)} → {args.references}", flush=True)
     retained = int((~np.isin(train_split.labels, classes)).sum())
     return {
@@ -122,6 +124,17 @@ def fit_reference(
         "samples_touched": retained * config.epochs,
         "trainable_params": trainable_parameters(model),
     }
+
+
+def staged_outputs(outputs: Outputs, stage: Staging) -> Outputs:
+    """``outputs`` written aside until every run of the stage has succeeded; the
+    checkpoint stays in place, so a failed stage still resumes."""
+    return replace(
+        outputs,
+        model=stage.path(outputs.model),
+        metrics=stage.path(outputs.metrics),
+        history=stage.path(outputs.history),
+    )
 
 
 def unlearn_caps(params: Mapping[str, Any], num_classes: int) -> dict[int, int | None]:
@@ -157,32 +170,43 @@ def main() -> None:
     plain = plain_outputs(parser, args)
     params = load_params()
     config = from_mapping(TrainConfig, section(params, "train"), "train")
+    plain_config = from_mapping(TrainConfig, section(params, "train_base"), "train_base")
+    recovery = from_mapping(
+        RecoveryParams, section(section(params, "attacks"), "recovery"), "attacks.recovery"
+    )
+    workers = matrix(params).workers
     dataset = load_prepared(args.data)
     spec = model_spec(section(params, "model"), dataset.num_classes, True, dataset.data_type)
     check_disjoint(spec.backbone, dataset)
     digest = file_digest(args.data / ARRAYS_FILE)  # in every checkpoint key; read once
-    prompt = Outputs(args.model, args.checkpoint, args.metrics, args.history)
-    jobs: list[Callable[[], Any]] = [partial(fit, prompt, spec, config, dataset, digest, args.seed)]
-    draws: list[tuple[int, ...]] = []
-    if args.references is not None:
-        recovery = from_mapping(
-            RecoveryParams, section(section(params, "attacks"), "recovery"), "attacks.recovery"
+    with staged() as stage:  # no output changes unless every model trained
+        prompt = staged_outputs(
+            Outputs(args.model, args.checkpoint, args.metrics, args.history), stage
         )
-        draws = reference_draws(
-            dataset.num_classes, recovery.k, unlearn_caps(params, dataset.num_classes),
-            recovery.draws, args.seed,
-        )  # fmt: skip
-        jobs += [partial(fit_reference, args, spec, config, dataset, digest, c) for c in draws]
-    if plain is not None:
-        plain_config = from_mapping(TrainConfig, section(params, "train_base"), "train_base")
-        plain_spec = replace(spec, with_prompts=False)
-        jobs.append(partial(fit, plain, plain_spec, plain_config, dataset, digest, args.seed))
-    results = run_all(jobs, params["workers"], resolve_device(config.device))
-    if args.references is not None:
-        entries = results[1 : 1 + len(draws)]
-        write_manifest(
-            args.references, dataset.name, PROMPT_REFERENCE, args.seed, args.model, entries
-        )
+        jobs: list[Callable[[], Any]] = [
+            partial(fit, prompt, spec, config, dataset, digest, args.seed)
+        ]
+        draws: list[tuple[int, ...]] = []
+        if args.references is not None:
+            references = stage.path(args.references)
+            draws = reference_draws(
+                dataset.num_classes, recovery.k, unlearn_caps(params, dataset.num_classes),
+                recovery.draws, args.seed,
+            )  # fmt: skip
+            jobs += [
+                partial(fit_reference, args, references, spec, config, dataset, digest, c)
+                for c in draws
+            ]
+        if plain is not None:
+            plain_spec = replace(spec, with_prompts=False)
+            outputs = staged_outputs(plain, stage)
+            jobs.append(partial(fit, outputs, plain_spec, plain_config, dataset, digest, args.seed))
+        results = run_all(jobs, workers, resolve_device(config.device))
+        if args.references is not None:
+            entries = results[1 : 1 + len(draws)]
+            write_manifest(
+                references, dataset.name, PROMPT_REFERENCE, args.seed, args.model, entries
+            )
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ method ``retrain_prompt``: the never-seen prompt models stage train fitted witho
 attacked draw's classes, scored by the same forget-k path on their own draws, their
 training cost as the unlearning cost (``retrain`` is the plain family's).
 
-One process per dataset (each method costs seconds, the interpreter start ~9 s), its
-(method, seed) runs spread over ``workers`` single-thread processes (``pfm.parallel``)."""
+One process per (dataset, seed) — dvc.yaml's unit of work, ``--seed``; without it every
+seed of params — (each method costs seconds, the interpreter start ~9 s), its (method,
+seed) runs spread over ``workers`` single-thread processes (``pfm.parallel``)."""
 
 import argparse
 from collections.abc import Callable, Mapping
@@ -17,13 +18,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from pfm.attacks.reference import PROMPT_REFERENCE
 from pfm.batches import SplitTensors
 from pfm.cli import run_stage, write_run_metrics
-from pfm.config import load_params, matrix_runs, section
+from pfm.config import Device, load_params, matrix, matrix_runs, one_key, section
 from pfm.cost import CostRecord, model_cost
 from pfm.data import PreparedDataset, load_prepared
 from pfm.evaluate import forget_k, forget_plan, mode_accuracies
+from pfm.files import staged
 from pfm.models.checkpoint import load_model, load_model_for
 from pfm.models.prompted import PromptedClassifier
 from pfm.parallel import run_all
@@ -32,10 +36,15 @@ from pfm.unlearn import METHODS, read_params, unlearn_params, unlearner
 from pfm.unlearn.manifest import keeping, read_manifest, run_folder, write_manifest
 
 
+def train_device(params: Mapping[str, Any]) -> torch.device:
+    """The device of ``train.device``: every model here runs where it was trained."""
+    return resolve_device(one_key(section(params, "train"), "device", Device, "train", "auto"))
+
+
 def load_base(
     base: Path, dataset: PreparedDataset, params: Mapping[str, Any]
 ) -> PromptedClassifier:
-    device = resolve_device(section(params, "train")["device"])
+    device = train_device(params)
     return load_model_for(base, dataset.name, dataset.num_classes, device)
 
 
@@ -44,8 +53,9 @@ def no_forget_accuracy(base: Path, dataset: PreparedDataset, params: Mapping[str
     ``full_bank`` draws nothing at random, so no seed enters."""
     model = load_base(base, dataset, params)
     test = SplitTensors(dataset.splits["test"], model.input_size, next(model.parameters()).device)
-    batch_size = section(params, "unlearn")["batch_size"]
-    return mode_accuracies(model, test, ["full_bank"], batch_size, 0)["full_bank"]
+    config = unlearn_params(section(params, "unlearn"))
+    modes = ["full_bank"]
+    return mode_accuracies(model, test, modes, config.batch_size, 0, config.precision)["full_bank"]
 
 
 def unlearn_one(
@@ -69,10 +79,13 @@ def unlearn_one(
         "no_forget.full_bank.acc": no_forget,
     }
     draws: list[dict] = []
-    run = keeping(unlearner(method, model, dataset.splits["train"], recipe, seed), models, draws)
+    method_run = unlearner(method, model, dataset.splits["train"], recipe, seed, config.precision)
+    run = keeping(method_run, models, draws)
     plan = forget_plan(dataset.num_classes, config.ks(dataset.num_classes), config.max_sets, seed)
     variants = METHODS.get(method).variants
-    metrics.update(forget_k(run, test, plan, seed, config.batch_size, val, variants))
+    metrics.update(
+        forget_k(run, test, plan, seed, config.batch_size, val, variants, config.precision)
+    )
     write_manifest(models, dataset.name, method, seed, base, draws)
     # deployment FLOPs of an unlearned model: fewer prompts after `pfm`, deep prefixes
     # after PI-Prefix, the base model's own for the rest
@@ -103,7 +116,7 @@ def score_references(
     config = unlearn_params(section(params, "unlearn"))
     manifest = read_manifest(folder)
     by_classes = {tuple(d["classes"]): d for d in manifest["draws"]}
-    device = resolve_device(section(params, "train")["device"])
+    device = train_device(params)
 
     def load(classes: tuple[int, ...]) -> tuple[PromptedClassifier, CostRecord]:
         draw = by_classes[classes]
@@ -115,7 +128,7 @@ def score_references(
     for classes in by_classes:
         plan.setdefault(len(classes), ([], False))[0].append(classes)
     metrics: dict[str, Any] = {"num_classes": dataset.num_classes}
-    metrics.update(forget_k(load, test, plan, seed, config.batch_size, val))
+    metrics.update(forget_k(load, test, plan, seed, config.batch_size, val, None, config.precision))
     metrics["cost.flops_per_sample"] = model_cost(first, next(test.batches(2))[0], device)[
         "cost.flops_per_sample"
     ]
@@ -132,11 +145,13 @@ def main() -> None:
     parser.add_argument(
         "--prompt-references", type=Path, help="stage train's never-seen prompt models"
     )
+    parser.add_argument("--seed", type=int, help="this seed of params' seeds only (default: all)")
     args = parser.parse_args()
     params = load_params()
-    runs = matrix_runs(params)
-    for method, _ in runs:
-        METHODS.get(method)  # a misspelt method fails before any of the others runs
+    runs = matrix_runs(params, args.seed)
+    for method, _ in runs:  # a bad recipe fails before any method runs
+        read_params(section(params, "unlearn"), method)
+    workers, device = matrix(params).workers, train_device(params)
     dataset = load_prepared(args.data)
     bases = {
         (method, seed): (
@@ -146,23 +161,21 @@ def main() -> None:
         for method, seed in runs
     }
     no_forget = {base: no_forget_accuracy(base, dataset, params) for base in set(bases.values())}
-    jobs: list[Callable[[], None]] = [
-        partial(
-            unlearn_one, params, dataset, method, seed, bases[method, seed],
-            no_forget[bases[method, seed]], run_folder(args.models, method, seed),
-            run_folder(args.out, method, seed).with_suffix(".json"),
-        )
-        for method, seed in runs
-    ]  # fmt: skip
-    if args.prompt_references is not None:
-        jobs += [
+    with staged() as stage:  # no output changes unless every method and seed succeeded
+        jobs: list[Callable[[], None]] = [
             partial(
-                score_references, params, dataset, args.prompt_references / f"seed{seed}", seed,
-                run_folder(args.out, PROMPT_REFERENCE, seed).with_suffix(".json"),
+                unlearn_one, params, dataset, method, seed, bases[method, seed],
+                no_forget[bases[method, seed]], stage.path(run_folder(args.models, method, seed)),
+                stage.path(run_folder(args.out, method, seed).with_suffix(".json")),
             )
-            for seed in sorted({seed for _, seed in runs})
+            for method, seed in runs
         ]  # fmt: skip
-    run_all(jobs, params["workers"], resolve_device(section(params, "train")["device"]))
+        if args.prompt_references is not None:
+            for seed in sorted({seed for _, seed in runs}):
+                out = stage.path(run_folder(args.out, PROMPT_REFERENCE, seed).with_suffix(".json"))
+                folder = args.prompt_references / f"seed{seed}"
+                jobs.append(partial(score_references, params, dataset, folder, seed, out))
+        run_all(jobs, workers, device)
 
 
 if __name__ == "__main__":

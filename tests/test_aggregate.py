@@ -536,6 +536,31 @@ def test_metric_file_outside_the_layout_is_an_error(tmp_path: Path) -> None:
         collect([tmp_path / "eval"])
 
 
+def test_a_units_seed_folder_reads_as_the_flat_layout(tmp_path: Path) -> None:
+    """dvc.yaml's (dataset, seed) items write below their own ``seed<s>/`` folder: the same
+    files there give the same summary and curves; a folder of another seed is an error."""
+    flat = write_metrics(tmp_path / "flat")
+    for (dataset, method, seed, folder), payload in FILES.items():
+        write(tmp_path / "units", folder, dataset, f"seed{seed}/{method}", seed, payload)
+    units = [
+        (entry[0], tmp_path / "units" / entry[1].name)
+        if isinstance(entry, tuple)
+        else tmp_path / "units" / entry.name
+        for entry in flat
+    ]
+    assert to_json(summarise(collect(units))) == to_json(summarise(collect(flat)))
+    for path in write_curves(tmp_path / "curves").rglob("seed*.json"):
+        dataset, method, name = path.relative_to(tmp_path / "curves").parts
+        unit = tmp_path / "unit_curves" / dataset / name.removesuffix(".json") / method / name
+        unit.parent.mkdir(parents=True)
+        unit.write_text(path.read_text())
+    curves = read_relearn_curves(tmp_path / "curves")
+    assert read_relearn_curves(tmp_path / "unit_curves") == curves
+    write(tmp_path / "bad", "unlearn", "toy", "seed1/pfm", 0, {"epochs": 1})
+    with pytest.raises(ValueError, match="seed0.json in the folder of seed 1"):
+        collect([tmp_path / "bad" / "unlearn"])
+
+
 def test_summary_json_is_strict_and_flat(summary: dict[str, float]) -> None:
     payload = to_json(summary)
     text = json.dumps(payload, allow_nan=False)  # raises on a bare NaN

@@ -199,7 +199,8 @@ def test_urbansound8k_fold_lists_must_be_disjoint_official_folds(tmp_path: Path)
         build_dataset(
             "urbansound8k", {"root": str(tmp_path), "train_folds": [1, 3], "val_folds": [3]}
         )
-    with pytest.raises(ValueError, match="folds are 1..10, got 11"):
+    out_of_range = r"test_folds\[0\]: expected an integer in \[1, 10\], got 11"
+    with pytest.raises(ValueError, match=out_of_range):
         build_dataset("urbansound8k", {"root": str(tmp_path), "test_folds": [11]})
 
 

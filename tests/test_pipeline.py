@@ -18,7 +18,7 @@ PLACEHOLDERS = ("metrics/attacks/README.md", "reports/relearn/README.md")  # agg
 pytestmark = pytest.mark.slow
 
 
-def sh(*cmd: str, cwd: Path) -> str:
+def sh(*cmd: str, cwd: Path, timeout: float = 900) -> str:
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -28,7 +28,7 @@ def sh(*cmd: str, cwd: Path) -> str:
         "GIT_COMMITTER_NAME": "t",
         "GIT_COMMITTER_EMAIL": "t@t",
     }
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{cmd} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
@@ -57,9 +57,9 @@ def check_unlearning(project: Path, evaluated: dict) -> None:
     metrics, manifests = {}, {}
     for method, base in (("pfm", "models/pfm"), ("retrain", "models/plain")):
         metrics[method] = json.loads(
-            (project / f"metrics/unlearn/digits/{method}/seed0.json").read_text()
+            (project / f"metrics/unlearn/digits/seed0/{method}/seed0.json").read_text()
         )
-        folder = project / f"models/unlearned/digits/{method}/seed0"
+        folder = project / f"models/unlearned/digits/seed0/{method}/seed0"
         manifest = json.loads((folder / "manifest.json").read_text())
         assert {k: manifest[k] for k in ("dataset", "method", "seed", "base_model")} == {
             "dataset": "digits",
@@ -86,7 +86,7 @@ def check_unlearning(project: Path, evaluated: dict) -> None:
     assert pfm["cost.optimizer_steps.mean"] == 0 < retrain["cost.optimizer_steps.mean"]
     assert pfm["no_forget.full_bank.acc"] == evaluated["no_forget.full_bank.acc"]
     reference = json.loads(
-        (project / "metrics/unlearn/digits/retrain_prompt/seed0.json").read_text()
+        (project / "metrics/unlearn/digits/seed0/retrain_prompt/seed0.json").read_text()
     )  # the prompt family's reference, scored by the same path on its own draw
     assert [u["classes"] for u in reference["units"]] == [manifests["pfm"][0]["classes"]]
     assert reference["units"][0]["cost.unlearn_seconds"] > 0
@@ -98,7 +98,8 @@ def check_attacks(project: Path, summary: dict) -> None:
     family's reference, recovery and residual per m."""
     runs = {"pfm": "prompt_head", "retrain_prompt": "prompt_head", "retrain": "head"}
     for method, capability in runs.items():
-        mia = json.loads((project / f"metrics/attacks/mia/digits/{method}/seed0.json").read_text())
+        mia_file = project / f"metrics/attacks/mia/digits/seed0/{method}/seed0.json"
+        mia = json.loads(mia_file.read_text())
         assert mia["mia_k"] == 1
         for variant in ("loss_auc", "efficacy", "efficacy_entropy", "loss_logreg"):
             assert 0.0 <= summary[f"digits.{method}.k1.mia.{variant}.mean"] <= 1.0
@@ -106,7 +107,8 @@ def check_attacks(project: Path, summary: dict) -> None:
             name = f"digits.{method}.recovery.{capability}.k1.m{m}"
             assert 0.0 <= summary[f"{name}.acc.mean"] <= 1.0
             assert f"{name}.residual.mean" in summary
-        curves = json.loads((project / f"reports/relearn/digits/{method}/seed0.json").read_text())
+        curves_file = project / f"reports/relearn/digits/seed0/{method}/seed0.json"
+        curves = json.loads(curves_file.read_text())
         assert [point["step"] for point in curves[f"{capability} k1 m1"]] == [0, 2, 4]
     assert summary["digits.pfm.k1.mia.loss_auc.gap_to_reference"] >= 0.0
     assert summary["digits.retrain.recovery.head.k1.m1.residual.mean"] == 0.0  # its own
@@ -115,7 +117,7 @@ def check_attacks(project: Path, summary: dict) -> None:
         (project / "models/attack_reference/digits/seed0/manifest.json").read_text()
     )
     pfm_draws = json.loads(
-        (project / "models/unlearned/digits/pfm/seed0/manifest.json").read_text()
+        (project / "models/unlearned/digits/seed0/pfm/seed0/manifest.json").read_text()
     )
     assert [d["classes"] for d in reference["draws"]] == [pfm_draws["draws"][0]["classes"]]
 
@@ -132,8 +134,8 @@ def report_row(project: Path, dataset: str, method: str) -> dict[str, str]:
     return next(dict(zip(header, row, strict=True)) for row in rows[2:] if row[0] == method)
 
 
-def test_dvc_repro_then_experiment_and_metrics_diff(tmp_path: Path) -> None:
-    project = tmp_path / "project"
+def make_project(project: Path, params: dict) -> Path:
+    """A new git repository holding the pipeline (dvc.yaml, stages, pfm) and ``params``."""
     project.mkdir()
     for name in ("dvc.yaml", ".dvcignore", ".gitignore", *PLACEHOLDERS):
         (project / name).parent.mkdir(parents=True, exist_ok=True)
@@ -144,8 +146,13 @@ def test_dvc_repro_then_experiment_and_metrics_diff(tmp_path: Path) -> None:
             project / folder,
             ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"),
         )
-    (project / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
     sh("git", "init", "-q", cwd=project)
+    return project
+
+
+def test_dvc_repro_then_experiment_and_metrics_diff(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project", tiny_params())
     sh("dvc", "repro", cwd=project)
 
     metrics = json.loads((project / "metrics/eval/digits/pfm/seed0.json").read_text())
@@ -163,7 +170,7 @@ def test_dvc_repro_then_experiment_and_metrics_diff(tmp_path: Path) -> None:
     check_attacks(project, json.loads((project / "metrics/summary.json").read_text()))
     assert metrics["cost.flops_per_sample"] > 0 and metrics["cost.prompt_bank_bytes"] > 0
     row = report_row(project, "digits", "pfm")  # tables compare the unlearn stage's draws
-    unlearned = json.loads((project / "metrics/unlearn/digits/pfm/seed0.json").read_text())
+    unlearned = json.loads((project / "metrics/unlearn/digits/seed0/pfm/seed0.json").read_text())
     mean = unlearned["k1.retain_acc.mean"]  # one seed, two forget sets: n = 2
     assert row["retained acc (k=1) ↑"].startswith(f"{mean:.3f} ± ")
     assert row["retained acc (k=1) ↑"].endswith("(n=2)")

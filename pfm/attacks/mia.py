@@ -41,9 +41,11 @@ from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
 from sklearn.svm import SVC
 
 from pfm.batches import SplitTensors
+from pfm.config import Count, Fraction, Rate
 from pfm.data.prepared import Split
 from pfm.models.prompted import PromptedClassifier
 from pfm.modes import mode_logits
+from pfm.precision import Precision, autocast
 from pfm.registry import Registry
 from pfm.unlearn.data import class_slice
 
@@ -54,12 +56,13 @@ MODE = "full_bank"  # deployment inference: what an adversary queries
 class MiaParams:
     """The ``attacks.mia`` section of params.yaml."""
 
-    k: int  # attack the unlearn stage's draws that forget this many classes
-    draws: int | None  # at most this many of them; null: all
-    batch_size: int  # inference batch
-    svc_c: float  # SVC regularisation of the efficacy variants (Jia et al.: 3)
-    cv_splits: int  # shuffle splits of the logistic-regression variant (challenge: 10)
-    cv_test_size: float  # held-out fraction of each split (challenge: sklearn's 0.1)
+    k: Count  # attack the unlearn stage's draws that forget this many classes
+    draws: Count | None  # at most this many of them; null: all
+    batch_size: Count  # inference batch
+    svc_c: Rate  # SVC regularisation of the efficacy variants (Jia et al.: 3)
+    cv_splits: Count  # shuffle splits of the logistic-regression variant (challenge: 10)
+    cv_test_size: Fraction  # held-out fraction of each split (challenge: sklearn's 0.1)
+    precision: Precision = "fp32"  # of the model's forwards: fp32 | bf16 (pfm.precision)
 
 
 @dataclass(frozen=True)
@@ -221,5 +224,6 @@ def attack(
     seed: int,
 ) -> dict[str, float]:
     """``mia.<variant>`` for every registered variant, on one unlearned model."""
-    data = membership_data(model, train, test, classes, params.batch_size)
+    with autocast(next(model.parameters()).device, params.precision):
+        data = membership_data(model, train, test, classes, params.batch_size)
     return {f"mia.{name}": MIA_VARIANTS.get(name)(data, params, seed) for name in MIA_VARIANTS}

@@ -53,6 +53,7 @@ import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -60,16 +61,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from pfm.batches import SplitTensors
+from pfm.config import Count, Counts, Natural, Naturals, NonEmpty, OneOf, Rate, Share
 from pfm.data import PreparedDataset, build_dataset
 from pfm.data.prepared import Split
+from pfm.data.registry import DatasetName
 from pfm.evaluate import pool
 from pfm.models.checkpoint import load_model
 from pfm.models.prompted import PromptedClassifier
 from pfm.modes import mode_logits
+from pfm.precision import Precision, autocast
 from pfm.unlearn.data import class_slice
 
 MODE = "full_bank"  # deployment inference, during the attack and its evaluation
 CAPABILITIES = ("prompt", "prompt_head", "head", "head_lora")  # what the adversary trains
+Capability = Annotated[str, OneOf(CAPABILITIES, "capability")]
 INITS = ("normal", "zeros")  # a fresh prompt row: N(0, 1) as at training, or zeros
 PROBE_STREAM = 2  # seeds the specificity probes apart from the attack's own draws
 
@@ -84,20 +89,22 @@ def fits(capability: str, prompted: bool) -> bool:
 class RecoveryParams:
     """The ``attacks.recovery`` section of params.yaml."""
 
-    k: tuple[int, ...]  # attack the unlearn stage's draws that forget these many classes
-    draws: int | None  # at most this many draws per k (each costs a reference); null: all
-    shots: tuple[int, ...]  # m labelled shots per forgotten class; 0: data-free
-    capabilities: tuple[str, ...]  # of CAPABILITIES; a run gets those that fit its model
-    steps: int  # optimisation budget
-    lr: float  # Adam learning rate of the attacked parameters
-    eval_every: int  # steps between points of the relearn curve (and candidate stops)
-    relearn_threshold: float  # test forgotten-class accuracy that counts as relearned
-    anchor_shots: int  # labelled train samples per retained class, kept at their labels
-    noise_inputs: int  # data-free positives per class and step
-    prompt_init: str  # normal | zeros
-    ood_dataset: str | None  # registry name of the out-of-distribution probe; null: none
-    ood_samples: int  # inputs of each specificity probe (noise, OOD)
-    batch_size: int  # evaluation batch
+    k: Counts  # attack the unlearn stage's draws that forget these many classes
+    draws: Count | None  # at most this many draws per k (each costs a reference); null: all
+    shots: Naturals  # m labelled shots per forgotten class; 0: data-free
+    # of CAPABILITIES; a run gets those that fit its model
+    capabilities: Annotated[tuple[Capability, ...], NonEmpty()]
+    steps: Count  # optimisation budget
+    lr: Rate  # Adam learning rate of the attacked parameters
+    eval_every: Count  # steps between points of the relearn curve (and candidate stops)
+    relearn_threshold: Share  # test forgotten-class accuracy that counts as relearned
+    anchor_shots: Natural  # labelled train samples per retained class, kept at their labels
+    noise_inputs: Count  # data-free positives per class and step
+    prompt_init: Annotated[str, OneOf(INITS, "prompt init")]  # normal | zeros
+    ood_dataset: DatasetName | None  # registry name of the out-of-distribution probe; null: none
+    ood_samples: Count  # inputs of each specificity probe (noise, OOD)
+    batch_size: Count  # evaluation batch
+    precision: Precision = "fp32"  # of the attack's steps and scoring: fp32 | bf16
 
     def __post_init__(self) -> None:
         if not isinstance(self.k, tuple) or not self.k or min(self.k) < 1:
@@ -491,10 +498,11 @@ def attack_every_shot(
     seed: int,
 ) -> dict[int, Outcome]:
     """The attack under ``capability`` on ``model`` at every m of ``params.shots``."""
-    return {
-        m: recover(model, data, classes, m, capability, params, seed).outcome()
-        for m in params.shots
-    }
+    with autocast(next(model.parameters()).device, params.precision):
+        return {
+            m: recover(model, data, classes, m, capability, params, seed).outcome()
+            for m in params.shots
+        }
 
 
 def attack_saved(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pfm.config import Count, Fraction, Natural
 from pfm.data.prepared import PreparedDataset, Split
 from pfm.data.registry import DATASETS
 from pfm.data.splits import stratified_split, subsample_per_class
@@ -26,10 +27,10 @@ FASHION_FILES = {
 
 @DATASETS.register("digits")
 def digits(
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.3,
-    split_seed: int = 0,
-    per_class: int | None = None,
+    val_fraction: Fraction = 0.1,
+    test_fraction: Fraction = 0.3,
+    split_seed: Natural = 0,
+    per_class: Count | None = None,
 ) -> PreparedDataset:
     """Digits ship with one flat set; we carve seeded stratified val/test splits from it."""
     from sklearn.datasets import load_digits
@@ -72,10 +73,10 @@ def read_idx(path: Path) -> np.ndarray:
 @DATASETS.register("fashion-mnist")
 def fashion_mnist(
     root: str = "/usr/share/datasets/fashion-mnist",
-    train_per_class: int | None = None,
-    test_per_class: int | None = None,
-    val_fraction: float = 0.1,
-    split_seed: int = 0,
+    train_per_class: Count | None = None,
+    test_per_class: Count | None = None,
+    val_fraction: Fraction = 0.1,
+    split_seed: Natural = 0,
 ) -> PreparedDataset:
     """Val is a stratified slice of the (subsampled) official train split; test is the official
     test split, optionally subsampled."""

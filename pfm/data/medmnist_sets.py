@@ -8,9 +8,11 @@ we read its ``imgs``/``labels`` arrays instead, which also lets tests use small 
 
 import functools
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 
+from pfm.config import Count, Fraction, Natural, OneOf
 from pfm.data.prepared import PreparedDataset, Split
 from pfm.data.registry import DATASETS
 from pfm.data.splits import stratified_split, subsample_per_class
@@ -35,12 +37,12 @@ def _as_split(images: np.ndarray, labels: np.ndarray) -> Split:
 def load_medmnist(
     flag: str,
     root: str = "data/raw/medmnist",
-    size: int = 28,
+    size: Annotated[int, OneOf(SIZES, "MedMNIST size")] = 28,
     download: bool = False,
-    train_split: str = "train",
-    per_class: int | None = None,
-    val_fraction: float = 0.1,
-    split_seed: int = 0,
+    train_split: Literal["train", "val"] = "train",
+    per_class: Count | None = None,
+    val_fraction: Fraction = 0.1,
+    split_seed: Natural = 0,
 ) -> PreparedDataset:
     """``train_split: val`` reproduces the authors' octmnist recipe (its train split is 97k):
     training then uses the official val split less a stratified ``val_fraction`` slice,

@@ -17,11 +17,18 @@ the code that slices splits by class stays modality-blind.
 Splits are exactly train/val/test plus, optionally, ``EXTRA_SPLITS``: ``real`` holds
 recordings of another origin than train (real speech for a synthesised set), evaluated
 apart. Files written before ``data_type`` existed load as images.
+
+Reading refuses pickled data (``allow_pickle=False``: an array file could otherwise run
+code) and turns every way a file can be wrong — random bytes, a damaged archive, a
+foreign ``.npz``, a missing or garbled ``counts.json`` — into one error naming the file.
 """
 
+import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -136,20 +143,73 @@ def save_prepared(dataset: PreparedDataset, out_dir: str | Path) -> None:
     )
 
 
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the prepared archive ``path``, read whole (so a damaged member fails
+    here, not halfway through training), or a ValueError saying what is wrong with it."""
+    damage = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except ValueError:  # numpy takes what is neither a zip nor a .npy file for a pickle
+        with path.open("rb") as handle:
+            pickled = handle.read(1) == b"\x80"  # the PROTO opcode a pickle opens with
+        what = (
+            "a pickle, refused: loading it could run code"
+            if pickled
+            else "neither an .npz archive nor a .npy array (random or foreign bytes)"
+        )
+        raise ValueError(f"{path}: {what}") from None
+    except damage as error:
+        raise ValueError(f"{path}: damaged archive: {error or type(error).__name__}") from None
+    if not isinstance(loaded, Mapping):
+        raise ValueError(f"{path}: a single .npy array, not the prepared .npz archive")
+    try:
+        with loaded as arrays:
+            return {key: arrays[key] for key in arrays.files}
+    except ValueError as error:  # an object array (numpy would unpickle it), a bad header
+        what = (
+            "holds pickled objects, refused: loading them could run code"
+            if "pickle" in str(error)
+            else f"damaged archive: {error}"
+        )
+        raise ValueError(f"{path}: {what}") from None
+    except damage as error:
+        raise ValueError(f"{path}: damaged archive: {error or type(error).__name__}") from None
+
+
+def _dataset_name(path: Path) -> str:
+    if not path.is_file():
+        raise FileNotFoundError(f"prepared dataset file {path} not found; run the prepare stage")
+    try:
+        return str(read_json(path)["name"])
+    except (ValueError, KeyError, TypeError) as error:
+        reason = f"{type(error).__name__}: {error}"
+        raise ValueError(f"{path}: not a prepared counts file ({reason})") from None
+
+
 def load_prepared(data_dir: str | Path) -> PreparedDataset:
     data_dir = Path(data_dir)
     arrays_path = data_dir / ARRAYS_FILE
     if not arrays_path.is_file():
         raise FileNotFoundError(f"prepared dataset {arrays_path} not found; run the prepare stage")
-    with np.load(arrays_path, allow_pickle=False) as arrays:
-        names = [s for s in (*SPLITS, *EXTRA_SPLITS) if f"{s}_images" in arrays]
-        splits = {
-            s: Split(arrays[f"{s}_images"], arrays[f"{s}_labels"].astype(np.int64)) for s in names
-        }
-        class_names = tuple(str(n) for n in arrays["class_names"])
-        data_type = str(arrays["data_type"]) if "data_type" in arrays else "image"
-        norm = tuple(float(v) for v in arrays["feature_norm"]) if "feature_norm" in arrays else None
-    name = read_json(data_dir / COUNTS_FILE)["name"]
+    name = _dataset_name(data_dir / COUNTS_FILE)
+    arrays = _read_arrays(arrays_path)
+    try:
+        return _assemble(name, arrays)
+    except KeyError as error:
+        raise ValueError(f"{arrays_path}: no array {error} (not a prepared dataset)") from None
+    except ValueError as error:
+        raise ValueError(f"{arrays_path}: {error}") from None
+
+
+def _assemble(name: str, arrays: Mapping[str, Any]) -> PreparedDataset:
+    splits = {
+        s: Split(arrays[f"{s}_images"], arrays[f"{s}_labels"].astype(np.int64))
+        for s in (*SPLITS, *EXTRA_SPLITS)
+        if s in SPLITS or f"{s}_images" in arrays
+    }
+    class_names = tuple(str(n) for n in arrays["class_names"])
+    data_type = str(arrays["data_type"]) if "data_type" in arrays else "image"
+    norm = tuple(float(v) for v in arrays["feature_norm"]) if "feature_norm" in arrays else None
     return PreparedDataset(
         name=name, class_names=class_names, splits=splits, data_type=data_type, feature_norm=norm
     )

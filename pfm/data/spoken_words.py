@@ -21,10 +21,12 @@ recordings), so bandwidth alone cannot tell synthetic from real.
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
-from pfm.data.audio_features import check_features, extract
+from pfm.config import Bounds, Count, Fraction, Natural, NonEmpty, OneOf, Rate
+from pfm.data.audio_features import FEATURES, check_features, extract
 from pfm.data.audio_io import SAMPLE_RATE, load_mono, resample
 from pfm.data.prepared import PreparedDataset, Split
 from pfm.data.registry import DATASETS
@@ -36,6 +38,7 @@ NUMBERS = (*DIGITS, "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen"
            "seventeen", "eighteen", "nineteen", "twenty")  # fmt: skip
 TENS = {"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
         "ninety": 90}  # fmt: skip
+Pitch = Annotated[int, Bounds(0, 99)]  # espeak-ng's pitch scale
 
 
 def asterisk_file(root: Path, word: str) -> Path | None:
@@ -80,23 +83,23 @@ def real_recordings(root: str, words: Sequence[str]) -> tuple[list[np.ndarray], 
 @DATASETS.register("spoken-words")
 def spoken_words(
     words: Sequence[str] = DIGITS,
-    accents: Sequence[str] = ("en-us", "en-gb", "en-gb-scotland"),
-    variants: Sequence[str] = ("m1", "f2", "croak"),
-    speeds: Sequence[int] = (130, 170),
-    pitches: Sequence[int] = (40, 70),
-    tempo: Sequence[float] = (0.9, 1.1),
+    accents: Annotated[Sequence[str], NonEmpty()] = ("en-us", "en-gb", "en-gb-scotland"),
+    variants: Annotated[Sequence[str], NonEmpty()] = ("m1", "f2", "croak"),
+    speeds: Annotated[Sequence[Count], NonEmpty()] = (130, 170),
+    pitches: Annotated[Sequence[Pitch], NonEmpty()] = (40, 70),
+    tempo: Sequence[Rate] = (0.9, 1.1),
     semitones: Sequence[float] = (-1.0, 1.0),
     gain_db: Sequence[float] = (-6.0, 0.0),
     snr_db: Sequence[float] = (15.0, 30.0),
-    band_rate: int | None = 8000,
-    frames: int = 100,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.3,
-    split_seed: int = 0,
-    seed: int = 0,
-    workers: int = 2,
+    band_rate: Count | None = 8000,
+    frames: Count = 100,
+    val_fraction: Fraction = 0.1,
+    test_fraction: Fraction = 0.3,
+    split_seed: Natural = 0,
+    seed: Natural = 0,
+    workers: Count = 2,
     real_root: str | None = "/usr/share/asterisk/sounds/en",
-    features: str = "ast",
+    features: Annotated[str, OneOf(FEATURES, "feature recipe")] = "ast",
 ) -> PreparedDataset:
     """Grid size = words × accents × variants × speeds × pitches, before deduplication."""
     check_features(features)  # before the minute of synthesis, not after it

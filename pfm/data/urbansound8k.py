@@ -18,10 +18,12 @@ features (default) or Whisper's (``pfm.data.audio_features.extract``).
 import csv
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
-from pfm.data.audio_features import extract
+from pfm.config import Bounds, Count, Natural, NonEmpty, OneOf
+from pfm.data.audio_features import FEATURES, extract
 from pfm.data.audio_io import load_mono
 from pfm.data.prepared import PreparedDataset, Split
 from pfm.data.registry import DATASETS
@@ -30,6 +32,7 @@ from pfm.data.splits import subsample_per_class
 METADATA = Path("metadata") / "UrbanSound8K.csv"
 COLUMNS = ("slice_file_name", "fsID", "start", "end", "salience", "fold", "classID", "class")
 FOLDS = range(1, 11)
+Folds = Annotated[Sequence[Annotated[int, Bounds(1, 10)]], NonEmpty()]  # official folds
 MAX_SECONDS = 4.0  # the release's slices are at most 4 s
 
 
@@ -73,13 +76,13 @@ def fold_assignment(
 @DATASETS.register("urbansound8k")
 def urbansound8k(
     root: str = "data/raw/UrbanSound8K",
-    train_folds: Sequence[int] = (1, 2, 3, 4, 5, 6, 7, 8),
-    val_folds: Sequence[int] = (9,),
-    test_folds: Sequence[int] = (10,),
-    per_class: int | None = None,
-    frames: int = 400,
-    split_seed: int = 0,
-    features: str = "ast",
+    train_folds: Folds = (1, 2, 3, 4, 5, 6, 7, 8),
+    val_folds: Folds = (9,),
+    test_folds: Folds = (10,),
+    per_class: Count | None = None,
+    frames: Count = 400,
+    split_seed: Natural = 0,
+    features: Annotated[str, OneOf(FEATURES, "feature recipe")] = "ast",
 ) -> PreparedDataset:
     """Folds not named in any list are left out (e.g. to run on fewer folds on a CPU)."""
     root_path = Path(root)

@@ -9,9 +9,12 @@ without walking the model.
 
 import warnings
 from dataclasses import dataclass
+from typing import Annotated
 
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
+
+from pfm.config import Bounds, Count, OneOf
 
 QUERY_VALUE_NAMES = ["query", "value", "q_proj", "v_proj"]
 TARGETS = {"qv": QUERY_VALUE_NAMES, "all-linear": "all-linear"}
@@ -19,10 +22,11 @@ TARGETS = {"qv": QUERY_VALUE_NAMES, "all-linear": "all-linear"}
 
 @dataclass(frozen=True)
 class LoraSpec:
-    r: int = 4
-    alpha: int = 4
-    dropout: float = 0.1
-    targets: str = "qv"  # "qv": attention query/value (authors); "all-linear": every Linear
+    r: Count = 4
+    alpha: Count = 4
+    dropout: Annotated[float, Bounds(0, 1, high_open=True)] = 0.1
+    # "qv": attention query/value (authors); "all-linear": every Linear
+    targets: Annotated[str, OneOf(TARGETS, "LoRA target")] = "qv"
 
 
 def add_lora(model: nn.Module, spec: LoraSpec) -> PeftModel:

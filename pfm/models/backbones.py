@@ -8,12 +8,20 @@ to put it at instead of a download attempt. The ``pretrain`` stage saves its bac
 as such a directory, so a self-pretrained tiny ViT and ``google/vit-base-patch16-224``
 take the same code path. Whisper's encoder (``pfm.models.convert.whisper_ct2``) loads the
 same way, and differs in how prompts enter it (``TokenLayout``).
+
+Every backbone runs PyTorch's scaled-dot-product attention (``sdpa``: fused flash or
+memory-efficient kernels on CUDA, including under bf16 autocast), pinned here rather
+than left to transformers' default. transformers 5 already picks it for ViT, AST, DINOv2
+and Whisper, so fp32 outputs are exactly what they were; against ``eager`` (the explicit
+softmax(QKᵀ)V) they differ by float rounding, ≤ 2.6e-6 on outputs of size ~4 (docs/gpu.md).
+Deep prefixes (``pfm.models.prefix``) hand their extended keys and values to this same
+implementation.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Annotated, NamedTuple
 
 import torch
 from torch import nn
@@ -29,6 +37,7 @@ from transformers import (
 )
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
+from pfm.config import OneOf
 from pfm.registry import Registry
 
 
@@ -103,6 +112,7 @@ def input_kind(config: PretrainedConfig) -> InputKind:
 
 
 BACKBONES: Registry[Callable[[int], Backbone]] = Registry("backbone")
+BackboneName = Annotated[str, OneOf(BACKBONES)]  # a params field naming a registered one
 
 
 @BACKBONES.register("vit-tiny")
@@ -196,12 +206,43 @@ def load_pretrained(
     return describe(model, name_or_path)
 
 
+ATTENTION = "sdpa"  # the attention implementation every backbone that supports it runs
+
+
+def use_sdpa(model: nn.Module) -> None:
+    """Run ``model``'s attention through ``torch.nn.functional.scaled_dot_product_attention``
+    where its transformers class supports it; a class that does not keeps its own."""
+    if isinstance(model, PreTrainedModel) and model._supports_sdpa:
+        model.set_attn_implementation(ATTENTION)
+
+
 def build_backbone(name: str, init_seed: int = 0, allow_download: bool = False) -> Backbone:
     backbone = (
         BACKBONES.get(name)(init_seed)
         if name in BACKBONES
         else load_pretrained(name, init_seed, allow_download)
     )
+    return ready(backbone, name)
+
+
+def from_config(config: PretrainedConfig, init_seed: int = 0) -> Backbone:
+    """An encoder of ``config``'s architecture with random weights from ``init_seed``,
+    ready as ``build_backbone``'s are: what a throughput measurement needs, since weights
+    do not change what a forward costs (``pfm.benchmark`` builds the converted DINOv2-S
+    from its config.json alone, and ViT-B/16 from ``ViTConfig()``)."""
+    encoder_class = ENCODER_CLASSES.get(config.model_type)
+    name = config.model_type
+
+    def build() -> nn.Module:
+        return encoder_class(config) if encoder_class else AutoModel.from_config(config)
+
+    return ready(random_init(build, init_seed, name), name)
+
+
+def ready(backbone: Backbone, name: str) -> Backbone:
+    """``backbone`` checked for the module its prompts enter by, its attention on SDPA
+    (``use_sdpa``) and every weight frozen."""
+    use_sdpa(backbone.model)
     if backbone.layout.site == "embeddings" and not hasattr(
         backbone.model, backbone.embeddings_attr
     ):

@@ -5,10 +5,20 @@ A checkpoint holds the spec, every tensor that training or forgetting can change
 frozen weights, which are rebuilt from the spec on load; a backbone that rebuilds
 differently (another seed, another pretrained file) is refused rather than silently
 mixed. Anything unreadable raises ``CheckpointError`` naming the file.
+
+Loading is ``weights_only``: a file whose pickle calls into a module (what a checkpoint
+crafted to run code on load does) is refused, with a line that says so rather than
+torch's advice to turn the safe loader off. Zip checkpoints have their CRCs checked
+first, because torch reads tensor bytes without checking them: a damaged file would
+load as a silently different model.
 """
 
 import dataclasses
 import hashlib
+import pickle
+import pickletools
+import warnings
+import zipfile
 from pathlib import Path
 
 import torch
@@ -20,8 +30,40 @@ from pfm.models.prompted import ModelSpec, PromptedClassifier, build_model
 FORMAT = "pfm-model/1"
 
 
+CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ"}  # a pickle importing a callable
+
+
 class CheckpointError(ValueError):
     """A checkpoint file that is missing, truncated, foreign or for another backbone."""
+
+
+def _reason(error: BaseException) -> str:
+    """The first sentence of ``error``'s message (torch appends paragraphs of advice)."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return text.split(". ")[0] or type(error).__name__
+
+
+def _imports_callables(path: Path) -> bool:
+    """Whether ``path`` is a whole pickle stream that imports a callable: a file torch
+    cannot parse (a newer pickle protocol) may still be one made to run code."""
+    try:
+        with path.open("rb") as handle:
+            names = {op.name for op, _, _ in pickletools.genops(handle)}
+    except Exception:  # pickletools raises what it meets first: not a pickle stream at all
+        return False
+    return bool(names & CODE_OPCODES)
+
+
+def _check_archive(path: Path) -> None:
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise CheckpointError(f"checkpoint {path} is a damaged archive: {error}") from None
+    if damaged is not None:
+        raise CheckpointError(f"checkpoint {path} is damaged: {damaged} fails its CRC check")
 
 
 def frozen_names(model: PromptedClassifier) -> set[str]:
@@ -70,31 +112,48 @@ def read_checkpoint(path: str | Path, expected_format: str = FORMAT) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
+    _check_archive(path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns of pickle protocols it may not read
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "GLOBAL" in str(error) or _imports_callables(path):
+            raise CheckpointError(
+                f"{path}: refused: loading it could run code (not a pfm checkpoint)"
+            ) from None
+        raise CheckpointError(
+            f"checkpoint {path} is unreadable: not a torch checkpoint (random bytes, or a "
+            f"pickle torch's safe loader cannot read)"
+        ) from None
     except Exception as error:  # torch raises many types for a damaged zip/pickle
         raise CheckpointError(
-            f"checkpoint {path} is unreadable (corrupt or truncated): {error}"
+            f"checkpoint {path} is unreadable (corrupt or truncated): {_reason(error)}"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != expected_format:
         raise CheckpointError(f"{path} is not a {expected_format} checkpoint")
     return payload
 
 
-def _spec(payload: dict) -> ModelSpec:
-    spec_dict = dict(payload["spec"])
-    return ModelSpec(**{**spec_dict, "lora": LoraSpec(**spec_dict["lora"])})
+def _spec(payload: dict, source: str | Path) -> ModelSpec:
+    try:
+        spec_dict = dict(payload["spec"])
+        return ModelSpec(**{**spec_dict, "lora": LoraSpec(**spec_dict["lora"])})
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{source}: its model spec is missing or foreign ({error})") from None
 
 
 def read_spec(path: str | Path) -> ModelSpec:
     """What a saved model is (prompted or plain, its backbone) without building it."""
-    return _spec(read_checkpoint(path))
+    return _spec(read_checkpoint(path), path)
 
 
 def restore_model(payload: dict, source: str | Path = "<memory>") -> PromptedClassifier:
-    spec = _spec(payload)
+    spec = _spec(payload, source)
+    state = payload.get("state")
+    if not isinstance(state, dict) or "prompt_classes" not in state or "fingerprint" not in payload:
+        raise CheckpointError(f"{source}: holds no model state (not a saved pfm model)")
     model = build_model(spec, seed=0)
-    state = payload["state"]
     bank = state["prompt_classes"].shape[0]
     if bank != len(model.prompt_classes):  # a forgotten model: shrink the bank to fit
         model = model.forget(set(range(spec.num_classes)) - set(state["prompt_classes"].tolist()))

@@ -21,9 +21,10 @@ p value rows in front of each encoder block's attention keys and values, the par
 PI-Prefix trains; 0 (the default) means none.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import torch
 from peft import PeftModel
@@ -32,6 +33,7 @@ from torch import nn
 from pfm.models.adapters import LoraSpec, add_lora
 from pfm.models.backbones import (
     CLS_LAYOUT,
+    Backbone,
     TokenLayout,
     build_backbone,
     encoder_layers,
@@ -60,6 +62,14 @@ class ModelSpec:
     tuning: str = "lora"
     input_size: int | None = None  # input length (px, or frames); None: the backbone's own
     prefix_len: int = 0  # p: deep-prefix key/value rows per encoder block; 0: no prefixes
+
+
+class Bank(NamedTuple):
+    """One model's part of ``full_bank`` inference beyond its encoder."""
+
+    tokens: torch.Tensor | None  # (n·L, D) prompt tokens, bank in class order; None: no bank
+    head: nn.Linear
+    masked: torch.Tensor  # (C,) logits masked at output
 
 
 class PromptedClassifier(nn.Module):
@@ -122,7 +132,7 @@ class PromptedClassifier(nn.Module):
     @property
     def bank_classes(self) -> list[int]:
         """Class ids that still have a prompt, in class order."""
-        return sorted(int(c) for c in self.prompt_classes)
+        return sorted(self._host_prompt_classes().tolist())
 
     def forward(
         self, pixel_values: torch.Tensor, prompts: torch.Tensor | None = None
@@ -130,30 +140,47 @@ class PromptedClassifier(nn.Module):
         """Logits (B, C). ``prompts``: (B, P) class ids, ``PAD``-padded at row ends.
 
         Rows with different numbers of prompts run as separate groups, because an
-        encoder without an attention mask cannot ignore padded tokens.
+        encoder without an attention mask cannot ignore padded tokens. The ids are read
+        on the host, where the inference modes build them (``pfm.modes``): checking and
+        grouping them there keeps a forward on a GPU from waiting for the device.
         """
         if prompts is None or prompts.shape[1] == 0:
             return self._forward_group(pixel_values, None)
-        counts = (prompts != PAD).sum(dim=1)
-        positions = torch.arange(prompts.shape[1], device=prompts.device)
-        if not torch.equal(prompts != PAD, positions[None, :] < counts[:, None]):
+        ids = prompts.cpu()
+        counts = (ids != PAD).sum(dim=1)
+        positions = torch.arange(ids.shape[1])
+        if not torch.equal(ids != PAD, positions[None, :] < counts[:, None]):
             raise ValueError("prompt lists must put PAD only at the end of each row")
         unique_counts = counts.unique()
         if len(unique_counts) == 1:
             n = int(unique_counts[0])
-            return self._forward_group(pixel_values, prompts[:, :n] if n else None)
+            return self._forward_group(pixel_values, ids[:, :n] if n else None)
         logits = pixel_values.new_empty(len(pixel_values), self.num_classes)
         for n in unique_counts.tolist():
             rows = counts == n
-            logits[rows] = self._forward_group(pixel_values[rows], prompts[rows, :n] if n else None)
+            on_device = rows.to(pixel_values.device, non_blocking=True)
+            logits[on_device] = self._forward_group(
+                pixel_values[on_device], ids[rows, :n] if n else None
+            )
         return logits
 
+    def _host_prompt_classes(self) -> torch.Tensor:
+        """The bank's class ids on the host, copied from the buffer once per change of it
+        (``to``, ``load_state_dict``) rather than once per forward: on a GPU every copy
+        to the host waits for the device to finish its queue."""
+        buffer = self.prompt_classes
+        cached = self.__dict__.get("_host_classes")
+        if cached is None or cached[0] is not buffer or cached[1] != buffer._version:
+            cached = (buffer, buffer._version, buffer.cpu())
+            self.__dict__["_host_classes"] = cached
+        return cached[2]
+
     def _prompt_tokens(self, class_ids: torch.Tensor) -> torch.Tensor:
-        """(b, n) class ids → (b, n·L, D) tokens; a class without a prompt is an error."""
-        lookup = torch.full((self.num_classes,), PAD, dtype=torch.long, device=class_ids.device)
-        lookup[self.prompt_classes] = torch.arange(
-            len(self.prompt_classes), device=class_ids.device
-        )
+        """(b, n) class ids on the host → (b, n·L, D) tokens; a class without a prompt is
+        an error."""
+        bank = self._host_prompt_classes()
+        lookup = torch.full((self.num_classes,), PAD, dtype=torch.long)
+        lookup[bank] = torch.arange(len(bank))
         if class_ids.min() < 0 or class_ids.max() >= self.num_classes:
             raise ValueError(f"prompt class ids must lie in 0..{self.num_classes - 1}")
         rows = lookup[class_ids]
@@ -161,16 +188,21 @@ class PromptedClassifier(nn.Module):
             missing = sorted(set(class_ids[rows == PAD].tolist()))
             raise KeyError(f"no prompt for class(es) {missing}: not in the bank (forgotten?)")
         b, n = class_ids.shape
+        rows = rows.to(self.prompts.device, non_blocking=True)
         return self.prompts[rows].reshape(b, n * self.spec.prompt_len, -1)
 
     def _forward_group(
         self, pixel_values: torch.Tensor, class_ids: torch.Tensor | None
     ) -> torch.Tensor:
+        tokens = None if class_ids is None else self._prompt_tokens(class_ids)  # (b, n·L, D)
+        return self._logits(self._features(pixel_values, tokens), self.head, self.masked)
+
+    def _features(self, pixel_values: torch.Tensor, tokens: torch.Tensor | None) -> torch.Tensor:
+        """(b, D): what the head reads, with ``tokens`` (b, n, D) prepended (None: none)."""
         layout = self.layout
         n_tokens = 0
         inserted: AbstractContextManager = nullcontext()
-        if class_ids is not None:
-            tokens = self._prompt_tokens(class_ids)  # (b, n·L, D)
+        if tokens is not None:
             n_tokens = tokens.shape[1]
             inserted = prompts_inserted(self.backbone, layout, self.embeddings_attr, tokens)
         # Before the final layer norm: the CLS layouts read transformers' last recorded
@@ -187,10 +219,64 @@ class PromptedClassifier(nn.Module):
             hidden = out.last_hidden_state
         else:
             hidden = last_block[-1] if by_hook else out.hidden_states[-1]
-        logits = self.head(readout(hidden, n_tokens, layout))
-        if self.masked.any():
-            logits = logits.masked_fill(self.masked, torch.finfo(logits.dtype).min)
-        return logits
+        return readout(hidden, n_tokens, layout)
+
+    @staticmethod
+    def _logits(features: torch.Tensor, head: nn.Linear, masked: torch.Tensor) -> torch.Tensor:
+        """The head's logits with the ``masked`` ones at the dtype's minimum; applied even
+        when nothing is masked (a copy of the same values), as asking the device whether
+        anything is would wait for it."""
+        logits = head(features)
+        return logits.masked_fill(masked, torch.finfo(logits.dtype).min)
+
+    def bank(self) -> Bank:
+        """What ``full_bank`` inference reads beyond the encoder: the bank's prompt tokens
+        in class order, the head and the output mask (``bank_logits`` scores many)."""
+        tokens = None
+        if self.bank_classes:
+            tokens = self._prompt_tokens(torch.tensor([self.bank_classes]))[0].detach()
+        return Bank(tokens, self.head, self.masked)
+
+    def shares_encoder(self, other: nn.Module) -> bool:
+        """Whether ``other`` computes exactly this model's features for the same inputs
+        and prompt tokens: the same spec, input and weights of the encoder and deep
+        prefixes, compared by value (the unlearning runner hands every forget call a deep
+        copy, so identity says nothing). Prompts, head and mask may differ."""
+        if not isinstance(other, PromptedClassifier) or other is self:
+            return other is self
+        if (other.spec, other.input_size, other.embeddings_attr) != (
+            self.spec,
+            self.input_size,
+            self.embeddings_attr,
+        ):
+            return False
+        if (self.prefixes is None) != (other.prefixes is None) or (
+            self.prefixes is not None and not torch.equal(self.prefixes, other.prefixes)
+        ):
+            return False
+        mine, theirs = self.encoder.state_dict(), other.encoder.state_dict()
+        return mine.keys() == theirs.keys() and all(
+            torch.equal(mine[name], theirs[name]) for name in mine
+        )
+
+    def bank_logits(self, pixel_values: torch.Tensor, banks: Sequence[Bank]) -> torch.Tensor:
+        """(S, b, C): the ``full_bank`` logits of S models that share this encoder
+        (``shares_encoder``) and hold banks of one size, on the same b inputs, from one
+        encoder pass over S·b sequences — each the sequence a forward of its own model
+        would run, so the logits are those of S separate forwards up to float rounding.
+        What lets forget-k score every forget set of a k in one pass over a split."""
+        sizes = {0 if bank.tokens is None else len(bank.tokens) for bank in banks}
+        if len(sizes) != 1:
+            raise ValueError(f"banks of one size only, got sizes {sorted(sizes)}")
+        sets, b = len(banks), len(pixel_values)
+        inputs = pixel_values.repeat(sets, *([1] * (pixel_values.dim() - 1)))  # set-major
+        tokens = None
+        if sizes != {0}:
+            tokens = torch.stack([bank.tokens for bank in banks]).repeat_interleave(b, dim=0)
+        features = self._features(inputs, tokens).view(sets, b, -1)
+        return torch.stack(
+            [self._logits(features[s], bank.head, bank.masked) for s, bank in enumerate(banks)]
+        )
 
     def _encoder_input(self, inputs: torch.Tensor) -> torch.Tensor:
         """Batches arrive as the prepared arrays store them; the one place they are laid
@@ -299,6 +385,12 @@ class PromptedClassifier(nn.Module):
 
 def build_model(spec: ModelSpec, seed: int) -> PromptedClassifier:
     """A fresh model: prompts ~ N(0, 1), peft's LoRA init, default Linear head, all seeded."""
+    return assemble(spec, build_backbone(spec.backbone, spec.init_seed, spec.allow_download), seed)
+
+
+def assemble(spec: ModelSpec, backbone: Backbone, seed: int) -> PromptedClassifier:
+    """The model of ``spec`` around ``backbone``, already built (``build_model`` builds
+    it from the spec; ``pfm.benchmark`` from a config with random weights)."""
     if spec.tuning not in TUNINGS:
         raise ValueError(f"tuning must be one of {TUNINGS}, got {spec.tuning!r}")
     if spec.prompt_len < 1:
@@ -307,7 +399,6 @@ def build_model(spec: ModelSpec, seed: int) -> PromptedClassifier:
         raise ValueError(f"prefix_len must be ≥ 0, got {spec.prefix_len}")
     if spec.num_classes < 2:
         raise ValueError(f"need at least 2 classes, got {spec.num_classes}")
-    backbone = build_backbone(spec.backbone, spec.init_seed, spec.allow_download)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if spec.tuning == "lora":

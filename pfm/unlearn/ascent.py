@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from pfm.config import Count, Rate, Weight
 from pfm.models.prompted import PromptedClassifier
 from pfm.unlearn.data import CountedSplit, endless
 
@@ -30,15 +31,15 @@ RetainLoss = Callable[[PromptedClassifier, torch.Tensor, torch.Tensor], torch.Te
 
 @dataclass(frozen=True)
 class AscentRecipe:
-    steps: int  # forget batches to ascend on, at most (the forget data cycled)
-    batch_size: int
-    lr: float  # Adam
+    steps: Count  # forget batches to ascend on, at most (the forget data cycled)
+    batch_size: Count
+    lr: Rate  # Adam
     stop_at_chance: bool  # stop once a forget batch's cross-entropy reaches ln C
 
 
 @dataclass(frozen=True)
 class RegularisedAscentRecipe(AscentRecipe):
-    retain_weight: float  # weight of the retain term against the ascent term
+    retain_weight: Weight  # weight of the retain term against the ascent term
 
 
 def gradient_ascent(

@@ -14,8 +14,9 @@ the call (``pfm.unlearn.run``), never inside it.
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
+from pfm.config import Count, OneOf, Rate
 from pfm.evaluate import Variants
 from pfm.losses import Objective
 from pfm.models.prompted import PromptedClassifier
@@ -42,6 +43,7 @@ class Method:
 
 
 METHODS: Registry[Method] = Registry("unlearning method")
+MethodName = Annotated[str, OneOf(METHODS)]  # a params field naming a method
 
 
 def method(
@@ -70,9 +72,9 @@ def method(
 class TrainRecipe:
     """Epochs of the one training loop (Adam, no scheduler) over a method's data."""
 
-    epochs: int
-    batch_size: int
-    lr: float
+    epochs: Count
+    batch_size: Count
+    lr: Rate
 
 
 def fit(

@@ -39,9 +39,11 @@ the paper reports per-stage run times.
 """
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 
+from pfm.config import Count, OneOf
 from pfm.cost import transform_timer
 from pfm.losses import FORGET_TARGETS, relabelled_objective
 from pfm.models.backbones import encoder_layers
@@ -52,8 +54,9 @@ from pfm.unlearn.data import CountedSplit, join
 
 @dataclass(frozen=True)
 class PrefixRecipe(TrainRecipe):
-    prefix_len: int  # p: prefix key rows (and as many value rows) per encoder block
-    target: str = "uniform"  # forget samples' target: uniform | random_label
+    prefix_len: Count  # p: prefix key rows (and as many value rows) per encoder block
+    # forget samples' target: uniform | random_label
+    target: Annotated[str, OneOf(FORGET_TARGETS, "forget target")] = "uniform"
 
 
 def pinv_transpose(prefixes: torch.Tensor) -> torch.Tensor:

@@ -5,21 +5,24 @@ rest), hands the method only the handles it declares (``None`` otherwise), runs 
 deep copy of the input model (which stays untouched) and measures the call: seconds and
 optimizer steps (``pfm.cost.Meter``, with the seconds of any closed-form stage), samples
 read (the handles' shared tally) and parameter elements changed. Copying and slicing
-happen outside the timed region.
+happen outside the timed region. ``precision`` runs the method under
+``pfm.precision.autocast``: the training loop, the ascent and SCRUB loops and SSD's
+importances alike, with no method reading it.
 """
 
 import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 
-from pfm.config import from_mapping
+from pfm.config import Count, Counts, NonEmpty, from_mapping
 from pfm.cost import CostRecord, Meter, changed_parameters
 from pfm.data.prepared import Split
 from pfm.evaluate import Unlearner, k_values
 from pfm.models.prompted import PromptedClassifier
+from pfm.precision import Precision, autocast
 from pfm.unlearn.base import METHODS
 from pfm.unlearn.data import CountedSplit, Tally, class_slice
 
@@ -29,9 +32,10 @@ class UnlearnParams:
     """The ``unlearn`` section's own keys; every other key is a method's recipe."""
 
     # forget sets per k, every method alike: one cap, or one per k of ``k``; null: all
-    max_sets: int | None | tuple[int | None, ...]
-    k: tuple[int, ...] | None = None  # null: the protocol's {1, ⌊C/2⌋, C−1}
-    batch_size: int = 256  # evaluation batch
+    max_sets: Count | None | Annotated[tuple[Count | None, ...], NonEmpty()]
+    k: Counts | None = None  # null: the protocol's {1, ⌊C/2⌋, C−1}
+    batch_size: Count = 256  # evaluation batch
+    precision: Precision = "fp32"  # fp32 | bf16: unlearning and its scoring (pfm.precision)
 
     def ks(self, num_classes: int) -> list[int]:
         """The forget-set sizes to run: ``k``, or the protocol's {1, ⌊C/2⌋, C−1}."""
@@ -75,8 +79,10 @@ def unlearn(
     train: Split | None,
     recipe: Any,
     seed: int,
+    precision: str = "fp32",
 ) -> tuple[PromptedClassifier, CostRecord]:
-    """Method ``name`` applied to a copy of ``model`` for forgetting ``classes``."""
+    """Method ``name`` applied to a copy of ``model`` for forgetting ``classes``, at
+    ``precision``."""
     spec = METHODS.get(name)
     if not isinstance(recipe, spec.recipe):
         raise ValueError(f"{name} needs a {spec.recipe.__name__} recipe, got {recipe!r}")
@@ -95,7 +101,7 @@ def unlearn(
     forget = handle(keep=True) if spec.needs_forget else None
     retain = handle(keep=False) if spec.needs_retain else None
     working = copy.deepcopy(model)
-    with torch.random.fork_rng(devices=[]), Meter() as meter:
+    with torch.random.fork_rng(devices=[]), autocast(device, precision), Meter() as meter:
         torch.manual_seed(seed)  # dropout etc.: every method seed-deterministic, caller unaffected
         unlearned = spec.run(working, request, forget, retain, recipe, seed)
     unlearned.eval()
@@ -111,11 +117,16 @@ def unlearn(
 
 
 def unlearner(
-    name: str, model: PromptedClassifier, train: Split | None, recipe: Any, seed: int
+    name: str,
+    model: PromptedClassifier,
+    train: Split | None,
+    recipe: Any,
+    seed: int,
+    precision: str = "fp32",
 ) -> Unlearner:
     """``classes → (unlearned model, cost)`` for method ``name``: what ``forget_k`` calls."""
 
     def run(classes: tuple[int, ...]) -> tuple[PromptedClassifier, CostRecord]:
-        return unlearn(name, model, classes, train, recipe, seed)
+        return unlearn(name, model, classes, train, recipe, seed, precision)
 
     return run

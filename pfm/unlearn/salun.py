@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from pfm.config import Share
 from pfm.losses import random_label_objective
 from pfm.models.prompted import PromptedClassifier
 from pfm.unlearn.base import TrainRecipe, fit, method
@@ -24,7 +25,7 @@ from pfm.unlearn.data import CountedSplit, join
 
 @dataclass(frozen=True)
 class SalunRecipe(TrainRecipe):
-    saliency: float  # fraction of trainable elements the update may change
+    saliency: Share  # fraction of trainable elements the update may change
 
 
 def forget_gradients(

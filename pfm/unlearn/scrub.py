@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from pfm.config import Count, Natural, Rate, Weight
 from pfm.losses import kl_to_reference
 from pfm.models.prompted import PromptedClassifier
 from pfm.unlearn.base import method
@@ -27,13 +28,13 @@ from pfm.unlearn.data import CountedSplit, epochs_of
 
 @dataclass(frozen=True)
 class ScrubRecipe:
-    epochs: int  # min epochs over the retain data
-    max_epochs: int  # of which the first ones are preceded by a max epoch over the forget data
-    batch_size: int
-    lr: float  # Adam
-    alpha: float  # weight of KL-to-teacher on retain
-    gamma: float  # weight of cross-entropy on retain
-    temperature: float  # of the KL (the authors' distillation temperature)
+    epochs: Count  # min epochs over the retain data
+    max_epochs: Natural  # of which the first ones are preceded by a max epoch over the forget data
+    batch_size: Count
+    lr: Rate  # Adam
+    alpha: Weight  # weight of KL-to-teacher on retain
+    gamma: Weight  # weight of cross-entropy on retain
+    temperature: Rate  # of the KL (the authors' distillation temperature)
 
 
 @method("scrub", recipe=ScrubRecipe, needs_forget=True, needs_retain=True)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from pfm.config import Count, Rate
 from pfm.models.prompted import PromptedClassifier
 from pfm.unlearn.base import method
 from pfm.unlearn.data import Batch, CountedSplit, epochs_of, join
@@ -41,9 +42,9 @@ from pfm.unlearn.data import Batch, CountedSplit, epochs_of, join
 
 @dataclass(frozen=True)
 class SsdRecipe:
-    batch_size: int  # of the importance estimate (a squared *batch* gradient)
-    selection_weighting: float  # α
-    dampening_constant: float  # λ
+    batch_size: Count  # of the importance estimate (a squared *batch* gradient)
+    selection_weighting: Rate  # α
+    dampening_constant: Rate  # λ
 
 
 def importance(model: PromptedClassifier, batches: Iterable[Batch]) -> dict[str, torch.Tensor]:

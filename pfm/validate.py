@@ -1,0 +1,91 @@
+"""The whole params.yaml, checked before any stage runs (stage ``validate``).
+
+A stage checks the sections it reads, but under DVC that is too late: DVC removes a
+stage's outputs before it starts it, so a bad value found there has already cost them.
+Stage ``validate`` runs first (the root stages depend on its marker) and reads every
+section through the reader its stage uses — the same dataclasses through the same
+``from_mapping`` — so this check cannot drift from what the stages accept. On top it
+checks what no single stage sees: every top-level key is known, the datasets and
+methods of the matrix are registered, every ``data.<name>`` block fits its builder,
+every recipe a method needs is there and every device exists here.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pfm.aggregate import AggregateParams
+from pfm.attacks import MiaParams, RecoveryParams
+from pfm.config import Matrix, NonEmpty, bad_value, from_mapping
+from pfm.data import DATASETS
+from pfm.data.registry import DatasetName, check_options
+from pfm.models import convert
+from pfm.pretrain import PretrainParams
+from pfm.specs import EvaluateParams, model_spec
+from pfm.train import TrainConfig, resolve_device
+from pfm.unlearn import read_params
+from pfm.unlearn.base import MethodName
+
+
+@dataclass(frozen=True)
+class ParamsFile(Matrix):
+    """Every top-level key of params.yaml: the matrix axes, now checked against their
+    registries, and one mapping per section, each checked by its own reader below."""
+
+    datasets: Annotated[tuple[DatasetName, ...], NonEmpty()]
+    methods: Annotated[tuple[MethodName, ...], NonEmpty()]
+    data: Mapping[str, Any]
+    pretrain: Mapping[str, Any]
+    model: Mapping[str, Any]
+    train: Mapping[str, Any]
+    evaluate: Mapping[str, Any]
+    train_base: Mapping[str, Any]
+    unlearn: Mapping[str, Any]
+    attacks: Mapping[str, Any]
+    aggregate: Mapping[str, Any]
+    convert: Mapping[str, Any] | None = None  # read by the converters' command lines
+
+
+@dataclass(frozen=True)
+class AttackSections:
+    """The ``attacks`` section: one block per attack."""
+
+    mia: Mapping[str, Any]
+    recovery: Mapping[str, Any]
+
+
+def check_data(blocks: Mapping[str, Any]) -> None:
+    """Every ``data.<name>`` block: a registered dataset whose builder takes its options."""
+    for name, options in blocks.items():
+        if name not in DATASETS:
+            raise bad_value("data", f"blocks named after datasets ({', '.join(DATASETS)})", name)
+        check_options(name, options or {}, f"data.{name}")
+
+
+def check_params(params: Mapping[str, Any]) -> None:
+    """Raise the first bad key of ``params`` as one line (``ParamError``, ``KeyError``);
+    return quietly when every stage would accept every section."""
+    top = from_mapping(ParamsFile, params, "")
+    check_data(top.data)
+    pretrain = from_mapping(PretrainParams, top.pretrain, "pretrain")
+    check_options(pretrain.dataset, pretrain.data, "pretrain.data")
+    model_spec(top.model, num_classes=2, with_prompts=True)
+    train = from_mapping(TrainConfig, top.train, "train")
+    train_base = from_mapping(TrainConfig, top.train_base, "train_base")
+    from_mapping(EvaluateParams, top.evaluate, "evaluate")
+    for method in {*top.methods, "pfm"}:  # evaluate forgets by unlearn.pfm's recipe
+        read_params(top.unlearn, method)
+    attacks = from_mapping(AttackSections, top.attacks, "attacks")
+    from_mapping(MiaParams, attacks.mia, "attacks.mia")
+    from_mapping(RecoveryParams, attacks.recovery, "attacks.recovery")
+    from_mapping(AggregateParams, top.aggregate, "aggregate")
+    convert.check_params(top.convert or {})
+    for key, device in (
+        ("pretrain.device", pretrain.device),
+        ("train.device", train.device),
+        ("train_base.device", train_base.device),
+    ):
+        try:
+            resolve_device(device)
+        except ValueError as error:
+            raise ValueError(f"{key}: {error}") from None
