@@ -217,7 +217,7 @@ def test_urbansound8k_missing_release_says_where_to_put_it(tmp_path: Path) -> No
 
 
 def test_yaml_booleans_as_words_are_refused() -> None:
-    with pytest.raises(ValueError, match="quote yes/no/on/off"):
+    with pytest.raises(ValueError, match="YAML reads yes/no/on/off as true/false: quote it"):
         build_dataset("spoken-words", {**TINY_WORDS, "words": yaml.safe_load("[yes, no]")})
 
 

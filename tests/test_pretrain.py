@@ -31,7 +31,7 @@ def built(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Names of every dataset that ``pfm.pretrain`` builds."""
     names: list[str] = []
 
-    def spy(name: str, options: dict) -> PreparedDataset:
+    def spy(name: str, options: dict, where: str = "") -> PreparedDataset:
         names.append(name)
         return build_dataset(name, options)
 
@@ -53,7 +53,7 @@ def test_default_pretraining_never_loads_or_shares_a_benchmark_class(built: list
 
 
 def toy_pretrain(monkeypatch: pytest.MonkeyPatch, epochs: int) -> tuple:
-    monkeypatch.setattr(pfm.pretrain, "build_dataset", lambda name, options: toy_dataset())
+    monkeypatch.setattr(pfm.pretrain, "build_dataset", lambda *_: toy_dataset())
     params = PretrainParams(
         architecture="vit-tiny", dataset="toy", epochs=epochs, batch_size=8, lr=1e-3
     )
