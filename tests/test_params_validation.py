@@ -30,7 +30,6 @@ from pfm.validate import check_params
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-UNCHECKED = ("convert.*",)  # read by the converters' argparse command lines, not a dataclass
 # where zero means something (a seed, a weight that switches a term off, data-free shots)
 ZERO_ALLOWED = (
     "seeds[*]", "*.seed", "*.split_seed", "*.init_seed", "train*.kl_weight",
@@ -49,6 +48,7 @@ NAMES = (
     "attacks.recovery.prompt_init", "attacks.recovery.ood_dataset", "unlearn.*.target",
     "model.lora.targets", "data.*.features", "data.*.train_split", "*.precision",
 )  # fmt: skip
+HASHES = ("convert.*.sha256",)  # text that must be 64 hex digits: "nosuch" is refused too
 
 Path_ = tuple[str | int, ...]
 
@@ -87,12 +87,9 @@ def with_value(path: Path_, value: Any) -> dict:
 
 
 def checked_leaves(kind: str) -> list[tuple[Path_, str]]:
-    """Every leaf of params.yaml whose value is a ``kind``, outside ``UNCHECKED``."""
-    return [
-        (path, key_of(path))
-        for path, value in leaves(PARAMS)
-        if type(value).__name__ in KINDS[kind] and not matches(key_of(path), UNCHECKED)
-    ]
+    """Every leaf of params.yaml whose value is a ``kind``."""
+    kinds = KINDS[kind]
+    return [(path, key_of(path)) for path, value in leaves(PARAMS) if type(value).__name__ in kinds]
 
 
 KINDS = {"number": ("int", "float"), "switch": ("bool",), "text": ("str",)}
@@ -176,7 +173,8 @@ def test_every_text_refuses_a_number_and_every_name_an_unknown_one() -> None:
             assert_refused(path, "nosuch")
             unknown_refused.add(key)
     names = {key for _, key in STRINGS if matches(key, NAMES)}
-    assert names == unknown_refused
+    hashes = {key for _, key in STRINGS if matches(key, HASHES)}
+    assert hashes and names | hashes == unknown_refused
     assert len(names) > 30
 
 
