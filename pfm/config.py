@@ -27,6 +27,8 @@ from typing import Annotated, Any, Literal, TypeVar, Union
 
 import yaml
 
+from pfm.derive import completed
+
 C = TypeVar("C")
 
 UNIONS = (Union, types.UnionType)
@@ -278,7 +280,9 @@ def _key(where: str, name: str) -> str:
     return f"{where}.{name}" if where else name
 
 
-def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+def load_params(path: str | Path = "params.yaml", complete: bool = True) -> dict[str, Any]:
+    """The params file as a mapping of sections, with every key it leaves to derivation
+    filled (``pfm.derive``); ``complete=False``: the file's own keys only."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"params file {path} not found (run from the project root)")
@@ -288,7 +292,7 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
         raise ValueError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
     if not isinstance(params, dict):
         raise ValueError(f"{path} must hold a mapping of sections")
-    return params
+    return completed(params) if complete else params
 
 
 def section(params: Mapping[str, Any], name: str) -> Mapping[str, Any]:

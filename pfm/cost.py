@@ -6,8 +6,8 @@ optimizer steps (a process-wide optimizer hook, so no method reports its own cou
 plus the samples its data handles yielded and the parameter elements it changed. RTE,
 the run-time efficiency of a method, is its seconds over ``retrain``'s on the same
 dataset, seed and forget set (so ``retrain`` itself is 1), worked out where the runs
-meet (``pfm.aggregate.rte``: the report stage imports no torch). A method with a
-closed-form, data-free stage (PI-Prefix's pseudo-inverse) wraps it in ``transform_timer``
+meet (``pfm.reporting.aggregate.rte``: the report stage imports no torch). A method
+with a closed-form, data-free stage (PI-Prefix's pseudo-inverse) wraps it in ``transform_timer``
 so that stage's seconds are reported apart too (``transform_seconds``, part of the total).
 
 Models: ``model_cost`` gives every trained model the same flat ``cost.*`` keys. FLOPs are

@@ -240,7 +240,8 @@ UNIT_IDENTITY = ("classes", "k")  # what names a unit; every other field is a me
 def pool(per_draw: Sequence[Mapping[str, float]], prefix: str = "") -> dict[str, float]:
     """``<prefix><key>.mean`` and ``.std`` (population, as the forget-k protocol) over the
     draws, for every key the draws share: the per-run summary beside the units (forget-k
-    here, the attacks in ``pfm.attacks``), the shape ``pfm.aggregate`` pools over seeds."""
+    here, the attacks in ``pfm.attacks``), the shape ``pfm.reporting.aggregate`` pools
+    over seeds."""
     if not per_draw:
         raise ValueError("no draw to pool")
     keys = [key for key in per_draw[0] if all(key in d for d in per_draw)]

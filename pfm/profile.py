@@ -10,9 +10,11 @@ overridden leaf, shell-quoted, each value written in the override grammar ``dvc 
 runs the pipeline with the profile on top of params.yaml: params.yaml stays the one
 source of every knob and keeps its comments (DVC rewrites the values in place), and
 ``dvc exp diff`` lists exactly what the profile changed. Mappings merge key by key; a
-list or any other value replaces the whole. Every key is checked against params.yaml
-first, so an override of a key it lacks (misspelt, or renamed since the profile was
-written) is refused by name before DVC starts.
+list or any other value replaces the whole. A key params.yaml leaves out (derived,
+``pfm.derive``, or a dataset builder's default) is added (``-S +key=value``). The merged
+params are checked first, as stage validate checks them (devices aside: a GPU profile is
+written on machines without one), so a misspelt or renamed key or a bad value is
+refused by name before DVC starts.
 """
 
 import argparse
@@ -24,25 +26,30 @@ from typing import Any
 import yaml
 
 from pfm.config import load_params
+from pfm.validate import check_params
 
 
 def leaves(
     overrides: Mapping[str, Any], params: Mapping[str, Any], prefix: str = ""
-) -> Iterator[tuple[str, Any]]:
-    """(dotted key, value) of every overridden leaf, in the profile's order. A mapping
-    that overrides a mapping is walked into; anything else is a leaf. A key ``params``
-    lacks raises a KeyError naming the keys it has there."""
+) -> Iterator[tuple[str, Any, bool]]:
+    """(dotted key, value, whether ``params`` has the key) of every overridden leaf, in the
+    profile's order. A mapping that overrides a mapping is walked into; anything else is a
+    leaf."""
     for key, value in overrides.items():
-        dotted = f"{prefix}{key}"
-        if key not in params:
-            where = f"params.yaml's {prefix[:-1]!r}" if prefix else "params.yaml"
-            raise KeyError(
-                f"profile key {dotted!r}: {where} has no such key; it has {sorted(params)}"
-            )
-        if isinstance(value, Mapping) and value and isinstance(params[key], Mapping):
+        dotted, present = f"{prefix}{key}", key in params
+        if isinstance(value, Mapping) and value and present and isinstance(params[key], Mapping):
             yield from leaves(value, params[key], f"{dotted}.")
         else:
-            yield dotted, value
+            yield dotted, value, present
+
+
+def merged(params: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with ``overrides`` applied as ``dvc exp run -S`` applies the flags."""
+    out = dict(params)
+    for key, value in overrides.items():
+        both = isinstance(value, Mapping) and value and isinstance(params.get(key), Mapping)
+        out[key] = merged(params[key], value) if both else value
+    return out
 
 
 def override_value(value: Any) -> str:
@@ -64,14 +71,21 @@ def override_value(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} {value!r} as an override")
 
 
-def flags(profile: Path, params: Path = Path("params.yaml")) -> list[str]:
+def flags(profile: Path, params: Path = Path("params.yaml"), check: bool = True) -> list[str]:
     """The ``dvc exp run`` arguments that apply ``profile`` to ``params``: ``-S``,
-    ``key=value``, ``-S``, …"""
+    ``key=value`` (``+key=value`` for a key ``params`` leaves out), ``-S``, …; with
+    ``check``, after the merged params (derived keys filled) passed stage validate's check."""
     overrides = yaml.safe_load(profile.read_text())
     if not isinstance(overrides, Mapping) or not overrides:
         raise ValueError(f"{profile} must hold a non-empty mapping of overrides")
-    pairs = leaves(overrides, load_params(params))
-    return [part for key, value in pairs for part in ("-S", f"{key}={override_value(value)}")]
+    base = load_params(params, complete=False)
+    if check:
+        check_params(merged(base, overrides), devices=False)
+    return [
+        part
+        for key, value, present in leaves(overrides, base)
+        for part in ("-S", f"{'' if present else '+'}{key}={override_value(value)}")
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -18,15 +18,16 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import torch
 from tqdm import tqdm
 
 from pfm.batches import SplitTensors
-from pfm.config import Count, Device, NonEmpty, Rate, Weight
+from pfm.config import Count, Device, NonEmpty, Rate, Weight, one_key, section
 from pfm.cost import peak_memory_bytes
 from pfm.evaluate import mode_accuracies
 from pfm.losses import Objective
@@ -64,6 +65,12 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available")
     return torch.device(name)
+
+
+def train_device(params: Mapping[str, Any]) -> torch.device:
+    """The device of params' ``train.device``: every stage after train runs a model where
+    it was trained."""
+    return resolve_device(one_key(section(params, "train"), "device", Device, "train", "auto"))
 
 
 def resume_key(spec: object, config: TrainConfig, seed: int, *identity: object) -> str:

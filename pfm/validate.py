@@ -7,20 +7,22 @@ section through the reader its stage uses — the same dataclasses through the s
 ``from_mapping`` — so this check cannot drift from what the stages accept. On top it
 checks what no single stage sees: every top-level key is known, the datasets and
 methods of the matrix are registered, every ``data.<name>`` block fits its builder,
-every recipe a method needs is there and every device exists here.
+every recipe a method needs is there and every device exists here. It checks params as
+loaded (``pfm.config.load_params``): with the derived keys filled (``pfm.derive``).
 """
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pfm.aggregate import AggregateParams
 from pfm.attacks import MiaParams, RecoveryParams
 from pfm.config import Matrix, NonEmpty, bad_value, from_mapping
 from pfm.data import DATASETS
 from pfm.data.registry import DatasetName, check_options
+from pfm.derive import PLAIN_EVAL_MODES, completed
 from pfm.models import convert
 from pfm.pretrain import PretrainParams
+from pfm.reporting.aggregate import AggregateParams
 from pfm.specs import EvaluateParams, model_spec
 from pfm.train import TrainConfig, resolve_device
 from pfm.unlearn import read_params
@@ -62,16 +64,24 @@ def check_data(blocks: Mapping[str, Any]) -> None:
         check_options(name, options or {}, f"data.{name}")
 
 
-def check_params(params: Mapping[str, Any]) -> None:
+def check_params(params: Mapping[str, Any], devices: bool = True) -> None:
     """Raise the first bad key of ``params`` as one line (``ParamError``, ``KeyError``);
-    return quietly when every stage would accept every section."""
-    top = from_mapping(ParamsFile, params, "")
+    return quietly when every stage would accept every section. Derived keys are checked
+    as the stages see them (``pfm.derive``; completing twice changes nothing).
+    ``devices=False`` skips checking that each device exists on this machine (a profile
+    for a GPU machine)."""
+    top = from_mapping(ParamsFile, completed(params), "")
     check_data(top.data)
     pretrain = from_mapping(PretrainParams, top.pretrain, "pretrain")
     check_options(pretrain.dataset, pretrain.data, "pretrain.data")
     model_spec(top.model, num_classes=2, with_prompts=True)
     train = from_mapping(TrainConfig, top.train, "train")
     train_base = from_mapping(TrainConfig, top.train_base, "train_base")
+    if train_base.eval_modes != tuple(PLAIN_EVAL_MODES):
+        raise bad_value(
+            "train_base.eval_modes", "[none] (a plain model has no prompts)",
+            list(train_base.eval_modes),
+        )  # fmt: skip
     from_mapping(EvaluateParams, top.evaluate, "evaluate")
     for method in {*top.methods, "pfm"}:  # evaluate forgets by unlearn.pfm's recipe
         read_params(top.unlearn, method)
@@ -80,6 +90,8 @@ def check_params(params: Mapping[str, Any]) -> None:
     from_mapping(RecoveryParams, attacks.recovery, "attacks.recovery")
     from_mapping(AggregateParams, top.aggregate, "aggregate")
     convert.check_params(top.convert or {})
+    if not devices:
+        return
     for key, device in (
         ("pretrain.device", pretrain.device),
         ("train.device", train.device),

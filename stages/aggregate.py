@@ -5,7 +5,10 @@ import argparse
 import os
 from pathlib import Path
 
-from pfm.aggregate import (
+from pfm.cli import run_stage
+from pfm.config import from_mapping, load_params, section
+from pfm.files import write_atomic, write_json
+from pfm.reporting.aggregate import (
     AggregateParams,
     collect,
     read_relearn_curves,
@@ -13,11 +16,9 @@ from pfm.aggregate import (
     summarise,
     to_json,
 )
-from pfm.cli import run_stage
-from pfm.config import from_mapping, load_params, section
-from pfm.files import write_atomic, write_json
-from pfm.plots import draw_all
-from pfm.report import git_commit, provenance, render
+from pfm.reporting.plots import draw_all
+from pfm.reporting.provenance import git_commit, provenance
+from pfm.reporting.report import GUIDE, render
 
 
 def main() -> None:
@@ -40,7 +41,8 @@ def main() -> None:
         for dataset, f in figures.items()
     }
     header = provenance(params, config, git_commit(), summary)
-    text = render(summary, config.k, header, links)
+    guide = os.path.relpath(GUIDE, args.report.parent)
+    text = render(summary, config.k, header, links, guide)
     write_atomic(args.report, lambda tmp: tmp.write_text(text))
     print(f"aggregate: {len(summary)} summary keys, {len(figures)} dataset(s) → {args.report}")
 

@@ -8,14 +8,14 @@ from typing import Any
 
 from pfm.batches import SplitTensors
 from pfm.cli import run_stage
-from pfm.config import Device, from_mapping, load_params, one_key, section
+from pfm.config import from_mapping, load_params, section
 from pfm.cost import model_cost
 from pfm.data import load_prepared
 from pfm.evaluate import forget_k, forget_plan, k_values, mode_accuracies, transfer_metrics
 from pfm.files import write_json
 from pfm.models.checkpoint import load_model_for
 from pfm.specs import EvaluateParams
-from pfm.train import resolve_device
+from pfm.train import train_device
 from pfm.unlearn import unlearner
 from pfm.unlearn.prompt_forget import PromptForgetRecipe
 
@@ -31,7 +31,7 @@ def main() -> None:
     config = from_mapping(EvaluateParams, section(params, "evaluate"), "evaluate")
     pfm_recipe = section(section(params, "unlearn"), "pfm")
     recipe = from_mapping(PromptForgetRecipe, pfm_recipe, "unlearn.pfm")
-    device = resolve_device(one_key(section(params, "train"), "device", Device, "train", "auto"))
+    device = train_device(params)
     dataset = load_prepared(args.data)
     model = load_model_for(args.model, dataset.name, dataset.num_classes, device)
     test = SplitTensors(dataset.splits["test"], model.input_size, device)

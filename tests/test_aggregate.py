@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pfm.aggregate import (
+from pfm.reporting.aggregate import (
     AggregateParams,
     Estimate,
     collect,
@@ -25,8 +25,10 @@ from pfm.aggregate import (
     summarise,
     to_json,
 )
-from pfm.plots import FIGURES, draw_all
-from pfm.report import cell, provenance, render
+from pfm.reporting.plots import FIGURES, draw_all
+from pfm.reporting.provenance import provenance
+from pfm.reporting.report import render
+from pfm.reporting.table import cell, ordered_methods, usual_n
 
 ROOT = Path(__file__).resolve().parents[1]
 T_975 = {
@@ -175,7 +177,12 @@ def parse_tables(markdown: str) -> dict[str, dict[str, dict[str, dict[str, str]]
 
 
 def k_table(markdown: str, dataset: str = "toy", k: int = 1) -> dict[str, dict[str, str]]:
+    """The headline table."""
     return parse_tables(markdown)[dataset][f"Forget-k, k = {k} (test split)"]
+
+
+def cost_table(markdown: str, dataset: str = "toy", k: int = 1) -> dict[str, dict[str, str]]:
+    return parse_tables(markdown)[dataset][f"Cost, k = {k}"]
 
 
 def test_t_interval_known_answers() -> None:
@@ -357,7 +364,18 @@ def test_cells_state_n_and_print_no_interval_for_one_unit() -> None:
     assert cell(Estimate(92_500_224.0), "count") == "92.5M" and cell(None, "fraction") == "—"
 
 
-def test_table_contents(summary: dict[str, float]) -> None:
+def test_cells_show_n_only_where_it_differs_from_the_stated_one() -> None:
+    assert cell(estimate([0.1, 0.2, 0.3]), "fraction", 3) == "0.200 ± 0.248"
+    assert cell(estimate([0.1, 0.2, 0.3]), "fraction", 5) == "0.200 ± 0.248 (n=3)"
+    assert cell(Estimate(0.109, 1), "fraction", 5) == "0.109 (n=1)"  # no spread at n = 1
+    assert cell(Estimate(0.109, 1), "fraction", 1) == "0.109"
+    assert cell(Estimate(0.109), "fraction", 5) == "0.109"
+    assert usual_n([Estimate(0.1, 5), Estimate(0.2, 3), Estimate(0.3, 3), None, "x"]) == 3
+    assert usual_n([Estimate(0.1, 5), Estimate(0.2, 3)]) == 5  # a tie: the larger
+    assert usual_n([Estimate(0.1), None]) is None
+
+
+def test_headline_table(summary: dict[str, float]) -> None:
     markdown = render(summary, 1, [], {"toy": {"accuracy vs k": "figures/toy/a.png"}})
     assert "![accuracy vs k](figures/toy/a.png)" in markdown
     assert "## other (3 classes)" in markdown and "## toy (4 classes)" in markdown
@@ -370,20 +388,94 @@ def test_table_contents(summary: dict[str, float]) -> None:
         "ssd",
         "zero_change",
     ]  # fmt: skip  (plain: no metric of this table, left out)
+    assert list(toy["pfm"]) == [
+        "method", "forgotten acc ≈R", "retained acc ↑", "gap to ref. ↓", "MIA loss_auc ≈R",
+        "unlearn s ↓", "RTE",
+    ]  # fmt: skip
+    # n = 3 is the toy's usual n (scrub, ssd, zero_change): stated once, shown elsewhere
+    assert markdown.count("Cells: n = 3 unless marked `(n=…)`.") == 1
     pfm, ref = toy["pfm"], toy["retrain_prompt (reference)"]
-    assert pfm["forgotten acc (k=1) ≈R"] == "0.200 ± 0.124 (n=5)"
-    assert ref["forgotten acc (k=1) ≈R"] == "0.050 (n=1)"  # one unit: no ±
-    assert pfm["reference"] == "retrain_prompt" and toy["scrub"]["reference"] == "retrain"
-    assert pfm["gap to reference (k=1) ↓"] == "0.127 (n=1)"
-    assert pfm["MIA loss_auc (k=1) ≈R"] == "0.650 ± 0.635 (n=2)"
-    assert toy["ssd"]["MIA loss_auc (k=1) ≈R"] == "—"
-    assert pfm["unlearn s (k=1) ↓"] == "**0.002 ± 0.000878 (n=5)**"  # apart from the rest
-    assert pfm["RTE (k=1)"] == "5e-06"
-    assert pfm["params changed (k=1)"] == "32 ± 0 (n=5)"
-    assert pfm["FLOPs/sample ↓"] == "2.5M"
-    assert toy["ssd"]["flag"] == "no-op: changed nothing" and toy["zero_change"]["flag"] == ""
+    assert pfm["forgotten acc ≈R"] == "0.200 ± 0.124 (n=5)"
+    assert ref["forgotten acc ≈R"] == "0.050 (n=1)"  # one unit: no ±
+    assert toy["scrub"]["retained acc ↑"] == "0.440 ± 0.732"  # the stated n: not repeated
+    assert pfm["gap to ref. ↓"] == "0.127 (n=1)"
+    assert pfm["MIA loss_auc ≈R"] == "0.650 ± 0.635 (n=2)"
+    assert toy["ssd"]["MIA loss_auc ≈R"] == "—"
+    assert pfm["unlearn s ↓"] == "**0.002 ± 0.000878 (n=5)**"  # apart from the rest
+    assert pfm["RTE"] == "5e-06"
+    assert "References: `retrain_prompt` for the prompt model's rows, `retrain`" in markdown
+    assert "MIA: loss_auc, the variant apart from the reference for the most methods" in markdown
     assert list(k_table(markdown, "other")) == ["pfm"]
-    assert k_table(markdown, "other")["pfm"]["gap to reference (k=1) ↓"] == "—"
+    assert k_table(markdown, "other")["pfm"]["gap to ref. ↓"] == "—"
+    assert "Cells: n = 1 unless marked" in markdown  # other: a single unit
+
+
+def test_every_headline_has_at_most_8_columns_and_no_empty_row(summary: dict[str, float]) -> None:
+    markdown = render(summary, 1, [], {})
+    for tables in parse_tables(markdown).values():
+        headline = tables["Forget-k, k = 1 (test split)"]
+        for row in headline.values():
+            assert len(row) <= 8
+            assert any(value != "—" for title, value in row.items() if title != "method")
+
+
+def test_the_prompt_family_and_the_references_come_first() -> None:
+    methods = ["ssd", "retrain", "pfm_x", "scrub", "retrain_prompt", "pfm_defended", "pfm"]
+    assert ordered_methods(methods) == [
+        "pfm", "pfm_defended", "pfm_x", "retrain_prompt", "retrain", "scrub", "ssd",
+    ]  # fmt: skip
+
+
+def test_cost_table(summary: dict[str, float]) -> None:
+    cost = cost_table(render(summary, 1, [], {}))
+    pfm = cost["pfm"]
+    assert pfm["unlearn s ↓"] == "**0.002 ± 0.000878 (n=5)**"
+    assert pfm["RTE"] == "5e-06"
+    assert pfm["params changed"] == "32 ± 0 (n=5)"
+    assert pfm["FLOPs/sample ↓"] == "2.5M"
+    assert cost["ssd"]["flag"] == "no-op: changed nothing" and cost["zero_change"]["flag"] == ""
+
+
+def test_the_headline_mia_is_the_one_that_separates(tmp_path: Path) -> None:
+    """Variant b is apart from the reference for two methods, a for none: b is shown,
+    and the note says so; the attack table keeps every variant."""
+
+    def attacked(method: str, a: float, b: float) -> None:
+        units = [unit([c], **{"mia.a": a + 0.01 * c, "mia.b": b + 0.01 * c}) for c in range(3)]
+        write(tmp_path, "attacks/mia", "toy", method, 0, {"units": units})
+        write(tmp_path, "unlearn", "toy", method, 0, {"units": [acc([0], 0.0, 0.9)]})
+
+    attacked("retrain", 0.5, 0.5)
+    attacked("scrub", 0.51, 0.9)
+    attacked("ssd", 0.5, 0.1)
+    markdown = render(summarise(collect([tmp_path / "unlearn", tmp_path / "attacks"])), 1, [], {})
+    assert "MIA b ≈R" in k_table(markdown)["scrub"] and "MIA a ≈R" not in k_table(markdown)["scrub"]
+    assert (
+        "MIA: b, the variant apart from the reference for the most methods (2 of 2; a 0)"
+        in markdown
+    )
+    mia = parse_tables(markdown)["toy"]["Membership inference, k = 1"]
+    assert list(mia["scrub"]) == ["method", "MIA a ≈R", "MIA b ≈R"]
+
+
+def test_the_headline_recovery_residual_is_of_equal_capability(tmp_path: Path) -> None:
+    """prompt_head at m = 1 for the prompt model, head_lora at m = 1 for plain ones; a
+    method without that cell shows —."""
+
+    def attacked(method: str, capability: str, m: int, residual: float) -> None:
+        record = unit([0], capability=capability, m=m, **{**RECOVERY_RECORD, "residual": residual})
+        write(tmp_path, "attacks/recovery", "toy", method, 0, {"units": [record]})
+        write(tmp_path, "unlearn", "toy", method, 0, {"units": [acc([0], 0.0, 0.9)]})
+
+    attacked("pfm", "prompt_head", 1, 0.4)
+    attacked("scrub", "head_lora", 1, 0.2)
+    attacked("ssd", "head", 1, 0.3)  # not the plain family's headline capability
+    markdown = render(summarise(collect([tmp_path / "unlearn", tmp_path / "attacks"])), 1, [], {})
+    toy = k_table(markdown)
+    assert toy["pfm"]["recovery residual"] == "0.400"
+    assert toy["scrub"]["recovery residual"] == "0.200"
+    assert toy["ssd"]["recovery residual"] == "—"
+    assert "prompt_head m = 1 for prompt and head_lora m = 1 for plain models" in markdown
 
 
 def test_ties_are_not_bolded_only_clear_wins_are(tmp_path: Path) -> None:
@@ -394,14 +486,27 @@ def test_ties_are_not_bolded_only_clear_wins_are(tmp_path: Path) -> None:
     retained("a", [0.80, 0.90, 0.85])  # best mean, but within b's interval: a tie
     retained("b", [0.79, 0.89, 0.84])
     retained("retrain", [0.99, 0.99, 0.99])  # the reference never competes
-    toy = k_table(render(summarise(collect([tmp_path / "unlearn"])), 1, [], {}))
-    assert toy["a"]["retained acc (k=1) ↑"] == "0.850 ± 0.124 (n=3)"  # not bold
-    assert "**" not in "".join("".join(row.values()) for row in toy.values())
+    markdown = render(summarise(collect([tmp_path / "unlearn"])), 1, [], {})
+    toy = k_table(markdown)
+    assert toy["a"]["retained acc ↑"] == "0.850 ± 0.124"  # not bold
+    cells = [
+        v for t in parse_tables(markdown)["toy"].values() for r in t.values() for v in r.values()
+    ]
+    assert not any("**" in c for c in cells)  # in no table: a, b tie on seconds too
     retained("b", [0.20, 0.21, 0.22])  # now the runner-up's interval is apart from a's
     retained("c", [0.10, 0.11, 0.12])
     toy = k_table(render(summarise(collect([tmp_path / "unlearn"])), 1, [], {}))
-    assert toy["a"]["retained acc (k=1) ↑"] == "**0.850 ± 0.124 (n=3)**"
-    assert toy["retrain (reference)"]["retained acc (k=1) ↑"] == "0.990 ± 0.000 (n=3)"
+    assert toy["a"]["retained acc ↑"] == "**0.850 ± 0.124**"
+    assert toy["retrain (reference)"]["retained acc ↑"] == "0.990 ± 0.000"
+
+
+def test_equal_values_without_spread_are_a_tie(tmp_path: Path) -> None:
+    """a and b both forget everything in every unit (0 ± 0): neither wins."""
+    for method, forgotten in (("a", 0.0), ("b", 0.0), ("c", 0.5), ("retrain", 0.0)):
+        units = [acc([i], forgotten, 0.9) for i in range(3)]
+        write(tmp_path, "unlearn", "toy", method, 0, {"units": units})
+    toy = k_table(render(summarise(collect([tmp_path / "unlearn"])), 1, [], {}))
+    assert toy["a"]["forgotten acc ≈R"] == "0.000 ± 0.000" == toy["b"]["forgotten acc ≈R"]
 
 
 def test_n1_values_never_win_nor_let_another_win(tmp_path: Path) -> None:
@@ -411,12 +516,12 @@ def test_n1_values_never_win_nor_let_another_win(tmp_path: Path) -> None:
         units = [acc([i], 0.0, v) for i, v in enumerate(values)]
         write(tmp_path, "unlearn", "toy", method, 0, {"units": units})
     toy = k_table(render(summarise(collect([tmp_path / "unlearn"])), 1, [], {}))
-    assert toy["a"]["retained acc (k=1) ↑"] == "0.900 ± 0.000 (n=3)"
-    assert toy["c"]["retained acc (k=1) ↑"] == "0.100 (n=1)"
+    assert toy["a"]["retained acc ↑"] == "0.900 ± 0.000"
+    assert toy["c"]["retained acc ↑"] == "0.100 (n=1)"
     two = [acc([0], 0.0, 0.1), acc([1], 0.0, 0.1)]  # now c has an interval (of width 0)
     write(tmp_path, "unlearn", "toy", "c", 0, {"units": two})
     toy = k_table(render(summarise(collect([tmp_path / "unlearn"])), 1, [], {}))
-    assert toy["a"]["retained acc (k=1) ↑"] == "**0.900 ± 0.000 (n=3)**"
+    assert toy["a"]["retained acc ↑"] == "**0.900 ± 0.000**"
 
 
 def test_keys_without_units_never_win_but_exact_counts_do(tmp_path: Path) -> None:
@@ -425,19 +530,35 @@ def test_keys_without_units_never_win_but_exact_counts_do(tmp_path: Path) -> Non
     for method, retained, flops in (("a", 0.9, 1e6), ("b", 0.5, 2e6), ("c", 0.4, 2e6)):
         flat = {"k1.retain_acc.mean": retained, "k1.retain_acc.std": 0.0}
         write(tmp_path, "unlearn", "toy", method, 0, {**flat, "cost.flops_per_sample": flops})
-    toy = k_table(render(summarise(collect([tmp_path / "unlearn"])), 1, [], {}))
-    assert toy["a"]["retained acc (k=1) ↑"] == "0.900"
-    assert toy["a"]["FLOPs/sample ↓"] == "**1M**" and toy["b"]["FLOPs/sample ↓"] == "2M"
+    markdown = render(summarise(collect([tmp_path / "unlearn"])), 1, [], {})
+    assert k_table(markdown)["a"]["retained acc ↑"] == "0.900"
+    cost = cost_table(markdown)
+    assert cost["a"]["FLOPs/sample ↓"] == "**1M**" and cost["b"]["FLOPs/sample ↓"] == "2M"
 
 
-def test_finding_lines_name_what_is_not_a_finding(summary: dict[str, float]) -> None:
+def test_finding_lines_say_which_are_within_and_which_apart(summary: dict[str, float]) -> None:
     markdown = render(summary, 1, [], {})
-    lines = [line for line in markdown.splitlines() if line.startswith("- Forgotten acc")]
-    within = next(line for line in lines if "not a finding" in line)
-    apart = next(line for line in lines if "do not overlap" in line)
-    assert "scrub" in within and "pfm" not in within
-    assert "pfm 0.200 ± 0.124 (n=5) vs retrain_prompt 0.050 (n=1)" in apart
+    forgotten = next(x for x in markdown.splitlines() if x.startswith("- Forgotten acc (k=1)"))
+    retained = next(x for x in markdown.splitlines() if x.startswith("- Retained acc (k=1)"))
+    within, apart = forgotten.split("; apart from it: ")
+    assert within == "- Forgotten acc (k=1) within the reference's interval: scrub, zero_change"
+    assert apart == "pfm 0.200 vs 0.050, ssd 0.920 vs 0.004."
+    assert retained == (
+        "- Retained acc (k=1) within the reference's interval: scrub, ssd; "
+        "apart from it: pfm 0.900 vs 0.930, zero_change 0.500 vs 0.900."
+    )
     assert "- No-op (changed no parameter; forgotten acc as before forgetting): ssd." in markdown
+
+
+def test_finding_lines_say_none_and_undetermined(tmp_path: Path) -> None:
+    for method, units in (("a", 3), ("retrain", 1), ("b", 1)):
+        records = [acc([i], 0.1, 0.9) for i in range(units)]
+        write(tmp_path, "unlearn", "toy", method, 0, {"units": records})
+    markdown = render(summarise(collect([tmp_path / "unlearn"])), 1, [], {})
+    assert (
+        "- Forgotten acc (k=1) within the reference's interval: a; apart from it: none; "
+        "undetermined (n = 1 both sides): b."
+    ) in markdown
 
 
 RECOVERY_RECORD = {
@@ -465,10 +586,12 @@ def test_recovery_table_per_method_capability_and_m(tmp_path: Path) -> None:
     tables = parse_tables(render(summary, 1, [], {}))["toy"]
     k1 = tables["Recovery attack, k = 1"]
     assert list(k1) == ["pfm / prompt / 1", "pfm / head / 0"]  # capabilities in stage order
-    assert k1["pfm / prompt / 1"]["residual"] == "0.800 ± 1.271 (n=2)"
+    assert k1["pfm / prompt / 1"]["residual"] == "0.800 ± 1.271"  # the dataset's n = 2
     assert k1["pfm / head / 0"]["residual"] == "0.800 (n=1)"
     assert k1["pfm / head / 0"]["relearn steps"] == "—"
-    assert tables["Recovery attack, k = 2"]["pfm / prompt / 5"]["noise→recovered"] == "0.500 (n=1)"
+    assert tables["Recovery attack, k = 2"]["pfm / prompt / 5"]["noise→recovered"] == "0.500"
+    markdown = render(summary, 1, [], {})
+    assert markdown.count("Cells here: n = 1 unless marked.") == 1  # k = 2 only
 
 
 def test_validation_and_before_transform_table(tmp_path: Path) -> None:
@@ -487,7 +610,8 @@ def test_validation_and_before_transform_table(tmp_path: Path) -> None:
     assert list(table) == ["pi_prefix", "scrub"]
     assert table["pi_prefix"]["test forgotten, before transform"] == "0.600 ± 0.000 (n=2)"
     assert table["pi_prefix"]["test forgotten, after"] == "0.100 ± 0.000 (n=2)"
-    assert table["scrub"]["val forgotten acc (k=1)"] == "0.300 (n=1)"
+    assert "Cells: n = 1 unless marked" in markdown  # scrub and ga: one unit each
+    assert table["scrub"]["val forgotten acc"] == "0.300"
     assert table["scrub"]["test retained, before transform"] == "—"
 
 
@@ -624,7 +748,9 @@ def test_stage_writes_summary_report_and_figures(tmp_path: Path) -> None:
     assert summary["toy.pfm.k1.retain_acc.mean"] == pytest.approx(0.9)
     assert summary["toy.pfm.k1.retain_acc.n"] == 5
     report = (tmp_path / "reports/results.md").read_text()
-    assert k_table(report)["pfm"]["retained acc (k=1) ↑"] == "0.900 ± 0.020 (n=5)"
+    assert k_table(report)["pfm"]["retained acc ↑"] == "0.900 ± 0.020 (n=5)"
+    assert "[results guide](../docs/results-guide.md)" in report
+    assert report.index("## toy") < report.index("## Provenance")  # provenance last
     assert "toy, unlearn, k = 1: " in report and "retrain_prompt: 1 forget set × 1 seed" in report
     assert "commit: `unknown`" in report  # tmp_path is no git repository
     assert "](figures/toy/forget_vs_retain.png)" in report

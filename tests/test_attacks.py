@@ -17,7 +17,6 @@ import pytest
 import torch
 import yaml
 
-from pfm.aggregate import read_relearn_curves
 from pfm.attacks import CAPABILITIES, MIA_VARIANTS, MiaParams, RecoveryParams
 from pfm.attacks.draws import matching_draw, select_draws
 from pfm.attacks.mia import (
@@ -66,6 +65,7 @@ from pfm.evaluate import forget_sets, pool
 from pfm.losses import plain_objective, prompt_objective
 from pfm.models.checkpoint import save_model
 from pfm.models.prompted import PromptedClassifier
+from pfm.reporting.aggregate import read_relearn_curves
 from pfm.train import TrainConfig, train
 from pfm.unlearn.data import class_slice
 from pfm.unlearn.manifest import draw_entry, draw_file, write_manifest

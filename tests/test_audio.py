@@ -23,7 +23,7 @@ from pfm.data.speech_synth import Effects, Voice, synthesise
 from pfm.data.transforms import to_input_values
 from pfm.models.checkpoint import load_model, save_model
 from pfm.models.prompted import PromptedClassifier
-from pfm.report import render, transfer_line
+from pfm.reporting.report import render, transfer_line
 from pfm.specs import check_modality, model_spec
 from tests.conftest import make_model
 from tests.test_stages import PARAMS, stage

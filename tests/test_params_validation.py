@@ -4,6 +4,7 @@ given. The property tests walk every leaf of the real params.yaml (so a key adde
 is covered without editing them) and feed it each category of bad input."""
 
 import copy
+import inspect
 import math
 import pickle
 import re
@@ -26,10 +27,28 @@ from pfm.config import (
     load_params,
     matrix_runs,
 )
+from pfm.data import DATASETS
+from pfm.derive import completed
 from pfm.validate import check_params
 
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+RAW = yaml.safe_load((ROOT / "params.yaml").read_text())  # the file's own keys
+
+
+def with_builder_defaults(params: dict) -> dict:
+    """``params`` with every ``data.<name>`` block spelling out its builder's defaults, so
+    that the walks below cover every builder argument, not only those the file sets."""
+    out = copy.deepcopy(params)
+    for name, block in out["data"].items():
+        for arg, parameter in inspect.signature(DATASETS.get(name)).parameters.items():
+            default = parameter.default
+            if default is not inspect.Parameter.empty:
+                block.setdefault(arg, list(default) if isinstance(default, tuple) else default)
+    return out
+
+
+# as the stages read it (derived keys filled), and every builder default spelt out
+PARAMS = with_builder_defaults(load_params(ROOT / "params.yaml"))
 # where zero means something (a seed, a weight that switches a term off, data-free shots)
 ZERO_ALLOWED = (
     "seeds[*]", "*.seed", "*.split_seed", "*.init_seed", "train*.kl_weight",
@@ -129,13 +148,21 @@ def test_the_real_params_pass() -> None:
     assert len(NUMBERS) > 100 and len(BOOLS) >= 5 and len(STRINGS) > 60  # the walk is real
 
 
+def test_the_file_as_written_passes_and_derived_keys_are_checked() -> None:
+    """``check_params`` completes what it is given, so the file's own keys pass as they are,
+    and a bad value where a derived key comes from is refused by its own name."""
+    check_params(RAW)
+    assert "lr" not in RAW["train_base"] and PARAMS["train_base"]["lr"] == RAW["train"]["lr"]
+    bad = merged(RAW, {"train": {"lr": -1.0}})
+    assert refusal(bad).startswith("train.lr: expected ")
+    bad = merged(RAW, {"train_base": {"eval_modes": ["full_bank"]}})
+    assert refusal(bad).startswith("train_base.eval_modes: expected [none]")
+
+
 @pytest.mark.parametrize("profile", sorted((ROOT / "profiles").glob("*.yaml")), ids=str)
-def test_every_profile_passes_whole_or_laid_over_params(profile: Path) -> None:
-    """``paper.yaml`` replaces params.yaml; the others are overrides (``pfm.profile``)."""
-    values = yaml.safe_load(profile.read_text())
-    check_params(merged(PARAMS, values))
-    if profile.name == "paper.yaml":
-        check_params(values)
+def test_every_profile_passes_laid_over_params(profile: Path) -> None:
+    """Profiles are overrides on params.yaml as written (``pfm.profile``), completed after."""
+    check_params(merged(RAW, yaml.safe_load(profile.read_text())), devices=False)
 
 
 @pytest.mark.parametrize(("path", "key"), NUMBERS, ids=[k for _, k in NUMBERS])
@@ -275,3 +302,22 @@ def test_matrix_runs_and_load_params_refuse_bad_files(tmp_path: Path) -> None:
     (tmp_path / "params.yaml").write_text("train: [unclosed\n")
     with pytest.raises(ValueError, match="is not valid YAML"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_derived_keys_follow_their_source_unless_set() -> None:
+    train = {"epochs": 25, "batch_size": 32, "lr": 0.003, "prompt_lr": None, "device": "auto"}
+    params = completed({
+        "train": train,
+        "train_base": {"epochs": 10, "lr": 0.01},
+        "unlearn": {"retrain": None},  # `retrain:` with nothing under it
+        "attacks": {"recovery": {"steps": 4}},
+    })  # fmt: skip
+    assert params["train_base"] == {
+        "epochs": 10, "lr": 0.01, "batch_size": 32, "device": "auto", "eval_modes": ["none"]
+    }  # fmt: skip
+    assert params["unlearn"]["retrain"] == {"epochs": 10, "batch_size": 32, "lr": 0.01}
+    assert params["attacks"]["recovery"] == {"steps": 4, "lr": 0.003}  # prompt_lr null: lr
+    assert completed(params) == params
+    set_keys = {**params, "train": {**train, "prompt_lr": 0.03}, "attacks": {"recovery": {}}}
+    assert completed(set_keys)["attacks"]["recovery"]["lr"] == 0.03
+    assert completed({"train": "fast", "unlearn": 3}) == {"train": "fast", "unlearn": 3}

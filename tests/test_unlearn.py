@@ -2,6 +2,7 @@
 each method's own known answers."""
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -12,25 +13,29 @@ import torch
 import yaml
 
 from pfm.batches import SplitTensors
-from pfm.config import section
+from pfm.config import load_params, section
 from pfm.data import build_dataset
 from pfm.data.prepared import Split
+from pfm.derive import completed
 from pfm.evaluate import predict
 from pfm.losses import plain_objective
+from pfm.models.checkpoint import save_model
 from pfm.models.prompted import PromptedClassifier, build_model, trainable_parameters
+from pfm.profile import merged
 from pfm.specs import model_spec
 from pfm.train import TrainConfig, train
 from pfm.unlearn import METHODS, read_params, unlearn
 from pfm.unlearn.ascent import AscentRecipe
-from pfm.unlearn.base import TrainRecipe
+from pfm.unlearn.base import Request, TrainRecipe
 from pfm.unlearn.data import CountedSplit, Tally, join
-from pfm.unlearn.manifest import draw_file, keeping, read_manifest, write_manifest
+from pfm.unlearn.manifest import draw_entry, draw_file, keeping, read_manifest, write_manifest
 from pfm.unlearn.salun import saliency_mask
 from pfm.unlearn.ssd import dampen
+from pfm.unlearn.suite import base_model, benchmark
 from tests.conftest import make_model, toy_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+PARAMS = load_params(ROOT / "params.yaml")  # with the keys it leaves to derivation
 CPU = torch.device("cpu")
 DATA = toy_dataset(num_classes=4, per_class=6)
 FORGET = (1,)
@@ -101,17 +106,20 @@ def test_a_method_receives_only_the_data_it_declares(
     name: str, plain: PromptedClassifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     declared = METHODS.get(name)
-    received = {}
+    received: list[Request] = []
 
-    def spy(model, classes, forget, retain, recipe, seed):  # noqa: ANN001, ANN202
-        received.update(forget=forget, retain=retain, classes=classes)
-        return model
+    def spy(request: Request) -> PromptedClassifier:
+        received.append(request)
+        return request.model
 
     monkeypatch.setitem(METHODS._entries, name, dataclasses.replace(declared, run=spy))
     model = make_model() if declared.base == "prompt" else plain
-    unlearn(name, model, [2, 1], DATA.splits["train"], quick_recipe(name), 0)
-    assert received["classes"] == (1, 2)
-    forget, retain = received["forget"], received["retain"]
+    recipe = quick_recipe(name)
+    unlearn(name, model, [2, 1], DATA.splits["train"], recipe, 7)
+    (request,) = received
+    assert request.classes == (1, 2) and request.recipe is recipe and request.seed == 7
+    assert request.model is not model  # a private copy, the caller's model untouched
+    forget, retain = request.forget, request.retain
     assert (forget is not None) == declared.needs_forget
     assert (retain is not None) == declared.needs_retain
     if forget is not None:
@@ -259,11 +267,16 @@ def test_join_counts_on_the_shared_tally() -> None:
         join(a, CountedSplit(DATA.splits["val"], 32, CPU, Tally()))
 
 
-@pytest.mark.parametrize("profile", ["params.yaml", "profiles/paper.yaml"])
+@pytest.mark.parametrize("profile", [None, *sorted(p.name for p in (ROOT / "profiles").iterdir())])
 def test_profiles_hold_a_valid_recipe_per_method_and_retrain_follows_train_base(
-    profile: str,
+    profile: str | None,
 ) -> None:
-    params = yaml.safe_load((ROOT / profile).read_text())
+    """params.yaml alone and with each profile applied, as `dvc exp run` applies it: every
+    method runs with a valid recipe and the reference retrains with the plain model's
+    own recipe."""
+    own = load_params(ROOT / "params.yaml", complete=False)
+    overrides = {} if profile is None else yaml.safe_load((ROOT / "profiles" / profile).read_text())
+    params = completed(merged(own, overrides))
     assert set(params["methods"]) == set(METHODS)
     for name in params["methods"]:
         recipe = read_params(params["unlearn"], name)[1]
@@ -329,3 +342,55 @@ def test_the_defended_forget_leaves_no_trained_byte_of_prompt_or_head_row(
     row = prompted.head.weight[c].detach().numpy().tobytes()
     prompt = prompted.prompts[prompted.bank_classes.index(c)].detach().numpy().tobytes()
     assert row not in saved and prompt not in saved
+
+
+def test_the_benchmark_saves_each_draw_and_scores_methods_and_references(
+    tmp_path: Path, plain: PromptedClassifier, prompted: PromptedClassifier
+) -> None:
+    """``pfm.unlearn.suite``: per (method, seed) one model per draw, a manifest naming
+    them and forget-k metrics; the never-seen references scored on their own draws, their
+    training record as their cost."""
+    params = {
+        **PARAMS,
+        "train": {**PARAMS["train"], "device": "cpu"},
+        "workers": 1,
+        "unlearn": {**PARAMS["unlearn"], "k": [1, 2], "max_sets": 1, "batch_size": 64},
+    }
+    save_model(prompted, tmp_path / "prompt/seed0.pt")
+    save_model(plain, tmp_path / "plain/seed0.pt")
+    draws = [(1,), (0, 2)]
+    for classes in draws:
+        save_model(prompted.forget(classes), tmp_path / "ref/seed0" / draw_file(classes))
+    record = {"train_seconds": 1.5, "optimizer_steps": 7, "samples_touched": 9}
+    entries = [{**draw_entry(c), **record, "trainable_params": 3} for c in draws]
+    write_manifest(tmp_path / "ref/seed0", "toy", "retrain_prompt", 0, Path("x"), entries)
+    runs = [("pfm", 0), ("grad_ascent", 0)]
+    bases = {run: base_model(*run, tmp_path / "prompt", tmp_path / "plain") for run in runs}
+    assert list(bases.values()) == [tmp_path / "prompt/seed0.pt", tmp_path / "plain/seed0.pt"]
+    placed: list[Path] = []
+
+    def place(final: Path) -> Path:
+        placed.append(final)
+        return final
+
+    models, out = tmp_path / "unlearned", tmp_path / "metrics"
+    benchmark(params, DATA, bases, models, out, tmp_path / "ref", place)
+    assert placed == [
+        models / "pfm/seed0", out / "pfm/seed0.json",
+        models / "grad_ascent/seed0", out / "grad_ascent/seed0.json",
+        out / "retrain_prompt/seed0.json",
+    ]  # fmt: skip
+    for method, _ in runs:
+        manifest = read_manifest(models / method / "seed0")
+        assert manifest["method"] == method and [d["k"] for d in manifest["draws"]] == [1, 2]
+        metrics = json.loads((out / method / "seed0.json").read_text())
+        assert metrics["num_classes"] == 4 and metrics["cost.flops_per_sample"] > 0
+        assert {"no_forget.full_bank.acc", "k1.forget_acc.mean", "k2.val.retain_acc.mean"} <= set(
+            metrics
+        )
+    metrics = json.loads((out / "retrain_prompt/seed0.json").read_text())
+    assert metrics["k1.cost.unlearn_seconds.mean"] == 1.5
+    assert metrics["k2.cost.optimizer_steps.mean"] == 7
+    assert metrics["k1.forget_acc.mean"] == accuracy(
+        prompted.forget((1,)), DATA.splits["test"], (1,), inside=True
+    )

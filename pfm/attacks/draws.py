@@ -5,7 +5,7 @@ The unlearn stage saves one model per draw (``pfm.unlearn.manifest``); every met
 draws are the same sets, so attacking the first ``limit`` draws of a k hits the same
 sets for every method and for the reference. Each attack writes its per-draw numbers
 twice: pooled (``pfm.evaluate.pool``: ``<key>.mean``/``.std``, the metrics) and as a
-``units`` list of per-draw records, from which ``pfm.aggregate`` draws confidence
+``units`` list of per-draw records, from which ``pfm.reporting.aggregate`` draws confidence
 intervals.
 """
 

@@ -5,7 +5,7 @@ Members are the forgotten classes' *train* samples, non-members their *test* sam
 the shadow-trained variants fit their attacker on the retained classes' train (member)
 vs test (non-member) samples, which the adversary may know, and never on forgotten-class
 samples. A model that never saw the forgotten classes (``retrain``) sets the reference
-value of each variant; ``pfm.aggregate`` reports every method's gap to it.
+value of each variant; ``pfm.reporting.aggregate`` reports every method's gap to it.
 
 Every variant reads per-sample outputs under deployment inference (``full_bank``; a
 model without prompts: no prompts) and is registered in ``MIA_VARIANTS``; its value is

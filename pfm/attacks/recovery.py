@@ -559,7 +559,7 @@ def unit_name(capability: str, k: int, m: int) -> str:
 
 def mean_curve(curves: Sequence[list[tuple[int, float]]]) -> list[dict[str, float]]:
     """Pointwise mean over draws of curves that share their steps, as the records
-    ``pfm.aggregate.read_relearn_curves`` reads."""
+    ``pfm.reporting.aggregate.read_relearn_curves`` reads."""
     steps = [s for s, _ in curves[0]]
     if any([s for s, _ in c] != steps for c in curves):
         raise ValueError("relearn curves of one run must share their steps")
@@ -577,7 +577,7 @@ def summarise(results: Sequence[DrawResult], params: RecoveryParams) -> tuple[di
     Metrics: ``recovery.<cap>.k<k>.m<m>.<field>.{mean,std}`` over the attacked draws,
     ``recovery.steps``, ``recovery.draws`` (attacked draws, every k) and ``units``: one
     record per (draw, capability, m), ``{"classes", "k", "capability", "m", <field>…}``,
-    from which ``pfm.aggregate`` draws confidence intervals. Curves: ``<cap> k<k> m<m>``
+    from which ``pfm.reporting.aggregate`` draws confidence intervals. Curves: ``<cap> k<k> m<m>``
     (mean over the draws) and ``<cap> k<k> m<m> reference``."""
     units: Units = []
     grouped: dict[tuple[str, int, int], list[dict[str, float | int]]] = {}

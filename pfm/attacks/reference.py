@@ -9,24 +9,32 @@ rebind from nothing; the same attack on an unlearned prompt model (``pfm``,
 model's own recipe (params ``train``) and initialisation (same spec and seed), as
 ``retrain`` is for the plain baselines — whose own ``retrain`` model is their never-seen
 reference. Stage train saves one per attacked draw of every k of ``attacks.recovery.k``
-(``reference_draws``) with a manifest (``pfm.unlearn.manifest``) whose method is
-``retrain_prompt``; the attack stage also attacks them as a run of their own.
+(``reference_draws``, ``fit_reference``) with a manifest (``pfm.unlearn.manifest``) whose
+method is ``retrain_prompt``; the attack stage also attacks them as a run of their own.
 """
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 from pfm.attacks.draws import check_limit
+from pfm.attacks.recovery import RecoveryParams
 from pfm.batches import SplitTensors
-from pfm.data.prepared import Split
-from pfm.evaluate import forget_sets
+from pfm.config import from_mapping, section
+from pfm.cost import optimizer_steps
+from pfm.data.prepared import PreparedDataset, Split
+from pfm.evaluate import forget_sets, sets_per_k
 from pfm.losses import prompt_objective
-from pfm.models.prompted import ModelSpec, PromptedClassifier, build_model
-from pfm.train import TrainConfig, TrainResult, train
+from pfm.models.checkpoint import save_model
+from pfm.models.prompted import ModelSpec, PromptedClassifier, build_model, trainable_parameters
+from pfm.train import TrainConfig, TrainResult, resolve_device, resume_key, train
+from pfm.unlearn import unlearn_params
 from pfm.unlearn.data import class_slice
+from pfm.unlearn.manifest import draw_entry, draw_file
 
 PROMPT_REFERENCE = "retrain_prompt"  # the method name of the never-seen prompt models
 
@@ -78,3 +86,52 @@ def reference_draws(
         )
     draws = [s for k in ks for s in forget_sets(num_classes, k, caps[k], seed)[0][:limit]]
     return list(dict.fromkeys(draws))
+
+
+def unlearn_caps(params: Mapping[str, Any], num_classes: int) -> dict[int, int | None]:
+    """k → the unlearn stage's cap on forget sets: the draws the references must match."""
+    unlearn = unlearn_params(section(params, "unlearn"))
+    return sets_per_k(unlearn.ks(num_classes), unlearn.max_sets)
+
+
+def attacked_draws(params: Mapping[str, Any], num_classes: int, seed: int) -> list[tuple[int, ...]]:
+    """The draws params' recovery attack attacks (``attacks.recovery``'s k and draws, among
+    the unlearn stage's sets): one never-seen reference each."""
+    recovery = section(section(params, "attacks"), "recovery")
+    recovery = from_mapping(RecoveryParams, recovery, "attacks.recovery")
+    caps = unlearn_caps(params, num_classes)
+    return reference_draws(num_classes, recovery.k, caps, recovery.draws, seed)
+
+
+def fit_reference(
+    folder: Path,
+    checkpoints: Path,
+    spec: ModelSpec,
+    config: TrainConfig,
+    dataset: PreparedDataset,
+    data_digest: str,
+    classes: tuple[int, ...],
+    seed: int,
+    shown: Path | None = None,
+) -> dict[str, Any]:
+    """The never-seen reference without ``classes`` (``never_seen``), saved in ``folder``
+    and resumable from a checkpoint in ``checkpoints``; its manifest entry, with the
+    training run's cost (its unlearning cost as a method). ``shown``: the folder named in
+    the progress line (where ``folder`` is staged)."""
+    # "never_seen": the references' name when their checkpoints were first keyed
+    key = resume_key(spec, config, seed, "never_seen", classes, data_digest)
+    device = resolve_device(config.device)
+    train_split = dataset.splits["train"]
+    model, result = never_seen(
+        spec, classes, train_split, config, seed, device, checkpoints / draw_file(classes), key
+    )
+    save_model(model, folder / draw_file(classes))
+    print(f"never-seen reference without {list(classes)} → {shown or folder}", flush=True)
+    retained = int((~np.isin(train_split.labels, classes)).sum())
+    return {
+        **draw_entry(classes),
+        "train_seconds": result.train_seconds,
+        "optimizer_steps": optimizer_steps(retained, config.batch_size, config.epochs),
+        "samples_touched": retained * config.epochs,
+        "trainable_params": trainable_parameters(model),
+    }

@@ -120,7 +120,8 @@ def vit_tiny(init_seed: int) -> Backbone:
     """A ViT small enough for 2 CPU cores: 16 px, patch 4, width 192, 6 layers.
 
     16 px loses nothing on ``digits`` (8×8 at source) and gives 16 patch tokens instead
-    of 64 at 32 px, so every stage runs ~2.7× faster (measured; README)."""
+    of 64 at 32 px, so every stage runs ~2.7× faster (measured: docs/backbones.md, "The
+    tiny ViT's geometry")."""
     config = ViTConfig(
         image_size=16,
         patch_size=4,

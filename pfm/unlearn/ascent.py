@@ -24,7 +24,8 @@ import torch.nn.functional as F
 
 from pfm.config import Count, Rate, Weight
 from pfm.models.prompted import PromptedClassifier
-from pfm.unlearn.data import CountedSplit, endless
+from pfm.unlearn.base import Request
+from pfm.unlearn.data import endless
 
 RetainLoss = Callable[[PromptedClassifier, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -43,18 +44,16 @@ class RegularisedAscentRecipe(AscentRecipe):
 
 
 def gradient_ascent(
-    model: PromptedClassifier,
-    forget: CountedSplit,
-    retain: CountedSplit | None,
-    recipe: AscentRecipe,
-    seed: int,
+    request: Request[AscentRecipe],
     retain_loss: RetainLoss | None = None,
     retain_weight: float = 0.0,
 ) -> PromptedClassifier:
-    """Adam on −CE(forget batch) [+ ``retain_weight`` · ``retain_loss``(retain batch)]."""
+    """Adam on −CE(forget batch) [+ ``retain_weight`` · ``retain_loss``(retain batch)]:
+    the request's model, trained in place."""
+    model, forget, retain, recipe = request.model, request.forget, request.retain, request.recipe
     if (retain_loss is None) != (retain is None):
         raise ValueError("a retain term needs retain data and retain data needs a retain term")
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(request.seed)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=recipe.lr)
     forget_batches = endless(forget, recipe.batch_size, generator)
     retain_batches = endless(retain, recipe.batch_size, generator) if retain is not None else None

@@ -1,20 +1,16 @@
-"""The unlearning-method family: one signature, one registry, the shared training helper.
+"""The unlearning-method family: one request, one registry, the shared training helper.
 
-Every method is a function
-
-    (model, classes, forget, retain, recipe, seed) -> unlearned model
-
-registered with what it needs: forget data, retain data (each handle is ``None`` when
-not declared — the runner enforces it), the base model it starts from (``plain``: the
-classifier without prompts; ``prompt``: the pre-forgettable model) and its recipe
-dataclass, filled from ``params.yaml`` under the method's name. ``model`` is a private
-copy the method may change in place; timing, step and sample counting happen around
-the call (``pfm.unlearn.run``), never inside it.
+Every method is a function ``(Request) -> unlearned model``, registered with what it
+needs: forget data, retain data (the request's handle is ``None`` when not declared —
+the runner enforces it), the base model it starts from (``plain``: the classifier
+without prompts; ``prompt``: the pre-forgettable model) and its recipe dataclass,
+filled from ``params.yaml`` under the method's name. Timing, step and sample counting
+happen around the call (``pfm.unlearn.run``), never inside it.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 from pfm.config import Count, OneOf, Rate
 from pfm.evaluate import Variants
@@ -26,10 +22,27 @@ from pfm.unlearn.data import CountedSplit
 
 BASES = ("prompt", "plain")
 
-MethodFn = Callable[
-    [PromptedClassifier, tuple[int, ...], CountedSplit | None, CountedSplit | None, Any, int],
-    PromptedClassifier,
-]
+R = TypeVar("R")  # a method's recipe dataclass
+
+
+@dataclass(frozen=True)
+class Request(Generic[R]):
+    """One unlearning call: forget ``classes`` from ``model``.
+
+    ``model`` is a private copy of the caller's model: the method may change it in place
+    and return it (or return another model). ``forget`` and ``retain`` hold the train
+    split's samples of the forgotten classes and of the rest; each is ``None`` unless the
+    method declares it needs it, so a method cannot read what it was not given."""
+
+    model: PromptedClassifier
+    classes: tuple[int, ...]  # sorted, distinct, 1..C−1 of them
+    forget: CountedSplit | None
+    retain: CountedSplit | None
+    recipe: R
+    seed: int
+
+
+MethodFn = Callable[[Request[Any]], PromptedClassifier]
 
 
 @dataclass(frozen=True)

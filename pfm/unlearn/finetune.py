@@ -4,17 +4,9 @@ et al., CVPR 2020, and of SalUn's benchmark)."""
 
 from pfm.losses import plain_objective
 from pfm.models.prompted import PromptedClassifier
-from pfm.unlearn.base import TrainRecipe, fit, method
-from pfm.unlearn.data import CountedSplit
+from pfm.unlearn.base import Request, TrainRecipe, fit, method
 
 
 @method("finetune", recipe=TrainRecipe, needs_forget=False, needs_retain=True)
-def finetune(
-    model: PromptedClassifier,
-    classes: tuple[int, ...],
-    forget: CountedSplit | None,
-    retain: CountedSplit,
-    recipe: TrainRecipe,
-    seed: int,
-) -> PromptedClassifier:
-    return fit(model, plain_objective, retain, recipe, seed)
+def finetune(request: Request[TrainRecipe]) -> PromptedClassifier:
+    return fit(request.model, plain_objective, request.retain, request.recipe, request.seed)

@@ -9,24 +9,16 @@ import torch
 from pfm.losses import kl_to_reference
 from pfm.models.prompted import PromptedClassifier
 from pfm.unlearn.ascent import RegularisedAscentRecipe, gradient_ascent
-from pfm.unlearn.base import method
-from pfm.unlearn.data import CountedSplit
+from pfm.unlearn.base import Request, method
 
 
 @method("grad_ascent_kl", recipe=RegularisedAscentRecipe, needs_forget=True, needs_retain=True)
-def grad_ascent_kl(
-    model: PromptedClassifier,
-    classes: tuple[int, ...],
-    forget: CountedSplit,
-    retain: CountedSplit,
-    recipe: RegularisedAscentRecipe,
-    seed: int,
-) -> PromptedClassifier:
-    original = copy.deepcopy(model).eval()
+def grad_ascent_kl(request: Request[RegularisedAscentRecipe]) -> PromptedClassifier:
+    original = copy.deepcopy(request.model).eval()
 
     def stay_close(m: PromptedClassifier, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             reference = original(x)
         return kl_to_reference(m(x), reference)
 
-    return gradient_ascent(model, forget, retain, recipe, seed, stay_close, recipe.retain_weight)
+    return gradient_ascent(request, stay_close, request.recipe.retain_weight)

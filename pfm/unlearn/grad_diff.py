@@ -6,20 +6,12 @@ import torch.nn.functional as F
 
 from pfm.models.prompted import PromptedClassifier
 from pfm.unlearn.ascent import RegularisedAscentRecipe, gradient_ascent
-from pfm.unlearn.base import method
-from pfm.unlearn.data import CountedSplit
+from pfm.unlearn.base import Request, method
 
 
 @method("grad_diff", recipe=RegularisedAscentRecipe, needs_forget=True, needs_retain=True)
-def grad_diff(
-    model: PromptedClassifier,
-    classes: tuple[int, ...],
-    forget: CountedSplit,
-    retain: CountedSplit,
-    recipe: RegularisedAscentRecipe,
-    seed: int,
-) -> PromptedClassifier:
+def grad_diff(request: Request[RegularisedAscentRecipe]) -> PromptedClassifier:
     def descent(m: PromptedClassifier, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(m(x), y)
 
-    return gradient_ascent(model, forget, retain, recipe, seed, descent, recipe.retain_weight)
+    return gradient_ascent(request, descent, request.recipe.retain_weight)

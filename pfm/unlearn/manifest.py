@@ -20,7 +20,7 @@ MANIFEST_FILE = "manifest.json"
 
 def run_folder(root: Path, method: str, seed: int) -> Path:
     """``<root>/<method>/seed<s>``: one (method, seed) below a dataset's folder — its
-    unlearned models, or with ``.json`` its metrics file (the layout ``pfm.aggregate``
+    unlearned models, or with ``.json`` its metrics file (the layout ``pfm.reporting.aggregate``
     reads)."""
     return root / method / f"seed{seed}"
 

@@ -48,7 +48,7 @@ from pfm.cost import transform_timer
 from pfm.losses import FORGET_TARGETS, relabelled_objective
 from pfm.models.backbones import encoder_layers
 from pfm.models.prompted import PromptedClassifier
-from pfm.unlearn.base import TrainRecipe, fit, method
+from pfm.unlearn.base import Request, TrainRecipe, fit, method
 from pfm.unlearn.data import CountedSplit, join
 
 
@@ -78,15 +78,10 @@ def before_transform(model: PromptedClassifier) -> PromptedClassifier:
     return model.with_prefix(pinv_transpose(model.prefixes.detach()))
 
 
-def pi_prefix_tuning(
-    model: PromptedClassifier,
-    classes: tuple[int, ...],
-    data: CountedSplit,
-    recipe: PrefixRecipe,
-    seed: int,
-) -> PromptedClassifier:
-    """Train fresh deep prefixes on ``data`` with every other weight frozen, then replace
-    them by their transposed pseudo-inverses."""
+def pi_prefix_tuning(request: Request[PrefixRecipe], data: CountedSplit) -> PromptedClassifier:
+    """The request's model with fresh deep prefixes trained on ``data``, every other
+    weight frozen, then replaced by their transposed pseudo-inverses."""
+    model, recipe, seed = request.model, request.recipe, request.seed
     if recipe.prefix_len < 1:
         raise ValueError(f"prefix_len must be ≥ 1, got {recipe.prefix_len}")
     if recipe.target not in FORGET_TARGETS:
@@ -101,7 +96,7 @@ def pi_prefix_tuning(
         param.requires_grad_(False)
     prefixed.prefixes.requires_grad_(True)
     try:
-        fit(prefixed, relabelled_objective(classes, recipe.target), data, recipe, seed)
+        fit(prefixed, relabelled_objective(request.classes, recipe.target), data, recipe, seed)
     finally:
         for param in trainable:
             param.requires_grad_(True)
@@ -120,29 +115,15 @@ def scored_before_transform(model: PromptedClassifier) -> dict[str, PromptedClas
     "pi_prefix", recipe=PrefixRecipe, needs_forget=True, needs_retain=True,
     variants=scored_before_transform,
 )  # fmt: skip
-def pi_prefix(
-    model: PromptedClassifier,
-    classes: tuple[int, ...],
-    forget: CountedSplit,
-    retain: CountedSplit,
-    recipe: PrefixRecipe,
-    seed: int,
-) -> PromptedClassifier:
+def pi_prefix(request: Request[PrefixRecipe]) -> PromptedClassifier:
     """As the authors' code: prefixes trained on forget (relabelled) ∪ retain (true)."""
-    return pi_prefix_tuning(model, classes, join(forget, retain), recipe, seed)
+    return pi_prefix_tuning(request, join(request.forget, request.retain))
 
 
 @method(
     "pi_prefix_forget_only", recipe=PrefixRecipe, needs_forget=True, needs_retain=False,
     variants=scored_before_transform,
 )  # fmt: skip
-def pi_prefix_forget_only(
-    model: PromptedClassifier,
-    classes: tuple[int, ...],
-    forget: CountedSplit,
-    retain: CountedSplit | None,
-    recipe: PrefixRecipe,
-    seed: int,
-) -> PromptedClassifier:
+def pi_prefix_forget_only(request: Request[PrefixRecipe]) -> PromptedClassifier:
     """As the authors' README claims: prefixes trained on the relabelled forget data only."""
-    return pi_prefix_tuning(model, classes, forget, recipe, seed)
+    return pi_prefix_tuning(request, request.forget)

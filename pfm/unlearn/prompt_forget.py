@@ -6,8 +6,7 @@ baseline's."""
 from dataclasses import dataclass
 
 from pfm.models.prompted import PromptedClassifier
-from pfm.unlearn.base import method
-from pfm.unlearn.data import CountedSplit
+from pfm.unlearn.base import Request, method
 
 
 @dataclass(frozen=True)
@@ -16,12 +15,5 @@ class PromptForgetRecipe:
 
 
 @method("pfm", recipe=PromptForgetRecipe, needs_forget=False, needs_retain=False, base="prompt")
-def prompt_forget(
-    model: PromptedClassifier,
-    classes: tuple[int, ...],
-    forget: CountedSplit | None,
-    retain: CountedSplit | None,
-    recipe: PromptForgetRecipe,
-    seed: int,
-) -> PromptedClassifier:
-    return model.forget(classes, mask_logits=recipe.mask_logits)
+def prompt_forget(request: Request[PromptForgetRecipe]) -> PromptedClassifier:
+    return request.model.forget(request.classes, mask_logits=request.recipe.mask_logits)

@@ -13,9 +13,8 @@ gradient step taken.
 import torch
 
 from pfm.models.prompted import PromptedClassifier
-from pfm.unlearn.base import method
-from pfm.unlearn.data import CountedSplit
-from pfm.unlearn.prompt_forget import PromptForgetRecipe
+from pfm.unlearn.base import Request, method
+from pfm.unlearn.prompt_forget import PromptForgetRecipe, prompt_forget
 
 
 @torch.no_grad()
@@ -30,14 +29,7 @@ def erase_head_rows(model: PromptedClassifier, classes: tuple[int, ...]) -> None
     "pfm_defended", recipe=PromptForgetRecipe, needs_forget=False, needs_retain=False,
     base="prompt",
 )  # fmt: skip
-def prompt_head_forget(
-    model: PromptedClassifier,
-    classes: tuple[int, ...],
-    forget: CountedSplit | None,
-    retain: CountedSplit | None,
-    recipe: PromptForgetRecipe,
-    seed: int,
-) -> PromptedClassifier:
-    forgotten = model.forget(classes, mask_logits=recipe.mask_logits)
-    erase_head_rows(forgotten, classes)  # the runner's private copy: the input stays intact
+def prompt_head_forget(request: Request[PromptForgetRecipe]) -> PromptedClassifier:
+    forgotten = prompt_forget(request)
+    erase_head_rows(forgotten, request.classes)  # the runner's private copy: input intact
     return forgotten

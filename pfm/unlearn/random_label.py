@@ -5,17 +5,13 @@ the mask)."""
 
 from pfm.losses import random_label_objective
 from pfm.models.prompted import PromptedClassifier
-from pfm.unlearn.base import TrainRecipe, fit, method
-from pfm.unlearn.data import CountedSplit, join
+from pfm.unlearn.base import Request, TrainRecipe, fit, method
+from pfm.unlearn.data import join
 
 
 @method("random_label", recipe=TrainRecipe, needs_forget=True, needs_retain=True)
-def random_label(
-    model: PromptedClassifier,
-    classes: tuple[int, ...],
-    forget: CountedSplit,
-    retain: CountedSplit,
-    recipe: TrainRecipe,
-    seed: int,
-) -> PromptedClassifier:
-    return fit(model, random_label_objective(classes), join(forget, retain), recipe, seed)
+def random_label(request: Request[TrainRecipe]) -> PromptedClassifier:
+    """The request's model fine-tuned on forget (random wrong labels) ∪ retain (true)."""
+    objective = random_label_objective(request.classes)
+    data = join(request.forget, request.retain)
+    return fit(request.model, objective, data, request.recipe, request.seed)

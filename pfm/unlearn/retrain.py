@@ -5,18 +5,11 @@ receives a sample of a forgotten class."""
 
 from pfm.losses import plain_objective
 from pfm.models.prompted import PromptedClassifier, build_model
-from pfm.unlearn.base import TrainRecipe, fit, method
-from pfm.unlearn.data import CountedSplit
+from pfm.unlearn.base import Request, TrainRecipe, fit, method
 
 
 @method("retrain", recipe=TrainRecipe, needs_forget=False, needs_retain=True)
-def retrain(
-    model: PromptedClassifier,
-    classes: tuple[int, ...],
-    forget: CountedSplit | None,
-    retain: CountedSplit,
-    recipe: TrainRecipe,
-    seed: int,
-) -> PromptedClassifier:
-    fresh = build_model(model.spec, seed).to(retain.device)  # same init as train_base's
-    return fit(fresh, plain_objective, retain, recipe, seed)
+def retrain(request: Request[TrainRecipe]) -> PromptedClassifier:
+    retain, seed = request.retain, request.seed
+    fresh = build_model(request.model.spec, seed).to(retain.device)  # same init as train_base's
+    return fit(fresh, plain_objective, retain, request.recipe, seed)

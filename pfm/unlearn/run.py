@@ -1,13 +1,13 @@
 """The one path from a forget request to an unlearned model and its cost, for every method.
 
 ``unlearn`` slices the train split into forget (labels in the request) and retain (the
-rest), hands the method only the handles it declares (``None`` otherwise), runs it on a
-deep copy of the input model (which stays untouched) and measures the call: seconds and
-optimizer steps (``pfm.cost.Meter``, with the seconds of any closed-form stage), samples
-read (the handles' shared tally) and parameter elements changed. Copying and slicing
-happen outside the timed region. ``precision`` runs the method under
-``pfm.precision.autocast``: the training loop, the ascent and SCRUB loops and SSD's
-importances alike, with no method reading it.
+rest), hands the method a ``Request`` (``pfm.unlearn.base``) holding only the handles it
+declares (``None`` otherwise) and a deep copy of the input model (which stays untouched),
+and measures the call: seconds and optimizer steps (``pfm.cost.Meter``, with the seconds
+of any closed-form stage), samples read (the handles' shared tally) and parameter
+elements changed. Copying and slicing happen outside the timed region. ``precision``
+runs the method under ``pfm.precision.autocast``: the training loop, the ascent and
+SCRUB loops and SSD's importances alike, with no method reading it.
 """
 
 import copy
@@ -23,7 +23,7 @@ from pfm.data.prepared import Split
 from pfm.evaluate import Unlearner, k_values
 from pfm.models.prompted import PromptedClassifier
 from pfm.precision import Precision, autocast
-from pfm.unlearn.base import METHODS
+from pfm.unlearn.base import METHODS, Request
 from pfm.unlearn.data import CountedSplit, Tally, class_slice
 
 
@@ -63,13 +63,13 @@ def read_params(values: Mapping[str, Any], name: str) -> tuple[UnlearnParams, An
     return params, parsed[name]
 
 
-def _request(classes: Iterable[int], num_classes: int) -> tuple[int, ...]:
-    request = tuple(sorted({int(c) for c in classes}))
-    if not request or len(request) >= num_classes:
-        raise ValueError(f"forget 1..{num_classes - 1} classes, got {list(request)}")
-    if request[0] < 0 or request[-1] >= num_classes:
-        raise ValueError(f"forget class id(s) {list(request)} out of range 0..{num_classes - 1}")
-    return request
+def _forget_classes(classes: Iterable[int], num_classes: int) -> tuple[int, ...]:
+    chosen = tuple(sorted({int(c) for c in classes}))
+    if not chosen or len(chosen) >= num_classes:
+        raise ValueError(f"forget 1..{num_classes - 1} classes, got {list(chosen)}")
+    if chosen[0] < 0 or chosen[-1] >= num_classes:
+        raise ValueError(f"forget class id(s) {list(chosen)} out of range 0..{num_classes - 1}")
+    return chosen
 
 
 def unlearn(
@@ -89,21 +89,21 @@ def unlearn(
     if model.spec.with_prompts != (spec.base == "prompt"):
         kind = "a prompt" if spec.base == "prompt" else "a plain (prompt-free)"
         raise ValueError(f"{name} starts from {kind} model, got another kind")
-    request = _request(classes, model.num_classes)
+    chosen = _forget_classes(classes, model.num_classes)
     if (spec.needs_forget or spec.needs_retain) and train is None:
         raise ValueError(f"{name} needs training data, none was given")
     device = next(model.parameters()).device
     tally = Tally()
 
     def handle(keep: bool) -> CountedSplit:
-        return CountedSplit(class_slice(train, request, keep), model.input_size, device, tally)
+        return CountedSplit(class_slice(train, chosen, keep), model.input_size, device, tally)
 
     forget = handle(keep=True) if spec.needs_forget else None
     retain = handle(keep=False) if spec.needs_retain else None
-    working = copy.deepcopy(model)
+    request = Request(copy.deepcopy(model), chosen, forget, retain, recipe, seed)
     with torch.random.fork_rng(devices=[]), autocast(device, precision), Meter() as meter:
         torch.manual_seed(seed)  # dropout etc.: every method seed-deterministic, caller unaffected
-        unlearned = spec.run(working, request, forget, retain, recipe, seed)
+        unlearned = spec.run(request)
     unlearned.eval()
     return unlearned, CostRecord(
         unlearn_seconds=meter.seconds,

@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from pfm.config import Share
-from pfm.losses import random_label_objective
 from pfm.models.prompted import PromptedClassifier
-from pfm.unlearn.base import TrainRecipe, fit, method
-from pfm.unlearn.data import CountedSplit, join
+from pfm.unlearn.base import Request, TrainRecipe, method
+from pfm.unlearn.data import CountedSplit
+from pfm.unlearn.random_label import random_label
 
 
 @dataclass(frozen=True)
@@ -61,22 +61,17 @@ def saliency_mask(gradients: dict[str, torch.Tensor], fraction: float) -> dict[s
 
 
 @method("salun", recipe=SalunRecipe, needs_forget=True, needs_retain=True)
-def salun(
-    model: PromptedClassifier,
-    classes: tuple[int, ...],
-    forget: CountedSplit,
-    retain: CountedSplit,
-    recipe: SalunRecipe,
-    seed: int,
-) -> PromptedClassifier:
-    masks = saliency_mask(forget_gradients(model, forget, recipe.batch_size), recipe.saliency)
+def salun(request: Request[SalunRecipe]) -> PromptedClassifier:
+    model, recipe = request.model, request.recipe
+    gradients = forget_gradients(model, request.forget, recipe.batch_size)
+    masks = saliency_mask(gradients, recipe.saliency)
     handles = [
         p.register_hook(lambda grad, m=masks[n]: grad * m)
         for n, p in model.named_parameters()
         if p.requires_grad
     ]
     try:
-        fit(model, random_label_objective(classes), join(forget, retain), recipe, seed)
+        random_label(request)  # trains request.model, the model the hooks mask
     finally:
         for handle in handles:
             handle.remove()

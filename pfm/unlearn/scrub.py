@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from pfm.config import Count, Natural, Rate, Weight
 from pfm.losses import kl_to_reference
 from pfm.models.prompted import PromptedClassifier
-from pfm.unlearn.base import method
-from pfm.unlearn.data import CountedSplit, epochs_of
+from pfm.unlearn.base import Request, method
+from pfm.unlearn.data import epochs_of
 
 
 @dataclass(frozen=True)
@@ -38,16 +38,10 @@ class ScrubRecipe:
 
 
 @method("scrub", recipe=ScrubRecipe, needs_forget=True, needs_retain=True)
-def scrub(
-    model: PromptedClassifier,
-    classes: tuple[int, ...],
-    forget: CountedSplit,
-    retain: CountedSplit,
-    recipe: ScrubRecipe,
-    seed: int,
-) -> PromptedClassifier:
+def scrub(request: Request[ScrubRecipe]) -> PromptedClassifier:
+    model, forget, retain, recipe = request.model, request.forget, request.retain, request.recipe
     teacher = copy.deepcopy(model).eval()
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(request.seed)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=recipe.lr)
 
     def step(loss: torch.Tensor) -> None:

@@ -36,8 +36,8 @@ import torch.nn.functional as F
 
 from pfm.config import Count, Rate
 from pfm.models.prompted import PromptedClassifier
-from pfm.unlearn.base import method
-from pfm.unlearn.data import Batch, CountedSplit, epochs_of, join
+from pfm.unlearn.base import Request, method
+from pfm.unlearn.data import Batch, epochs_of, join
 
 
 @dataclass(frozen=True)
@@ -89,15 +89,9 @@ def dampen(
 
 
 @method("ssd", recipe=SsdRecipe, needs_forget=True, needs_retain=True)
-def ssd(
-    model: PromptedClassifier,
-    classes: tuple[int, ...],
-    forget: CountedSplit,
-    retain: CountedSplit,
-    recipe: SsdRecipe,
-    seed: int,
-) -> PromptedClassifier:
-    shuffle = torch.Generator().manual_seed(seed)
+def ssd(request: Request[SsdRecipe]) -> PromptedClassifier:
+    model, forget, retain, recipe = request.model, request.forget, request.retain, request.recipe
+    shuffle = torch.Generator().manual_seed(request.seed)
     full = importance(model, epochs_of(join(forget, retain), recipe.batch_size, 1, shuffle))
     forgotten = importance(model, forget.batches(recipe.batch_size))
     for name, param in model.named_parameters():

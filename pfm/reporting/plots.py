@@ -4,7 +4,7 @@ Drawn with matplotlib's object API (``Figure``), never pyplot: no global state a
 display needed. Every dataset always gets the same four files, with a "no data" note
 where a stage has not run yet, so ``dvc plots diff`` pairs the same images across
 commits. A method keeps its colour in every figure of a dataset; error bars are the
-summary's 95 % intervals (``pfm.aggregate``), absent where n = 1. References (exact
+summary's 95 % intervals (``pfm.reporting.aggregate``), absent where n = 1. References (exact
 unlearning) are drawn as stars.
 """
 
@@ -19,7 +19,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from pfm.aggregate import (
+from pfm.files import write_atomic
+from pfm.reporting.aggregate import (
     FORGET_K,
     SECONDS,
     Curve,
@@ -29,8 +30,7 @@ from pfm.aggregate import (
     metric_names,
     split_label,
 )
-from pfm.files import write_atomic
-from pfm.report import is_reference, ordered_methods
+from pfm.reporting.table import is_reference, ordered_methods
 
 FIGURES = {
     "forgotten vs retained accuracy": "forget_vs_retain.png",
