@@ -14,13 +14,15 @@ from pfm.cost import CostRecord
 from pfm.data.prepared import Split
 from pfm.evaluate import forget_k, forget_plan, predict
 from pfm.losses import prompt_objective
+from pfm.models.adapters import LoraSpec
 from pfm.models.backbones import build_backbone, from_config
 from pfm.models.prompted import PromptedClassifier
 from pfm.modes import mode_logits
 from pfm.precision import autocast
 from pfm.train import TrainConfig, train
-from pfm.unlearn import unlearn, unlearner
+from pfm.unlearn import METHODS, unlearn, unlearner
 from pfm.unlearn.base import TrainRecipe
+from pfm.unlearn.pi_prefix import PrefixRecipe
 from pfm.unlearn.prompt_forget import PromptForgetRecipe
 from tests.conftest import make_model, toy_dataset
 
@@ -234,3 +236,22 @@ def test_batched_forget_k_scores_an_empty_split(prompt_model: PromptedClassifier
     forget = unlearner("pfm", prompt_model, None, PromptForgetRecipe(False), 0)
     units = forget_k(forget, empty, forget_plan(5, [1], 2, seed=0), 0, 16)["units"]
     assert all(u["forget_acc"] != u["forget_acc"] for u in units)  # NaN: no sample
+
+
+def test_set_batched_forget_k_with_variants_equals_set_by_set() -> None:
+    """PI-Prefix: the first set of a k waits for the batched pass while the later sets
+    score their before-transform variants, which share its encoder; that scoring must not
+    leave the waiting model's dropout on (it did: noisy after-transform accuracies)."""
+    plain = make_model(num_classes=5, with_prompts=False, lora=LoraSpec(dropout=0.5)).eval()
+    with torch.no_grad():  # LoRA's B starts at zero, where its dropout changes nothing
+        for name, param in plain.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 1.0, generator=torch.Generator().manual_seed(0))
+    recipe = PrefixRecipe(epochs=1, batch_size=8, lr=0.01, prefix_len=2)
+    run = unlearner("pi_prefix_forget_only", plain, FIVE.splits["train"], recipe, 0)
+    test, val = five_splits(plain)
+    plan = forget_plan(5, [1], 3, seed=0)
+    variants = METHODS.get("pi_prefix_forget_only").variants
+    batched = forget_k(run, test, plan, 0, 16, val, variants, batch_sets=True)
+    single = forget_k(run, test, plan, 0, 16, val, variants, batch_sets=False)
+    assert without_seconds(batched) == without_seconds(single)

@@ -5,10 +5,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from pfm.batches import SplitTensors
+from pfm.evaluate import predict
 from pfm.models.adapters import LoraSpec
+from pfm.models.backbones import encoder_layers
 from pfm.models.checkpoint import CheckpointError, load_model, load_model_for, save_model
 from pfm.models.prompted import PAD, PromptedClassifier, trainable_parameters
-from tests.conftest import make_model
+from tests.conftest import make_model, toy_dataset
 
 X = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
 
@@ -199,3 +202,24 @@ def test_full_tuning_trains_every_encoder_weight_without_lora() -> None:
     assert not any("lora_" in n for n, _ in model.named_parameters())
     with pytest.raises(ValueError, match="tuning must be one of"):
         make_model(tuning="partial")
+
+
+@pytest.mark.parametrize("derive", ["forget", "with_prompt", "with_prefix"])
+@pytest.mark.parametrize("training", [False, True])
+def test_a_model_built_on_another_keeps_its_mode(derive: str, training: bool) -> None:
+    """forget, with_prompt and with_prefix share the encoder and head, so they share the
+    mode: scoring the new model (``predict`` puts back the mode it found) must not switch
+    the source's dropout on or off."""
+    source = make_model(lora=LoraSpec(dropout=0.5)).train(training)
+    if derive == "forget":
+        derived = source.forget([1])
+    elif derive == "with_prompt":
+        derived = source.forget([1]).with_prompt(1, torch.zeros(source.prompts.shape[1:]))
+    else:
+        layers, width = len(encoder_layers(source.backbone)), source.head.in_features
+        derived = source.with_prefix(torch.zeros(layers, 2, 2, width))
+    assert derived.training == training
+    data = SplitTensors(toy_dataset().splits["test"], derived.input_size, torch.device("cpu"))
+    predict(derived, data, "full_bank", batch_size=8)
+    assert source.training == derived.training == training
+    assert all(module.training == training for module in source.encoder.modules())

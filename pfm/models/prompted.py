@@ -302,15 +302,11 @@ class PromptedClassifier(nn.Module):
     def with_prefix(self, prefixes: torch.Tensor) -> "PromptedClassifier":
         """This model with deep prefixes ``prefixes`` (layers, 2, p, D) — keys, values —
         in place of its own (if any); it shares everything else with this one."""
-        return PromptedClassifier(
+        return self._sibling(
             spec=replace(self.spec, prefix_len=prefixes.shape[2]),
-            encoder=self.encoder,
-            head=self.head,
             prompts=self.prompts.detach(),
             prompt_classes=self.prompt_classes,
             masked=self.masked,
-            input_size=self.input_size,
-            embeddings_attr=self.embeddings_attr,
             prefixes=prefixes,
         )
 
@@ -329,10 +325,8 @@ class PromptedClassifier(nn.Module):
                 f"got {tuple(prompt.shape)}"
             )
         device = self.prompts.device
-        return PromptedClassifier(
+        return self._sibling(
             spec=self.spec,
-            encoder=self.encoder,
-            head=self.head,
             prompts=torch.cat([self.prompts.detach(), prompt.detach().to(device)[None]]),
             prompt_classes=torch.cat(
                 [
@@ -341,8 +335,6 @@ class PromptedClassifier(nn.Module):
                 ]
             ),
             masked=self.masked.clone(),
-            input_size=self.input_size,
-            embeddings_attr=self.embeddings_attr,
             prefixes=None if self.prefixes is None else self.prefixes.detach().clone(),
         )
 
@@ -370,17 +362,39 @@ class PromptedClassifier(nn.Module):
         masked = self.masked.clone()
         if mask_logits:
             masked[classes] = True
-        return PromptedClassifier(
+        return self._sibling(
             spec=self.spec,
-            encoder=self.encoder,
-            head=self.head,
             prompts=self.prompts.detach().index_select(0, keep).clone(),
             prompt_classes=self.prompt_classes.index_select(0, keep).clone(),
             masked=masked,
-            input_size=self.input_size,
-            embeddings_attr=self.embeddings_attr,
             prefixes=None if self.prefixes is None else self.prefixes.detach().clone(),
         )
+
+    def _sibling(
+        self,
+        spec: ModelSpec,
+        prompts: torch.Tensor,
+        prompt_classes: torch.Tensor,
+        masked: torch.Tensor,
+        prefixes: torch.Tensor | None,
+    ) -> "PromptedClassifier":
+        """A model on this one's encoder and head, in this one's mode. The modules are
+        shared, so the mode is too: a sibling built in training mode (a new module's
+        default) and later restored to it — as ``predict`` restores a model's mode —
+        switched this model's dropout back on, so a later score of this model was noisy
+        (PI-Prefix's first forget set, scored after its before-transform variant)."""
+        sibling = PromptedClassifier(
+            spec=spec,
+            encoder=self.encoder,
+            head=self.head,
+            prompts=prompts,
+            prompt_classes=prompt_classes,
+            masked=masked,
+            input_size=self.input_size,
+            embeddings_attr=self.embeddings_attr,
+            prefixes=prefixes,
+        )
+        return sibling.train(self.training)
 
 
 def build_model(spec: ModelSpec, seed: int) -> PromptedClassifier:
