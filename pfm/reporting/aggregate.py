@@ -71,7 +71,7 @@ NaN stays NaN here; ``to_json`` turns it into ``null`` so the file is strict JSO
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,6 +281,23 @@ def run_of(path: Path, folder: Path) -> tuple[str, str, int]:
     return parts[-2], parts[-1], seed
 
 
+def run_files(folder: Path, what: str) -> Iterator[tuple[Path, str, str, int, Mapping]]:
+    """Every ``<dataset>/[seed<s>/]<method>/seed<s>.json`` below ``folder`` with its
+    dataset, method, seed and JSON object (none where the folder does not exist: a stage
+    or a unit that has not run yet simply has no files); ``what`` the file should hold
+    names it in the error for a file that is no JSON object."""
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.rglob("seed*.json")):
+        if SEED_FILE.match(path.name) is None:
+            continue
+        dataset, method, seed = run_of(path, folder)
+        payload = read_json(path)
+        if not isinstance(payload, Mapping):
+            raise ValueError(f"{path} must hold a JSON object of {what}")
+        yield path, dataset, method, seed, payload
+
+
 def collect(folders: Iterable[Path | tuple[str, Path]]) -> Collected:
     """Every ``<dataset>/[seed<s>/]<method>/seed<s>.json`` below ``folders`` (missing folders
     are skipped: a stage or a unit that has not run yet simply has no rows)."""
@@ -288,15 +305,7 @@ def collect(folders: Iterable[Path | tuple[str, Path]]) -> Collected:
     origin: dict[tuple[str, str, int, str], Path] = {}
     for entry in folders:
         prefix, folder = entry if isinstance(entry, tuple) else ("", entry)
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.rglob("seed*.json")):
-            if SEED_FILE.match(path.name) is None:
-                continue
-            dataset, method, seed = run_of(path, folder)
-            payload = read_json(path)
-            if not isinstance(payload, Mapping):
-                raise ValueError(f"{path} must hold a JSON object of metrics")
+        for path, dataset, method, seed, payload in run_files(folder, "metrics"):
             _add_flat(collected, (dataset, method, seed), payload, prefix, path, origin)
             _add_units(collected, (dataset, method), seed, payload, prefix, path)
     return collected
@@ -557,15 +566,7 @@ def read_relearn_curves(folder: Path) -> Curves:
     ``<capability> k<k> m<m>`` for the attacked model and ``… reference`` for its
     never-seen reference; ``split_label`` takes a label apart again."""
     curves: Curves = {}
-    if not folder.is_dir():
-        return curves
-    for path in sorted(folder.rglob("seed*.json")):
-        if SEED_FILE.match(path.name) is None:
-            continue
-        dataset, method, _ = run_of(path, folder)
-        payload = read_json(path)
-        if not isinstance(payload, Mapping):
-            raise ValueError(f"{path} must hold a JSON object of curves")
+    for path, dataset, method, _, payload in run_files(folder, "curves"):
         lists = {k: v for k, v in payload.items() if isinstance(v, list)}
         for name, records in sorted(lists.items()):
             label = method if len(lists) == 1 else f"{method} {name}"

@@ -178,7 +178,7 @@ def headline_columns(
         f"`{REFERENCES['plain']}` for the plain ones."
     ]
     if variant is not None:
-        columns.append(Column(f"MIA {variant} ≈R", metric(f"k{k}.mia.{variant}"), best="reference"))
+        columns.append(_mia_column(variant, k))
         others = ", ".join(f"{v} {c}" for v, c in counts.items() if v != variant)
         notes.append(
             f"MIA: {variant}, the variant apart from the reference for the most methods "
@@ -191,17 +191,23 @@ def headline_columns(
             "Recovery residual: attacked − reference acc under the same attack "
             f"({picks} models; 0: nothing left to find)."
         )
-    columns += [
-        Column("unlearn s ↓", metric(f"k{k}.cost.unlearn_seconds"), "seconds", best="min"),
-        Column("RTE", metric(f"k{k}.rte"), "ratio"),
-    ]
-    return columns, notes
+    return columns + _time_columns(k), notes
 
 
-def cost_columns(k: int) -> list[Column]:
+def _mia_column(variant: str, k: int) -> Column:
+    return Column(f"MIA {variant} ≈R", metric(f"k{k}.mia.{variant}"), best="reference")
+
+
+def _time_columns(k: int) -> list[Column]:
+    """Seconds per request and RTE: the headline's last columns and the cost table's first."""
     return [
         Column("unlearn s ↓", metric(f"k{k}.cost.unlearn_seconds"), "seconds", best="min"),
         Column("RTE", metric(f"k{k}.rte"), "ratio"),
+    ]
+
+
+def cost_columns(k: int) -> list[Column]:
+    return _time_columns(k) + [
         Column("params changed", metric(f"k{k}.cost.trainable_params"), "count"),
         Column(
             "FLOPs/sample ↓",
@@ -217,10 +223,7 @@ def mia_table(
     summary: Mapping[str, float], dataset: str, methods: Sequence[str], k: int, n: int | None
 ) -> list[str]:
     """Every MIA variant at this k; none measured, no table."""
-    columns = [
-        Column(f"MIA {v} ≈R", metric(f"k{k}.mia.{v}"), best="reference")
-        for v in _mia_variants(summary, dataset, k)
-    ]
+    columns = [_mia_column(v, k) for v in _mia_variants(summary, dataset, k)]
     if not columns:
         return []
     return [
