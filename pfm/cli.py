@@ -1,12 +1,14 @@
 """What every stage script shares: progress printed as it happens, one clear error line
-and a non-zero exit on bad input."""
+and a non-zero exit on bad input, and the run's cost recorded (``--times``)."""
 
+import argparse
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pfm.files import write_json
+from pfm.files import NO_SPACE, write_json
+from pfm.stage_clock import write_stage_cost
 
 # bad params or input files, and paths that cannot be read as asked: what a user fixes
 USER_ERRORS = (
@@ -33,16 +35,38 @@ def error_line(error: BaseException) -> str:
     return " ".join(message.split())
 
 
-def run_stage(main: Callable[[], None]) -> None:
+def take_times_option(argv: list[str]) -> Path | None:
+    """Remove ``--times PATH`` from ``argv`` (a stage's command line) and return PATH:
+    every stage takes it, so it is parsed here once rather than by each stage's parser."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--times", type=Path)
+    known, rest = parser.parse_known_args(argv[1:])
+    argv[1:] = rest
+    return known.times
+
+
+def run_stage(main: Callable[[], None], stage: str) -> None:
     """Run ``main``; a user error prints ``error: …`` (no traceback) and exits 2.
 
     Under ``dvc repro`` stdout is a pipe, which Python buffers in blocks: the per-epoch
     lines of a 4-minute training would all appear at its end. Line buffering prints
-    each as it comes, and keeps the lines of side-by-side workers whole."""
+    each as it comes, and keeps the lines of side-by-side workers whole.
+
+    With ``--times PATH`` on the command line, ``stage``'s wall seconds, CPU seconds and
+    peak memory (``pfm.stage_clock``) are written to PATH once ``main`` has returned, its
+    outputs committed: a failed run writes none."""
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    times = take_times_option(sys.argv)
     try:
         main()
+        if times is not None:
+            write_stage_cost(times, stage)
     except USER_ERRORS as error:
+        print(f"error: {error_line(error)}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    except OSError as error:  # a full disk: freeing room is the user's fix too
+        if error.errno not in NO_SPACE:
+            raise
         print(f"error: {error_line(error)}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
 

@@ -172,7 +172,8 @@ def describe(hint: Any) -> str:
     names = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
     words = names.get(bare) or ("a path" if bare is Path else None)
     if words is None:
-        words = "null" if bare is type(None) else "a mapping" if _is_mapping(bare) else str(bare)
+        block = _is_mapping(bare) or dataclasses.is_dataclass(bare)
+        words = "null" if bare is type(None) else "a mapping" if block else str(bare)
     bounds = " ".join(str(m) for m in markers if isinstance(m, Bounds))
     return f"{words} {bounds}" if bounds else words
 
@@ -198,7 +199,7 @@ def _scalar_fits(value: Any, bare: Any) -> bool:
         return value is None
     if typing.get_origin(bare) is Literal:
         return any(value == arg and type(value) is type(arg) for arg in typing.get_args(bare))
-    if _is_mapping(bare):
+    if _is_mapping(bare) or dataclasses.is_dataclass(bare):
         return isinstance(value, Mapping)
     return True  # a type params cannot spell (a class): its constructor checks it
 
@@ -226,6 +227,10 @@ def conform(value: Any, hint: Any, key: str) -> Any:
         return _conform_union(value, hint, key)
     if _is_sequence(bare):
         return _conform_sequence(value, hint, key)
+    if dataclasses.is_dataclass(bare) and isinstance(value, Mapping):
+        return from_mapping(bare, value, key)  # a nested block: its own keys, checked
+    if typing.get_args(bare) and _is_mapping(bare) and isinstance(value, Mapping):
+        return _conform_mapping(value, hint, key)
     if not (_scalar_fits(value, bare) and _markers_admit(value, markers)):
         expected = describe(hint)
         if bare is float and isinstance(value, str) and _reads_as_number(value):
@@ -257,6 +262,16 @@ def _conform_union(value: Any, hint: Any, key: str) -> Any:
         except ParamError:
             continue
     raise bad_value(key, describe(hint), value)
+
+
+def _conform_mapping(value: Mapping, hint: Any, key: str) -> dict:
+    """A ``Mapping[K, V]`` block: each name checked against ``K``, each value against
+    ``V`` under its own dotted key (``attacks.recovery.budget.prompt.lr``)."""
+    names, values = typing.get_args(_split(hint)[0])
+    return {
+        conform(name, names, key): conform(item, values, _key(key, str(name)))
+        for name, item in value.items()
+    }
 
 
 def _conform_sequence(value: Any, hint: Any, key: str) -> Any:

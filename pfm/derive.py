@@ -9,8 +9,6 @@ A key a section sets wins; an unset one takes the value it is derived from:
   kl_weight stay unset: they are the prompt model's own.
 - ``unlearn.retrain`` (exact unlearning) is the plain model's own recipe on the retained
   classes: epochs, batch_size and lr follow ``train_base``.
-- ``attacks.recovery.lr`` is the rate the prompts trained at: ``train.prompt_lr``, or
-  ``train.lr`` where that is null.
 
 A section that is missing or no mapping is left as it is, for validation to name.
 Imports nothing heavy: the aggregate stage loads params without torch.
@@ -55,10 +53,4 @@ def completed(params: Mapping[str, Any]) -> dict[str, Any]:
         retrain = _block(out.get("unlearn"), "retrain")
         if retrain is not None:
             _fill(retrain, plain, RETRAIN_FROM_PLAIN)
-    attacks = out.get("attacks")
-    recovery = attacks.get("recovery") if isinstance(attacks, dict) else None
-    if isinstance(recovery, dict) and "lr" not in recovery:
-        prompt_lr = train.get("prompt_lr")
-        if prompt_lr is not None or "lr" in train:
-            recovery["lr"] = train["lr"] if prompt_lr is None else prompt_lr
     return out

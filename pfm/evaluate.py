@@ -38,7 +38,7 @@ EXHAUSTIVE_LIMIT = 100_000
 Unlearner = Callable[[tuple[int, ...]], tuple[PromptedClassifier, CostRecord]]
 
 
-@torch.no_grad()
+@torch.inference_mode()  # scoring only: what leaves is an array, never a tensor autograd sees
 def predict(
     model: PromptedClassifier,
     data: SplitTensors,
@@ -79,6 +79,23 @@ def k_values(num_classes: int) -> list[int]:
     return sorted({1, num_classes // 2, num_classes - 1} - {0})
 
 
+def check_k(num_classes: int, k: int) -> None:
+    """Refuse a forget-set size that leaves no class forgotten or none retained."""
+    if not 1 <= k < num_classes:
+        raise ValueError(f"k must satisfy 1 ≤ k < C = {num_classes}, got k = {k}")
+
+
+def check_cap(num_classes: int, k: int, max_sets: int | None) -> None:
+    """Refuse a cap ``forget_sets`` cannot meet: below 1, or none (or one ≥ C-choose-k)
+    where all C-choose-k sets are too many to enumerate. A cap above C-choose-k is no
+    error: it takes every set, as ``null`` does."""
+    if max_sets is not None and max_sets < 1:
+        raise ValueError(f"max_sets must be ≥ 1 or null, got {max_sets}")
+    total = math.comb(num_classes, k)
+    if (max_sets is None or max_sets >= total) and total > EXHAUSTIVE_LIMIT:
+        raise ValueError(f"C({num_classes},{k}) = {total} sets is too many; set max_sets")
+
+
 def forget_sets(
     num_classes: int, k: int, max_sets: int | None, seed: int
 ) -> tuple[list[tuple[int, ...]], bool]:
@@ -86,14 +103,9 @@ def forget_sets(
 
     Sampling is seeded by (seed, k), so every method evaluated with the same seed sees
     the same sets."""
-    if not 1 <= k < num_classes:
-        raise ValueError(f"k must satisfy 1 ≤ k < C = {num_classes}, got k = {k}")
-    if max_sets is not None and max_sets < 1:
-        raise ValueError(f"max_sets must be ≥ 1 or null, got {max_sets}")
-    total = math.comb(num_classes, k)
-    if max_sets is None or max_sets >= total:
-        if total > EXHAUSTIVE_LIMIT:
-            raise ValueError(f"C({num_classes},{k}) = {total} sets is too many; set max_sets")
+    check_k(num_classes, k)
+    check_cap(num_classes, k, max_sets)
+    if max_sets is None or max_sets >= math.comb(num_classes, k):
         return list(itertools.combinations(range(num_classes), k)), True
     rng = np.random.default_rng([seed, k])
     chosen: set[tuple[int, ...]] = set()
@@ -131,7 +143,7 @@ def forget_plan(
 
 
 # Other versions of an unlearned model worth scoring beside it, by label (PI-Prefix's
-# model before its closed-form transform): model → {label: model}.
+# artifact beside the model its authors' inference evaluates): model → {label: model}.
 Variants = Callable[[PromptedClassifier], Mapping[str, PromptedClassifier]]
 
 
@@ -184,7 +196,7 @@ class SetBatch:
         self.units.append(unit)
         return True
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def scores(
         self, data: SplitTensors, batch_size: int, precision: str
     ) -> list[tuple[int, tuple[float, float]]]:
@@ -225,7 +237,8 @@ def unit_record(
     cost: CostRecord,
 ) -> dict[str, Any]:
     """One forget set's unit: its (forgotten, retained) accuracies by key prefix (test
-    unprefixed, other splits and the model's variants as ``<name>.``) and its cost."""
+    unprefixed, other splits as ``<split>.``, the model's variants as ``<variant>.`` and
+    ``<variant>.<split>.``) and its cost."""
     record: dict[str, Any] = {"classes": list(classes), "k": len(classes)}
     for prefix, (forget, retain) in scores.items():
         record[f"{prefix}forget_acc"] = forget
@@ -265,7 +278,8 @@ def forget_k(
     batch_sets: bool = True,
 ) -> dict[str, Any]:
     """Every k and forget set of ``plan``: flat metrics ``k{k}.forget_acc.mean`` etc.
-    (test), ``k{k}.val.forget_acc.*`` (validation, where recipes are chosen),
+    (test), ``k{k}.val.forget_acc.*`` (validation, where recipes are chosen), each of
+    ``variants``' models alike (``k{k}.<variant>.forget_acc.*``, ``.val.`` within),
     ``k{k}.cost.<field>.*`` (a baseline's cost grows with the data it touches), the
     overall ``cost.<field>.mean`` and ``cost.unlearn_seconds.max``, and ``units``: one
     record per forget set (``unit_record``), from which the aggregate draws its
@@ -289,9 +303,10 @@ def forget_k(
                     )
             if variants is not None:
                 for label, variant in variants(forgotten).items():
-                    scores[f"{label}."] = split_accuracies(
-                        variant, test, classes, seed, batch_size, precision
-                    )
+                    for prefix, data in splits.items():
+                        scores[f"{label}.{prefix}"] = split_accuracies(
+                            variant, data, classes, seed, batch_size, precision
+                        )
             scored.append((classes, scores, cost))
         for prefix, data in splits.items():
             for unit, accuracies in together.scores(data, batch_size, precision):

@@ -2,6 +2,7 @@
 staged outputs: a stage whose runs write several outputs changes none of them unless
 every run succeeded."""
 
+import errno
 import glob
 import hashlib
 import json
@@ -14,6 +15,14 @@ from pathlib import Path
 from typing import Any
 
 STAGED = ".staged-"  # in the name of a staging folder, beside the output it stands for
+# a write refused for want of room: a full disk, a file-size limit (ulimit -f), a quota
+NO_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def not_written(error: OSError, path: str | Path) -> OSError:
+    """``error``, a write refused for want of room, as one naming ``path``: the write
+    itself raises it without a file name (numpy, torch and json write to an open file)."""
+    return OSError(error.errno, f"not written ({os.strerror(error.errno)})", str(path))
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
@@ -26,6 +35,10 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
     try:
         write(tmp_path)
         os.replace(tmp_path, path)
+    except OSError as error:
+        if error.errno in NO_SPACE:
+            raise not_written(error, path) from None
+        raise
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -42,6 +55,10 @@ def write_atomic_dir(path: str | Path, write: Callable[[Path], None]) -> None:
         if path.exists():
             os.replace(path, old)
         os.replace(tmp, path)
+    except OSError as error:
+        if error.errno in NO_SPACE:
+            raise not_written(error, path) from None
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
@@ -87,6 +104,14 @@ class Staging:
                 os.replace(staged, final)
         self.discard()
 
+    def final(self, path: str | Path) -> Path:
+        """The final path a path below a staged output stands for (others: as given)."""
+        path = Path(path)
+        for final, staged in self._staged.items():
+            if path == staged or staged in path.parents:
+                return final / path.relative_to(staged)
+        return path
+
     def discard(self) -> None:
         """Remove every staged output, and the folders made for them that stayed empty:
         the final paths stay as they were."""
@@ -105,6 +130,13 @@ def staged() -> Iterator[Staging]:
     staging = Staging()
     try:
         yield staging
+    except OSError as error:
+        named = error.filename is not None and error.errno in NO_SPACE
+        final = staging.final(error.filename) if named else None
+        staging.discard()
+        if final is not None:
+            raise not_written(error, final) from None
+        raise
     except BaseException:
         staging.discard()
         raise

@@ -7,7 +7,9 @@ section through the reader its stage uses — the same dataclasses through the s
 ``from_mapping`` — so this check cannot drift from what the stages accept. On top it
 checks what no single stage sees: every top-level key is known, the datasets and
 methods of the matrix are registered, every ``data.<name>`` block fits its builder,
-every recipe a method needs is there and every device exists here. It checks params as
+every recipe a method needs is there and every device exists here, and every limit that
+depends on a listed dataset (``pfm.limits``: k < C, shots within a class's train samples),
+from the registry's description of it, before any data is prepared. It checks params as
 loaded (``pfm.config.load_params``): with the derived keys filled (``pfm.derive``).
 """
 
@@ -15,17 +17,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pfm.attacks import MiaParams, RecoveryParams
+from pfm.attacks import MIA_VARIANTS, MiaParams, RecoveryParams
 from pfm.config import Matrix, NonEmpty, bad_value, from_mapping
 from pfm.data import DATASETS
 from pfm.data.registry import DatasetName, check_options
 from pfm.derive import PLAIN_EVAL_MODES, completed
+from pfm.limits import check_dataset_limits
 from pfm.models import convert
 from pfm.pretrain import PretrainParams
 from pfm.reporting.aggregate import AggregateParams
 from pfm.specs import EvaluateParams, model_spec
 from pfm.train import TrainConfig, resolve_device
-from pfm.unlearn import read_params
+from pfm.unlearn import read_params, unlearn_params
 from pfm.unlearn.base import MethodName
 
 
@@ -64,9 +67,10 @@ def check_data(blocks: Mapping[str, Any]) -> None:
         check_options(name, options or {}, f"data.{name}")
 
 
-def check_params(params: Mapping[str, Any], devices: bool = True) -> None:
+def check_params(params: Mapping[str, Any], devices: bool = True) -> list[str]:
     """Raise the first bad key of ``params`` as one line (``ParamError``, ``KeyError``);
-    return quietly when every stage would accept every section. Derived keys are checked
+    when every stage would accept every section, return the warnings: values valid but
+    doing less than they ask (``pfm.limits``), one line each. Derived keys are checked
     as the stages see them (``pfm.derive``; completing twice changes nothing).
     ``devices=False`` skips checking that each device exists on this machine (a profile
     for a GPU machine)."""
@@ -82,16 +86,23 @@ def check_params(params: Mapping[str, Any], devices: bool = True) -> None:
             "train_base.eval_modes", "[none] (a plain model has no prompts)",
             list(train_base.eval_modes),
         )  # fmt: skip
-    from_mapping(EvaluateParams, top.evaluate, "evaluate")
+    evaluate = from_mapping(EvaluateParams, top.evaluate, "evaluate")
     for method in {*top.methods, "pfm"}:  # evaluate forgets by unlearn.pfm's recipe
         read_params(top.unlearn, method)
     attacks = from_mapping(AttackSections, top.attacks, "attacks")
-    from_mapping(MiaParams, attacks.mia, "attacks.mia")
-    from_mapping(RecoveryParams, attacks.recovery, "attacks.recovery")
-    from_mapping(AggregateParams, top.aggregate, "aggregate")
+    mia = from_mapping(MiaParams, attacks.mia, "attacks.mia")
+    recovery = from_mapping(RecoveryParams, attacks.recovery, "attacks.recovery")
+    aggregate = from_mapping(AggregateParams, top.aggregate, "aggregate")
+    if aggregate.primary_mia not in MIA_VARIANTS:  # pfm.reporting stays torch-free: checked here
+        raise bad_value(
+            "aggregate.primary_mia", f"one of {', '.join(MIA_VARIANTS)}", aggregate.primary_mia
+        )
     convert.check_params(top.convert or {})
+    warnings = check_dataset_limits(
+        top.datasets, top.data, unlearn_params(top.unlearn), evaluate, mia, recovery
+    )
     if not devices:
-        return
+        return warnings
     for key, device in (
         ("pretrain.device", pretrain.device),
         ("train.device", train.device),
@@ -101,3 +112,4 @@ def check_params(params: Mapping[str, Any], devices: bool = True) -> None:
             resolve_device(device)
         except ValueError as error:
             raise ValueError(f"{key}: {error}") from None
+    return warnings

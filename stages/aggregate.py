@@ -1,5 +1,5 @@
-"""Stage aggregate: every per-run metric file → metrics/summary.json, the markdown report
-and its figures."""
+"""Stage aggregate: every per-run metric file → metrics/summary.json, the headline metrics
+(DVC's), the markdown report, its figures and their DVC plot data."""
 
 import argparse
 import os
@@ -16,9 +16,12 @@ from pfm.reporting.aggregate import (
     summarise,
     to_json,
 )
+from pfm.reporting.headline import headline
+from pfm.reporting.plot_data import write_plot_data
 from pfm.reporting.plots import draw_all
 from pfm.reporting.provenance import git_commit, provenance
 from pfm.reporting.report import GUIDE, render
+from pfm.reporting.stage_times import read_stage_times, stage_time_lines
 
 
 def main() -> None:
@@ -30,22 +33,32 @@ def main() -> None:
     parser.add_argument("--summary", required=True, type=Path)
     parser.add_argument("--report", required=True, type=Path, help="markdown file")
     parser.add_argument("--figures", required=True, type=Path, help="folder for PNGs")
+    parser.add_argument("--stage-times", type=Path, help="the stages' cost files (--times)")
+    parser.add_argument("--headline", type=Path, help="the few keys DVC shows (JSON)")
+    parser.add_argument("--plot-data", type=Path, help="folder for DVC's plot files")
     args = parser.parse_args()
     params = load_params()
     config = from_mapping(AggregateParams, section(params, "aggregate"), "aggregate")
-    summary = summarise(collect(args.metrics))
+    summary = summarise(collect(args.metrics), config.margins())
     write_json(args.summary, to_json(summary))
-    figures = draw_all(summary, read_relearn_curves(args.curves), config.k, args.figures)
+    curves = read_relearn_curves(args.curves)
+    figures = draw_all(summary, curves, config, args.figures)
     links = {
         dataset: {title: os.path.relpath(path, args.report.parent) for title, path in f.items()}
         for dataset, f in figures.items()
     }
     header = provenance(params, config, git_commit(), summary)
     guide = os.path.relpath(GUIDE, args.report.parent)
-    text = render(summary, config.k, header, links, guide)
+    runs = [] if args.stage_times is None else read_stage_times(args.stage_times)
+    if args.headline is not None:
+        write_json(args.headline, to_json(headline(summary, config, runs)))
+    if args.plot_data is not None:
+        write_plot_data(summary, curves, config, args.plot_data)
+    times = stage_time_lines(runs)
+    text = render(summary, config, header, links, guide, times)
     write_atomic(args.report, lambda tmp: tmp.write_text(text))
     print(f"aggregate: {len(summary)} summary keys, {len(figures)} dataset(s) → {args.report}")
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, "aggregate")

@@ -5,6 +5,7 @@ import argparse
 from pfm.cli import run_stage
 from pfm.config import load_params, section
 from pfm.data import build_dataset, save_prepared
+from pfm.files import staged
 
 
 def main() -> None:
@@ -14,10 +15,11 @@ def main() -> None:
     args = parser.parse_args()
     options = section(load_params(), "data").get(args.dataset) or {}  # an empty block: defaults
     dataset = build_dataset(args.dataset, options)
-    save_prepared(dataset, args.out)
+    with staged() as stage:  # the folder's two files move in together, or neither
+        save_prepared(dataset, stage.path(args.out))
     sizes = ", ".join(f"{name} {len(split)}" for name, split in dataset.splits.items())
     print(f"prepared {dataset.name}: {dataset.num_classes} classes; {sizes}")
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, "prepare")

@@ -21,10 +21,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", required=True, type=Path, help="marker file, written on success")
     args = parser.parse_args()
-    check_params(load_params())
+    warnings = check_params(load_params())
     write_atomic(args.out, lambda tmp: tmp.write_text(MARKER))
+    for warning in warnings:
+        print(f"warning: {warning}")
     print("params.yaml: every section valid")
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, "validate")

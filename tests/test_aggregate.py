@@ -4,6 +4,7 @@ import json
 import math
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +13,8 @@ import yaml
 
 from pfm.reporting.aggregate import (
     AggregateParams,
-    Estimate,
     collect,
-    estimate,
     family,
-    intervals_overlap,
     read_relearn_curves,
     reference_of,
     rte,
@@ -29,6 +27,7 @@ from pfm.reporting.plots import FIGURES, draw_all
 from pfm.reporting.provenance import provenance
 from pfm.reporting.report import render
 from pfm.reporting.table import cell, ordered_methods, usual_n
+from pfm.stats import Estimate, estimate
 
 ROOT = Path(__file__).resolve().parents[1]
 T_975 = {
@@ -36,6 +35,10 @@ T_975 = {
     2: 4.302652729749464,
     4: 2.7764451051977987,
 }  # Student-t 0.975 quantiles, by df
+CONFIG = AggregateParams(
+    k=1, profile="test", margin=0.05, primary_mia="loss_auc", specificity_max=0.2
+)
+MARGINS = CONFIG.margins()
 
 
 def unit(classes: list[int], **metrics: float | None) -> dict:
@@ -139,6 +142,10 @@ FILES = {
 }  # fmt: skip
 
 
+def summarised(folders: list[Path | tuple[str, Path]]) -> dict[str, float]:
+    return summarise(collect(folders), MARGINS)
+
+
 def write(root: Path, folder: str, dataset: str, method: str, seed: int, payload: dict) -> None:
     path = root / folder / dataset / method / f"seed{seed}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,7 +160,7 @@ def write_metrics(root: Path) -> list[Path | tuple[str, Path]]:
 
 @pytest.fixture
 def summary(tmp_path: Path) -> dict[str, float]:
-    return summarise(collect(write_metrics(tmp_path)))
+    return summarised(write_metrics(tmp_path))
 
 
 def parse_tables(markdown: str) -> dict[str, dict[str, dict[str, dict[str, str]]]]:
@@ -185,37 +192,27 @@ def cost_table(markdown: str, dataset: str = "toy", k: int = 1) -> dict[str, dic
     return parse_tables(markdown)[dataset][f"Cost, k = {k}"]
 
 
-def test_t_interval_known_answers() -> None:
-    one = estimate([0.3])
-    assert (one.mean, one.n) == (0.3, 1) and math.isnan(one.ci95) and math.isnan(one.std)
-    assert not one.has_interval
-    three = estimate([1.0, 2.0, 3.0])  # mean 2, sample std 1, t(0.975, df=2) = 4.3027
-    assert (three.mean, three.n, three.std) == (2.0, 3, 1.0)
-    assert three.ci95 == pytest.approx(4.302653 / math.sqrt(3), rel=1e-6)  # 2.4841
-    assert three.bounds == pytest.approx((2.0 - 2.484138, 2.0 + 2.484138), rel=1e-6)
-    with pytest.raises(ValueError, match="at least one"):
-        estimate([])
-
-
-def test_intervals_overlap_needs_an_interval() -> None:
-    assert intervals_overlap(estimate([0.1, 0.2, 0.3]), Estimate(0.35, 1)) is True
-    assert intervals_overlap(estimate([0.1, 0.11, 0.12]), Estimate(0.9, 1)) is False
-    assert intervals_overlap(Estimate(0.1, 1), Estimate(0.1, 1)) is None  # n = 1 both sides
-
-
-def test_units_pool_across_seeds_and_forget_sets(summary: dict[str, float]) -> None:
-    forget = [0.1, 0.2, 0.3, 0.1, 0.3]  # seed 0: three sets, seed 1: two
-    assert summary["toy.pfm.k1.forget_acc.n"] == 5
-    assert summary["toy.pfm.k1.forget_acc.mean"] == pytest.approx(np.mean(forget))
-    assert summary["toy.pfm.k1.forget_acc.std"] == pytest.approx(np.std(forget, ddof=1))
-    assert summary["toy.pfm.k1.forget_acc.ci95"] == pytest.approx(T_975[4] * 0.1 / math.sqrt(5))
+def test_units_nest_in_seeds(summary: dict[str, float]) -> None:
+    """pfm's forgotten acc: seed 0 (0.1, 0.2, 0.3) and seed 1 (0.1, 0.3) both average
+    0.2, so the interval over seeds has width 0 (pooling the five sets would give ± 0.124);
+    scrub's seeds average 0.045 and 0.5, and two seeds give t(0.975, 1) = 12.7."""
+    assert summary["toy.pfm.k1.forget_acc.n"] == 5 and summary["toy.pfm.k1.forget_acc.seeds"] == 2
+    assert summary["toy.pfm.k1.forget_acc.mean"] == pytest.approx(0.2)
+    assert summary["toy.pfm.k1.forget_acc.ci95"] == pytest.approx(0.0, abs=1e-12)
+    scrub_std = (0.5 - 0.045) / math.sqrt(2)  # sample std of the two seed means
+    assert summary["toy.scrub.k1.forget_acc.mean"] == pytest.approx((0.045 + 0.5) / 2)
+    assert summary["toy.scrub.k1.forget_acc.std"] == pytest.approx(scrub_std)
+    assert summary["toy.scrub.k1.forget_acc.ci95"] == pytest.approx(
+        T_975[1] * scrub_std / math.sqrt(2)
+    )
     assert summary["toy.pfm.k1.cost.trainable_params.mean"] == 32
     assert (
         summary["toy.pfm.draws.unlearn.k1.n"] == 5
         and summary["toy.pfm.draws.unlearn.k1.seeds"] == 2
     )
     # the evaluate stage's units replace its flat keys of the same name
-    assert summary["toy.pfm.eval.k1.forget_acc.n"] == 4
+    assert summary["toy.pfm.eval.k1.forget_acc.n"] == 4  # one seed: over its forget sets
+    assert summary["toy.pfm.eval.k1.forget_acc.seeds"] == 1
     assert summary["toy.pfm.eval.k1.forget_acc.mean"] == pytest.approx(0.15)
     assert summary["toy.pfm.eval.k1.forget_acc.std"] == pytest.approx(
         np.std([0.1, 0.2] * 2, ddof=1)
@@ -231,7 +228,7 @@ def test_units_pool_across_seeds_and_forget_sets(summary: dict[str, float]) -> N
 def test_null_metrics_are_skipped_for_that_metric_only(tmp_path: Path) -> None:
     units = [acc([0], None, 0.9), acc([1], 0.2, 0.8), acc([2], float("nan"), 0.7)]
     write(tmp_path, "unlearn", "toy", "ga", 0, {"units": units})
-    summary = summarise(collect([tmp_path / "unlearn"]))
+    summary = summarised([tmp_path / "unlearn"])
     assert summary["toy.ga.k1.forget_acc.n"] == 1 and summary["toy.ga.k1.forget_acc.mean"] == 0.2
     assert summary["toy.ga.k1.retain_acc.n"] == 3 and summary["toy.ga.draws.unlearn.k1.n"] == 3
 
@@ -265,7 +262,6 @@ def test_the_prompt_model_is_measured_against_retrain_prompt(summary: dict[str, 
 def test_gap_is_paired_on_the_shared_units_only(summary: dict[str, float]) -> None:
     """scrub's seed-1 draw [2] (forgotten 0.5, retained 0.1) has no retrain unit: it
     stays out of the gap, though it is in scrub's own mean."""
-    assert summary["toy.scrub.k1.forget_acc.mean"] == pytest.approx((0.05 + 0.04 + 0.5) / 3)
     forget, retain, mia = 0.045, 0.91 - 0.61, 0.9 - 0.5
     assert summary["toy.scrub.k1.forget_acc.gap_to_reference"] == pytest.approx(forget)
     assert summary["toy.scrub.k1.retain_acc.gap_to_reference"] == pytest.approx(retain)
@@ -285,13 +281,32 @@ def test_rte_is_relative_to_the_reference() -> None:
         rte(1.0, 0.0)
 
 
-def test_overlap_with_the_reference_is_recorded(summary: dict[str, float]) -> None:
-    # pfm 0.2 ± 0.124 (n=5) covers retrain_prompt's lone 0.05? no: 0.076 > 0.05
-    assert summary["toy.pfm.k1.forget_acc.overlaps_reference"] == 0.0
-    assert summary["toy.ssd.k1.forget_acc.overlaps_reference"] == 0.0
-    # scrub's three units are wide (0.04 … 0.5): its interval reaches retrain's
-    assert summary["toy.scrub.k1.forget_acc.overlaps_reference"] == 1.0
-    assert math.isnan(summary["toy.retrain_prompt.k1.retain_acc.overlaps_reference"])  # n = 1
+def test_paired_differences_and_verdicts(summary: dict[str, float]) -> None:
+    """Forgotten acc, method − retrain on the units both have (all of seed 0 here):
+    ssd (0.95, 0.88, 0.93) − (0, 0, 0.02) is apart; zero_change (0, 0.01, 0) − (0, 0,
+    0.02) = (0, 0.01, −0.02) lies inside ±0.05: equivalent; scrub's two shared sets give
+    (0.05, 0.04), whose interval (t(0.975, 1) = 12.7) reaches below 0: inconclusive."""
+    ssd = [0.95, 0.88, 0.91]
+    assert summary["toy.ssd.k1.forget_acc.diff.mean"] == pytest.approx(np.mean(ssd))
+    half = T_975[2] * np.std(ssd, ddof=1) / math.sqrt(3)
+    assert summary["toy.ssd.k1.forget_acc.diff.lo"] == pytest.approx(np.mean(ssd) - half)
+    assert summary["toy.ssd.k1.forget_acc.diff.hi"] == pytest.approx(np.mean(ssd) + half)
+    assert (
+        summary["toy.ssd.k1.forget_acc.diff.seeds"],
+        summary["toy.ssd.k1.forget_acc.diff.sets"],
+    ) == (1, 3)
+    assert summary["toy.ssd.k1.forget_acc.verdict"] == -1  # apart
+    assert summary["toy.zero_change.k1.forget_acc.verdict"] == 1  # equivalent
+    assert summary["toy.zero_change.k1.retain_acc.verdict"] == -1  # 0.5 vs 0.9
+    assert summary["toy.scrub.k1.forget_acc.verdict"] == 0  # inconclusive
+    assert summary["toy.scrub.k1.forget_acc.diff.sets"] == 2  # seed 1's [2]: no retrain unit
+    # pfm against retrain_prompt: one shared unit, no interval, inconclusive
+    assert summary["toy.pfm.k1.forget_acc.diff.mean"] == pytest.approx(0.15)
+    assert math.isnan(summary["toy.pfm.k1.forget_acc.diff.lo"])
+    assert summary["toy.pfm.k1.forget_acc.verdict"] == 0
+    assert summary["toy.pfm.k1.mia.loss_auc.diff.mean"] == pytest.approx(0.22)
+    assert "toy.retrain.k1.forget_acc.verdict" not in summary  # a reference: none
+    assert not any(key.endswith(".overlaps_reference") for key in summary)
 
 
 def test_no_op_flag(summary: dict[str, float]) -> None:
@@ -310,7 +325,7 @@ def test_a_per_class_no_forget_accuracy_is_preferred(tmp_path: Path) -> None:
         for c in range(3)
     ]
     write(tmp_path, "unlearn", "toy", "noop", 0, {"units": units, "no_forget.full_bank.acc": 0.9})
-    assert summarise(collect([tmp_path / "unlearn"]))["toy.noop.k1.no_op"] == 1.0
+    assert summarised([tmp_path / "unlearn"])["toy.noop.k1.no_op"] == 1.0
 
 
 def header_for(tmp_path: Path, units: dict[str, list[dict]]) -> list[str]:
@@ -319,12 +334,12 @@ def header_for(tmp_path: Path, units: dict[str, list[dict]]) -> list[str]:
     sets = [[c] for c in range(4)] + [[0, 1], [1, 2]]  # four at k = 1, two at k = 2
     evaluated = [acc(classes, 0.1, 0.9) for classes in sets]
     write(tmp_path, "eval", "toy", "pfm", 0, {"units": evaluated})
-    summary = summarise(collect([tmp_path / "unlearn", ("eval", tmp_path / "eval")]))
+    summary = summarised([tmp_path / "unlearn", ("eval", tmp_path / "eval")])
     params = {
         "datasets": ["toy"], "seeds": [0], "model": {"backbone": "vit-tiny"},
         "train": {"epochs": 2}, "evaluate": {"max_sets": 10},
     }  # fmt: skip
-    return provenance(params, AggregateParams(k=1, profile="test profile"), "abc1234", summary)
+    return provenance(params, replace(CONFIG, profile="test profile"), "abc1234", summary)
 
 
 def test_header_states_n_from_the_units_not_from_params(tmp_path: Path) -> None:
@@ -350,7 +365,7 @@ def test_header_names_uneven_seeds(summary: dict[str, float]) -> None:
         "model": {"backbone": "b"},
         "train": {"epochs": 1},
     }
-    header = provenance(params, AggregateParams(k=1, profile="p"), "c", summary)
+    header = provenance(params, replace(CONFIG, profile="p"), "c", summary)
     line = next(x for x in header if x.startswith("toy, unlearn, k = 1:"))
     assert line.startswith("toy, unlearn, k = 1: 5 forget sets over 2 seeds (n = 5) per method; ")
     assert "; scrub: 3 forget sets over 2 seeds (n = 3)" in line
@@ -376,7 +391,7 @@ def test_cells_show_n_only_where_it_differs_from_the_stated_one() -> None:
 
 
 def test_headline_table(summary: dict[str, float]) -> None:
-    markdown = render(summary, 1, [], {"toy": {"accuracy vs k": "figures/toy/a.png"}})
+    markdown = render(summary, CONFIG, [], {"toy": {"accuracy vs k": "figures/toy/a.png"}})
     assert "![accuracy vs k](figures/toy/a.png)" in markdown
     assert "## other (3 classes)" in markdown and "## toy (4 classes)" in markdown
     toy = k_table(markdown)
@@ -395,23 +410,23 @@ def test_headline_table(summary: dict[str, float]) -> None:
     # n = 3 is the toy's usual n (scrub, ssd, zero_change): stated once, shown elsewhere
     assert markdown.count("Cells: n = 3 unless marked `(n=…)`.") == 1
     pfm, ref = toy["pfm"], toy["retrain_prompt (reference)"]
-    assert pfm["forgotten acc ≈R"] == "0.200 ± 0.124 (n=5)"
+    assert pfm["forgotten acc ≈R"] == "0.200 ± 0.000 (n=5)"  # both seeds average 0.2
     assert ref["forgotten acc ≈R"] == "0.050 (n=1)"  # one unit: no ±
-    assert toy["scrub"]["retained acc ↑"] == "0.440 ± 0.732"  # the stated n: not repeated
+    assert toy["scrub"]["retained acc ↑"] == "0.355 ± 3.240"  # 2 seeds; the stated n: not repeated
     assert pfm["gap to ref. ↓"] == "0.127 (n=1)"
     assert pfm["MIA loss_auc ≈R"] == "0.650 ± 0.635 (n=2)"
     assert toy["ssd"]["MIA loss_auc ≈R"] == "—"
-    assert pfm["unlearn s ↓"] == "**0.002 ± 0.000878 (n=5)**"  # apart from the rest
+    assert pfm["unlearn s ↓"] == "**0.002 ± 0 (n=5)**"  # apart from the rest
     assert pfm["RTE"] == "5e-06"
     assert "References: `retrain_prompt` for the prompt model's rows, `retrain`" in markdown
-    assert "MIA: loss_auc, the variant apart from the reference for the most methods" in markdown
+    assert "MIA: loss_auc, the primary variant fixed in advance" in markdown
     assert list(k_table(markdown, "other")) == ["pfm"]
     assert k_table(markdown, "other")["pfm"]["gap to ref. ↓"] == "—"
     assert "Cells: n = 1 unless marked" in markdown  # other: a single unit
 
 
 def test_every_headline_has_at_most_8_columns_and_no_empty_row(summary: dict[str, float]) -> None:
-    markdown = render(summary, 1, [], {})
+    markdown = render(summary, CONFIG, [], {})
     for tables in parse_tables(markdown).values():
         headline = tables["Forget-k, k = 1 (test split)"]
         for row in headline.values():
@@ -427,18 +442,19 @@ def test_the_prompt_family_and_the_references_come_first() -> None:
 
 
 def test_cost_table(summary: dict[str, float]) -> None:
-    cost = cost_table(render(summary, 1, [], {}))
+    cost = cost_table(render(summary, CONFIG, [], {}))
     pfm = cost["pfm"]
-    assert pfm["unlearn s ↓"] == "**0.002 ± 0.000878 (n=5)**"
+    assert pfm["unlearn s ↓"] == "**0.002 ± 0 (n=5)**"
     assert pfm["RTE"] == "5e-06"
     assert pfm["params changed"] == "32 ± 0 (n=5)"
     assert pfm["FLOPs/sample ↓"] == "2.5M"
     assert cost["ssd"]["flag"] == "no-op: changed nothing" and cost["zero_change"]["flag"] == ""
 
 
-def test_the_headline_mia_is_the_one_that_separates(tmp_path: Path) -> None:
-    """Variant b is apart from the reference for two methods, a for none: b is shown,
-    and the note says so; the attack table keeps every variant."""
+def test_the_headline_mia_is_fixed_in_advance(tmp_path: Path) -> None:
+    """Variant b separates the methods from the reference and a does not, yet the
+    headline shows the params' primary variant a: no choice after seeing the results.
+    The attack table keeps every variant, with b's verdicts under it."""
 
     def attacked(method: str, a: float, b: float) -> None:
         units = [unit([c], **{"mia.a": a + 0.01 * c, "mia.b": b + 0.01 * c}) for c in range(3)]
@@ -448,34 +464,52 @@ def test_the_headline_mia_is_the_one_that_separates(tmp_path: Path) -> None:
     attacked("retrain", 0.5, 0.5)
     attacked("scrub", 0.51, 0.9)
     attacked("ssd", 0.5, 0.1)
-    markdown = render(summarise(collect([tmp_path / "unlearn", tmp_path / "attacks"])), 1, [], {})
-    assert "MIA b ≈R" in k_table(markdown)["scrub"] and "MIA a ≈R" not in k_table(markdown)["scrub"]
-    assert (
-        "MIA: b, the variant apart from the reference for the most methods (2 of 2; a 0)"
-        in markdown
-    )
+    config = replace(CONFIG, primary_mia="a")
+    markdown = render(summarised([tmp_path / "unlearn", tmp_path / "attacks"]), config, [], {})
+    assert "MIA a ≈R" in k_table(markdown)["scrub"] and "MIA b ≈R" not in k_table(markdown)["scrub"]
+    assert "MIA: a, the primary variant fixed in advance" in markdown
+    assert "- MIA a (k=1), method − reference (margin ±0.05): equivalent: scrub +0.010 " in markdown
     mia = parse_tables(markdown)["toy"]["Membership inference, k = 1"]
     assert list(mia["scrub"]) == ["method", "MIA a ≈R", "MIA b ≈R"]
+    b_line = next(x for x in markdown.splitlines() if x.startswith("- MIA b (k=1)"))
+    assert "apart: scrub +0.400 [+0.400, +0.400] (1 seed × 3 sets), ssd -0.400" in b_line
 
 
-def test_the_headline_recovery_residual_is_of_equal_capability(tmp_path: Path) -> None:
-    """prompt_head at m = 1 for the prompt model, head_lora at m = 1 for plain ones; a
-    method without that cell shows —."""
+def recovery(classes: list[int], capability: str, m: int, **changes: float | None) -> dict:
+    """A recovery unit (the attack stage's fields) that passes both checks unless changed."""
+    return unit(classes, capability=capability, m=m, **{**RECOVERY_RECORD, **changes})
 
-    def attacked(method: str, capability: str, m: int, residual: float) -> None:
-        record = unit([0], capability=capability, m=m, **{**RECOVERY_RECORD, "residual": residual})
-        write(tmp_path, "attacks/recovery", "toy", method, 0, {"units": [record]})
+
+def test_the_headline_residual_is_the_largest_that_passes_the_checks(tmp_path: Path) -> None:
+    """pfm: prompt_head (0.6) collapsed on the reference, head (0.5) is unspecific, so
+    prompt (0.4) is its largest valid residual; scrub's only attack collapsed: none passed.
+    Nothing is chosen by capability."""
+    write(tmp_path, "attacks/recovery", "toy", "pfm", 0, {"units": [
+        recovery([c], "prompt_head", 1, residual=0.6, reference_collapsed=float(c == 1))
+        for c in range(3)
+    ] + [recovery([c], "head", 1, residual=0.5, noise_to_recovered=0.5) for c in range(3)]
+      + [recovery([c], "prompt", 0, residual=0.4 + 0.01 * c) for c in range(3)]})  # fmt: skip
+    write(tmp_path, "attacks/recovery", "toy", "scrub", 0, {"units": [
+        recovery([c], "head_lora", 1, residual=0.9, collapsed=1.0) for c in range(3)
+    ]})  # fmt: skip
+    for method in ("pfm", "scrub"):
         write(tmp_path, "unlearn", "toy", method, 0, {"units": [acc([0], 0.0, 0.9)]})
-
-    attacked("pfm", "prompt_head", 1, 0.4)
-    attacked("scrub", "head_lora", 1, 0.2)
-    attacked("ssd", "head", 1, 0.3)  # not the plain family's headline capability
-    markdown = render(summarise(collect([tmp_path / "unlearn", tmp_path / "attacks"])), 1, [], {})
+    summary = summarised([tmp_path / "unlearn", tmp_path / "attacks"])
+    assert summary["toy.pfm.recovery.prompt.k1.m0.residual.verdict"] == -1  # apart from 0
+    assert summary["toy.pfm.recovery.prompt.k1.m0.residual.diff.mean"] == pytest.approx(0.41)
+    markdown = render(summary, CONFIG, [], {})
     toy = k_table(markdown)
-    assert toy["pfm"]["recovery residual"] == "0.400"
-    assert toy["scrub"]["recovery residual"] == "0.200"
-    assert toy["ssd"]["recovery residual"] == "—"
-    assert "prompt_head m = 1 for prompt and head_lora m = 1 for plain models" in markdown
+    assert toy["pfm"]["max valid residual"] == "0.410 ± 0.025 (n=3)"
+    assert toy["scrub"]["max valid residual"] == "—"
+    line = next(x for x in markdown.splitlines() if x.startswith("- Largest recovery residual"))
+    assert "pfm +0.410 [+0.385, +0.435] (1 seed × 3 sets) by prompt m = 0, apart" in line
+    assert "no attack passed: scrub (collapse)." in line
+    ladder = parse_tables(markdown)["toy"]["Recovery attack, k = 1"]
+    assert ladder["pfm / prompt_head / 1"]["checks"] == "collapse"
+    assert ladder["pfm / head / 1"]["checks"] == "unspecific"
+    assert ladder["pfm / prompt / 0"]["checks"] == "pass"
+    assert ladder["pfm / prompt / 0"]["verdict"] == "apart"
+    assert "within" not in markdown
 
 
 def test_ties_are_not_bolded_only_clear_wins_are(tmp_path: Path) -> None:
@@ -486,7 +520,7 @@ def test_ties_are_not_bolded_only_clear_wins_are(tmp_path: Path) -> None:
     retained("a", [0.80, 0.90, 0.85])  # best mean, but within b's interval: a tie
     retained("b", [0.79, 0.89, 0.84])
     retained("retrain", [0.99, 0.99, 0.99])  # the reference never competes
-    markdown = render(summarise(collect([tmp_path / "unlearn"])), 1, [], {})
+    markdown = render(summarised([tmp_path / "unlearn"]), CONFIG, [], {})
     toy = k_table(markdown)
     assert toy["a"]["retained acc ↑"] == "0.850 ± 0.124"  # not bold
     cells = [
@@ -495,7 +529,7 @@ def test_ties_are_not_bolded_only_clear_wins_are(tmp_path: Path) -> None:
     assert not any("**" in c for c in cells)  # in no table: a, b tie on seconds too
     retained("b", [0.20, 0.21, 0.22])  # now the runner-up's interval is apart from a's
     retained("c", [0.10, 0.11, 0.12])
-    toy = k_table(render(summarise(collect([tmp_path / "unlearn"])), 1, [], {}))
+    toy = k_table(render(summarised([tmp_path / "unlearn"]), CONFIG, [], {}))
     assert toy["a"]["retained acc ↑"] == "**0.850 ± 0.124**"
     assert toy["retrain (reference)"]["retained acc ↑"] == "0.990 ± 0.000"
 
@@ -505,7 +539,7 @@ def test_equal_values_without_spread_are_a_tie(tmp_path: Path) -> None:
     for method, forgotten in (("a", 0.0), ("b", 0.0), ("c", 0.5), ("retrain", 0.0)):
         units = [acc([i], forgotten, 0.9) for i in range(3)]
         write(tmp_path, "unlearn", "toy", method, 0, {"units": units})
-    toy = k_table(render(summarise(collect([tmp_path / "unlearn"])), 1, [], {}))
+    toy = k_table(render(summarised([tmp_path / "unlearn"]), CONFIG, [], {}))
     assert toy["a"]["forgotten acc ≈R"] == "0.000 ± 0.000" == toy["b"]["forgotten acc ≈R"]
 
 
@@ -515,12 +549,12 @@ def test_n1_values_never_win_nor_let_another_win(tmp_path: Path) -> None:
     for method, values in (("a", [0.9] * 3), ("b", [0.5] * 3), ("c", [0.1])):
         units = [acc([i], 0.0, v) for i, v in enumerate(values)]
         write(tmp_path, "unlearn", "toy", method, 0, {"units": units})
-    toy = k_table(render(summarise(collect([tmp_path / "unlearn"])), 1, [], {}))
+    toy = k_table(render(summarised([tmp_path / "unlearn"]), CONFIG, [], {}))
     assert toy["a"]["retained acc ↑"] == "0.900 ± 0.000"
     assert toy["c"]["retained acc ↑"] == "0.100 (n=1)"
     two = [acc([0], 0.0, 0.1), acc([1], 0.0, 0.1)]  # now c has an interval (of width 0)
     write(tmp_path, "unlearn", "toy", "c", 0, {"units": two})
-    toy = k_table(render(summarise(collect([tmp_path / "unlearn"])), 1, [], {}))
+    toy = k_table(render(summarised([tmp_path / "unlearn"]), CONFIG, [], {}))
     assert toy["a"]["retained acc ↑"] == "**0.900 ± 0.000**"
 
 
@@ -530,89 +564,109 @@ def test_keys_without_units_never_win_but_exact_counts_do(tmp_path: Path) -> Non
     for method, retained, flops in (("a", 0.9, 1e6), ("b", 0.5, 2e6), ("c", 0.4, 2e6)):
         flat = {"k1.retain_acc.mean": retained, "k1.retain_acc.std": 0.0}
         write(tmp_path, "unlearn", "toy", method, 0, {**flat, "cost.flops_per_sample": flops})
-    markdown = render(summarise(collect([tmp_path / "unlearn"])), 1, [], {})
+    markdown = render(summarised([tmp_path / "unlearn"]), CONFIG, [], {})
     assert k_table(markdown)["a"]["retained acc ↑"] == "0.900"
     cost = cost_table(markdown)
     assert cost["a"]["FLOPs/sample ↓"] == "**1M**" and cost["b"]["FLOPs/sample ↓"] == "2M"
 
 
-def test_finding_lines_say_which_are_within_and_which_apart(summary: dict[str, float]) -> None:
-    markdown = render(summary, 1, [], {})
+def test_finding_lines_give_the_three_verdicts(summary: dict[str, float]) -> None:
+    markdown = render(summary, CONFIG, [], {})
     forgotten = next(x for x in markdown.splitlines() if x.startswith("- Forgotten acc (k=1)"))
-    retained = next(x for x in markdown.splitlines() if x.startswith("- Retained acc (k=1)"))
-    within, apart = forgotten.split("; apart from it: ")
-    assert within == "- Forgotten acc (k=1) within the reference's interval: scrub, zero_change"
-    assert apart == "pfm 0.200 vs 0.050, ssd 0.920 vs 0.004."
-    assert retained == (
-        "- Retained acc (k=1) within the reference's interval: scrub, ssd; "
-        "apart from it: pfm 0.900 vs 0.930, zero_change 0.500 vs 0.900."
+    assert forgotten == (
+        "- Forgotten acc (k=1), method − reference (margin ±0.05): "
+        "equivalent: zero_change -0.003 [-0.041, +0.035] (1 seed × 3 sets); "
+        "apart: ssd +0.913 [+0.826, +1.001] (1 seed × 3 sets); "
+        "inconclusive: pfm +0.150, no interval (1 seed × 1 set), "
+        "scrub +0.045 [-0.019, +0.109] (1 seed × 2 sets). "
+        "One seed: its intervals describe variation across forget sets of one trained "
+        "model, not across training runs."
     )
-    assert "- No-op (changed no parameter; forgotten acc as before forgetting): ssd." in markdown
+    retained = next(x for x in markdown.splitlines() if x.startswith("- Retained acc (k=1)"))
+    assert "equivalent: none; apart: scrub -0.300 [-0.300, -0.300] (1 seed × 2 sets), " in retained
+    assert "- MIA loss_auc (k=1), method − reference" in markdown
+    assert "- No-op (changed no parameter; forgotten acc not apart from before forgetting): ssd."
+    assert "within" not in markdown and "overlap" not in markdown
 
 
-def test_finding_lines_say_none_and_undetermined(tmp_path: Path) -> None:
+def test_finding_lines_say_none_and_inconclusive(tmp_path: Path) -> None:
     for method, units in (("a", 3), ("retrain", 1), ("b", 1)):
         records = [acc([i], 0.1, 0.9) for i in range(units)]
         write(tmp_path, "unlearn", "toy", method, 0, {"units": records})
-    markdown = render(summarise(collect([tmp_path / "unlearn"])), 1, [], {})
+    markdown = render(summarised([tmp_path / "unlearn"]), CONFIG, [], {})
     assert (
-        "- Forgotten acc (k=1) within the reference's interval: a; apart from it: none; "
-        "undetermined (n = 1 both sides): b."
+        "- Forgotten acc (k=1), method − reference (margin ±0.05): equivalent: none; "
+        "apart: none; inconclusive: a +0.000, no interval (1 seed × 1 set), "
+        "b +0.000, no interval (1 seed × 1 set)."
     ) in markdown
 
 
 RECOVERY_RECORD = {
-    "acc": 0.9, "acc_end": 0.95, "best_step": 20, "retain_acc": 0.8, "reference_acc": 0.1,
-    "residual": 0.8, "relearn_steps": 10, "relearned": 1, "retain_to_recovered": 0.02,
-    "noise_to_recovered": 0.5, "ood_to_recovered": 0.1,
+    "acc": 0.9, "reference_acc": 0.1, "residual": 0.8, "oracle_acc": 0.95,
+    "reference_oracle_acc": 0.2, "pre_retain_acc": 0.9, "retain_acc": 0.8,
+    "reference_pre_retain_acc": 0.9, "reference_retain_acc": 0.85, "collapsed": 0.0,
+    "reference_collapsed": 0.0, "retain_to_recovered": 0.02, "noise_to_recovered": 0.1,
+    "ood_to_recovered": 0.05, "reference_retain_to_recovered": 0.01,
+    "reference_noise_to_recovered": 0.1, "reference_ood_to_recovered": 0.0,
+    "relearn_steps": 10, "relearned": 1,
 }  # fmt: skip
 
 
 def test_recovery_table_per_method_capability_and_m(tmp_path: Path) -> None:
-    def record(classes: list[int], capability: str, m: int, **changes: float | None) -> dict:
-        return unit(classes, capability=capability, m=m, **{**RECOVERY_RECORD, **changes})
-
     write(tmp_path, "attacks/recovery", "toy", "pfm", 0, {"units": [
-        record([0], "prompt", 1, residual=0.7), record([1], "prompt", 1, residual=0.9),
-        record([0], "head", 0, relearn_steps=None), record([0, 1], "prompt", 5),
+        recovery([0], "prompt", 1, residual=0.7), recovery([1], "prompt", 1, residual=0.9),
+        recovery([0], "head", 0, relearn_steps=None), recovery([0, 1], "prompt", 5),
+        recovery([1], "prototype", 0, ood_to_recovered=None),
     ]})  # fmt: skip
-    summary = summarise(collect([tmp_path / "attacks"]))
+    summary = summarised([tmp_path / "attacks"])
     assert summary["toy.pfm.recovery.prompt.k1.m1.residual.mean"] == pytest.approx(0.8)
     assert summary["toy.pfm.recovery.prompt.k1.m1.residual.n"] == 2
     half = T_975[1] * np.std([0.7, 0.9], ddof=1) / math.sqrt(2)  # 1.271
     assert summary["toy.pfm.recovery.prompt.k1.m1.residual.ci95"] == pytest.approx(half)
+    assert summary["toy.pfm.recovery.prompt.k1.m1.residual.diff.hi"] == pytest.approx(0.8 + half)
+    assert summary["toy.pfm.recovery.prompt.k1.m1.residual.verdict"] == 0  # reaches below 0
     assert "toy.pfm.recovery.head.k1.m0.relearn_steps.n" not in summary  # null: skipped
     assert summary["toy.pfm.draws.recovery.k1.n"] == 2
-    tables = parse_tables(render(summary, 1, [], {}))["toy"]
+    markdown = render(summary, CONFIG, [], {})
+    tables = parse_tables(markdown)["toy"]
     k1 = tables["Recovery attack, k = 1"]
-    assert list(k1) == ["pfm / prompt / 1", "pfm / head / 0"]  # capabilities in stage order
-    assert k1["pfm / prompt / 1"]["residual"] == "0.800 ± 1.271"  # the dataset's n = 2
-    assert k1["pfm / head / 0"]["residual"] == "0.800 (n=1)"
-    assert k1["pfm / head / 0"]["relearn steps"] == "—"
-    assert tables["Recovery attack, k = 2"]["pfm / prompt / 5"]["noise→recovered"] == "0.500"
-    markdown = render(summary, 1, [], {})
-    assert markdown.count("Cells here: n = 1 unless marked.") == 1  # k = 2 only
+    assert list(k1) == ["pfm / prototype / 0", "pfm / prompt / 1", "pfm / head / 0"]
+    assert k1["pfm / prompt / 1"]["residual"] == "0.800 ± 1.271 (n=2)"  # the usual n here: 1
+    assert k1["pfm / prompt / 1"]["verdict"] == "inconclusive"
+    assert k1["pfm / head / 0"]["residual"] == "0.800"
+    assert k1["pfm / head / 0"]["retained acc"] == "0.800"
+    assert k1["pfm / head / 0"]["pre-attack retained"] == "0.900"
+    assert k1["pfm / head / 0"]["collapsed"] == "0.000"
+    assert k1["pfm / prototype / 0"]["checks"] == "pass"  # no OOD probe: not needed
+    details = tables["Recovery attack details, k = 1"]
+    assert details["pfm / head / 0"]["relearn steps"] == "—"
+    assert details["pfm / prototype / 0"]["OOD→recovered"] == "—"
+    assert details["pfm / head / 0"]["oracle acc"] == "0.950"
+    assert tables["Recovery attack details, k = 2"]["pfm / prompt / 5"]["noise→recovered"] == (
+        "0.100"
+    )
+    assert "Cells: n = 1 unless marked" in markdown  # the headline's largest valid: n = 1
+    assert "Cells here:" not in markdown  # each table's usual n is the dataset's
 
 
-def test_validation_and_before_transform_table(tmp_path: Path) -> None:
+def test_validation_and_both_pi_prefix_scorings_table(tmp_path: Path) -> None:
     pi = [
         acc([c], 0.1, 0.9, **{"val.forget_acc": 0.05, "val.retain_acc": 0.95,
-                              "before_transform.forget_acc": 0.6,
-                              "before_transform.retain_acc": 0.9})
+                              "artifact.forget_acc": 0.6, "artifact.retain_acc": 0.9})
         for c in range(2)
     ]  # fmt: skip
     write(tmp_path, "unlearn", "toy", "pi_prefix", 0, {"units": pi})
     scrub = [acc([0], 0.2, 0.8, **{"val.forget_acc": 0.3, "val.retain_acc": 0.85})]
     write(tmp_path, "unlearn", "toy", "scrub", 0, {"units": scrub})
     write(tmp_path, "unlearn", "toy", "ga", 0, {"units": [acc([0], 0.2, 0.8)]})  # no val
-    markdown = render(summarise(collect([tmp_path / "unlearn"])), 1, [], {})
-    table = parse_tables(markdown)["toy"]["Validation, and PI-Prefix before its transform (k = 1)"]
+    markdown = render(summarised([tmp_path / "unlearn"]), CONFIG, [], {})
+    table = parse_tables(markdown)["toy"]["Validation, and PI-Prefix scored both ways (k = 1)"]
     assert list(table) == ["pi_prefix", "scrub"]
-    assert table["pi_prefix"]["test forgotten, before transform"] == "0.600 ± 0.000 (n=2)"
-    assert table["pi_prefix"]["test forgotten, after"] == "0.100 ± 0.000 (n=2)"
+    assert table["pi_prefix"]["test forgotten, saved artifact"] == "0.600 ± 0.000 (n=2)"
+    assert table["pi_prefix"]["test forgotten, authors' inference"] == "0.100 ± 0.000 (n=2)"
     assert "Cells: n = 1 unless marked" in markdown  # scrub and ga: one unit each
     assert table["scrub"]["val forgotten acc"] == "0.300"
-    assert table["scrub"]["test retained, before transform"] == "—"
+    assert table["scrub"]["test retained, saved artifact"] == "—"
 
 
 def test_conflicting_values_for_one_run_are_an_error(tmp_path: Path) -> None:
@@ -672,7 +726,7 @@ def test_a_units_seed_folder_reads_as_the_flat_layout(tmp_path: Path) -> None:
         else tmp_path / "units" / entry.name
         for entry in flat
     ]
-    assert to_json(summarise(collect(units))) == to_json(summarise(collect(flat)))
+    assert to_json(summarised(units)) == to_json(summarised(flat))
     for path in write_curves(tmp_path / "curves").rglob("seed*.json"):
         dataset, method, name = path.relative_to(tmp_path / "curves").parts
         unit = tmp_path / "unit_curves" / dataset / name.removesuffix(".json") / method / name
@@ -720,14 +774,14 @@ def test_figures_for_every_dataset_even_without_data(
     tmp_path: Path, summary: dict[str, float]
 ) -> None:
     curves = read_relearn_curves(write_curves(tmp_path / "relearn"))
-    written = draw_all(summary, curves, 1, tmp_path / "figures")
+    written = draw_all(summary, curves, CONFIG, tmp_path / "figures")
     assert set(written) == {"toy", "other"}
     for figures in written.values():
         assert {p.name for p in figures.values()} == set(FIGURES.values())
         for path in figures.values():
             assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
     # same data, same bytes: the PNGs diff only when the numbers do
-    again = draw_all(summary, curves, 1, tmp_path / "again")
+    again = draw_all(summary, curves, CONFIG, tmp_path / "again")
     for title in FIGURES:
         assert written["toy"][title].read_bytes() == again["toy"][title].read_bytes()
 
@@ -748,13 +802,16 @@ def test_stage_writes_summary_report_and_figures(tmp_path: Path) -> None:
     assert summary["toy.pfm.k1.retain_acc.mean"] == pytest.approx(0.9)
     assert summary["toy.pfm.k1.retain_acc.n"] == 5
     report = (tmp_path / "reports/results.md").read_text()
-    assert k_table(report)["pfm"]["retained acc ↑"] == "0.900 ± 0.020 (n=5)"
+    assert k_table(report)["pfm"]["retained acc ↑"] == "0.900 ± 0.000 (n=5)"  # seed means
     assert "[results guide](../docs/results-guide.md)" in report
     assert report.index("## toy") < report.index("## Provenance")  # provenance last
     assert "toy, unlearn, k = 1: " in report and "retrain_prompt: 1 forget set × 1 seed" in report
     assert "commit: `unknown`" in report  # tmp_path is no git repository
-    assert "](figures/toy/forget_vs_retain.png)" in report
-    assert (tmp_path / "reports/figures/toy/forget_vs_retain.png").is_file()
+    assert "](figures/toy/paired_differences.png)" in report
+    assert report.index("paired_differences.png") < report.index("accuracy_vs_k.png")  # first
+    assert (tmp_path / "reports/figures/toy/paired_differences.png").is_file()
+    assert summary["toy.ssd.k1.forget_acc.verdict"] == -1
+    assert "- Forgotten acc (k=1), method − reference (margin ±0.05): " in report
 
 
 def test_stage_rejects_a_misspelt_param(tmp_path: Path) -> None:

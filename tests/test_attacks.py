@@ -1,8 +1,10 @@
 """Attacks: the membership-inference maths on known answers, each attack's known-answer
 behaviour on tiny models (it finds a leak where there is one, and nothing where there is
 none; the recovery attack's reference is not rigged), the recovery attack's invariants
-(equal capability for a model and its reference, the adversary's stopping step, the
-specificity probes), and the attack stage's contract."""
+(equal capability for a model and its reference, the budget's end as the reported step,
+collapse, the specificity probes), and the attack stage's contract. The protocol's own
+guarantees (no forgotten-class label at m = 0, the prototype attack, every registered
+capability) are in tests/test_recovery_protocol.py."""
 
 import copy
 import json
@@ -18,7 +20,9 @@ import torch
 import yaml
 
 from pfm.attacks import CAPABILITIES, MIA_VARIANTS, MiaParams, RecoveryParams
+from pfm.attacks.capabilities import Budget
 from pfm.attacks.draws import matching_draw, select_draws
+from pfm.attacks.harness import Forward, Outcome, head_inputs, relearn_time
 from pfm.attacks.mia import (
     MembershipData,
     balance,
@@ -31,26 +35,15 @@ from pfm.attacks.mia import (
 from pfm.attacks.mia import (
     attack as mia_attack,
 )
-from pfm.attacks.recovery import (
+from pfm.attacks.probes import (
     AttackData,
-    DrawResult,
-    Forward,
-    Outcome,
-    attack_saved,
-    attackable,
-    chosen_step,
     draw_shots,
-    fits,
-    head_inputs,
-    mean_curve,
     noise_probe,
     ood_images,
     ood_probe,
     random_inputs,
-    recover,
-    relearn_time,
-    summarise,
 )
+from pfm.attacks.recovery import DrawResult, attack_saved, mean_curve, recover, summarise
 from pfm.attacks.reference import PROMPT_REFERENCE, never_seen, reference_draws
 from pfm.attacks.targets import (
     Target,
@@ -75,17 +68,21 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 CPU = torch.device("cpu")
 MIA = MiaParams(k=1, draws=None, batch_size=64, svc_c=3.0, cv_splits=5, cv_test_size=0.1)
+TRAINED = ("prompt", "prompt_head", "head", "head_lora")  # the capabilities with a budget
 QUICK = RecoveryParams(
-    k=(1,), draws=1, shots=(0, 1), capabilities=CAPABILITIES, steps=4, lr=0.01, eval_every=2,
-    relearn_threshold=0.5, anchor_shots=1, noise_inputs=2, prompt_init="normal",
-    ood_dataset=None, ood_samples=8, batch_size=64,
+    k=(1,), draws=1, shots=(0, 1), capabilities=(*TRAINED, "prototype"),
+    budget=dict.fromkeys(TRAINED, Budget(4, 0.01)), eval_every=2, curve_samples=64,
+    collapse_fraction=0.8, prototype_weight=1.0, relearn_threshold=0.5, anchor_shots=1,
+    noise_inputs=2, prompt_init="normal", ood_dataset=None, ood_samples=8, batch_size=64,
 )  # fmt: skip
 FORGET = (1,)  # forgotten by the plain models' tests
 HIDDEN = (2,)  # the class whose prompt deletion forgets it in the toy prompt model
 FIELDS = (
-    "acc", "acc_end", "best_step", "retain_acc", "reference_acc", "residual", "relearn_steps",
-    "relearned", "retain_to_recovered", "noise_to_recovered", "ood_to_recovered",
-    "reference_retain_to_recovered",
+    "acc", "reference_acc", "residual", "oracle_acc", "reference_oracle_acc", "pre_retain_acc",
+    "retain_acc", "reference_pre_retain_acc", "reference_retain_acc", "collapsed",
+    "reference_collapsed", "retain_to_recovered", "noise_to_recovered", "ood_to_recovered",
+    "reference_retain_to_recovered", "reference_noise_to_recovered",
+    "reference_ood_to_recovered", "relearn_steps", "relearned",
 )  # fmt: skip
 
 
@@ -100,11 +97,13 @@ def toy_with_test(per_class: int = 8) -> PreparedDataset:
 
 
 DATA = toy_with_test()
-SPLITS = AttackData(DATA.splits["train"], DATA.splits["val"], DATA.splits["test"])
+SPLITS = AttackData(DATA.splits["train"], DATA.splits["test"])
 
 
-def params(**changes: object) -> RecoveryParams:
-    return RecoveryParams(**{**QUICK.__dict__, **changes})
+def params(steps: int = 4, lr: float = 0.01, **changes: object) -> RecoveryParams:
+    """QUICK with ``changes``, every trained capability on a budget of ``steps`` at ``lr``."""
+    budget = dict.fromkeys(TRAINED, Budget(steps, lr))
+    return RecoveryParams(**{**QUICK.__dict__, "budget": budget, **changes})
 
 
 def margins(values: np.ndarray) -> MembershipData | object:
@@ -342,23 +341,26 @@ def test_draw_shots_are_nested_and_seeded() -> None:
 
 
 def test_capabilities_fit_their_model_family() -> None:
-    assert [c for c in CAPABILITIES if fits(c, True)] == ["prompt", "prompt_head"]
-    assert [c for c in CAPABILITIES if fits(c, False)] == ["head", "head_lora"]
+    fit = {c: CAPABILITIES.get(c).fits for c in CAPABILITIES}
+    assert [c for c in CAPABILITIES if fit[c](True)] == ["prompt", "prompt_head", "prototype"]
+    assert [c for c in CAPABILITIES if fit[c](False)] == ["head", "head_lora", "prototype"]
     chosen = params(capabilities=("head", "prompt_head"))
     assert chosen.capabilities_for(True) == ("prompt_head",)
     assert chosen.capabilities_for(False) == ("head",)
     generator = torch.Generator().manual_seed(0)
     with pytest.raises(ValueError, match="does not apply to a prompt-free model"):
-        attackable(make_model(with_prompts=False), FORGET, "prompt_head", "normal", generator)
+        CAPABILITIES.get("prompt_head").prepare(
+            make_model(with_prompts=False), FORGET, "normal", generator
+        )
     with pytest.raises(ValueError, match="does not apply to a prompt model"):
-        attackable(make_model(), FORGET, "head", "normal", generator)
+        CAPABILITIES.get("head").prepare(make_model(), FORGET, "normal", generator)
 
 
 def trained_set(
     model: PromptedClassifier, classes: tuple[int, ...], capability: str
 ) -> dict[str, list[bool] | None]:
     """What ``capability`` trains in ``model``: parameter name → its row mask."""
-    _, trained = attackable(model, classes, capability, "normal", torch.Generator())
+    _, trained = CAPABILITIES.get(capability).prepare(model, classes, "normal", torch.Generator())
     return {t.name: None if t.rows is None else t.rows.tolist() for t in trained}
 
 
@@ -399,15 +401,13 @@ def changed_keys(before: dict[str, torch.Tensor], model: PromptedClassifier) -> 
 def test_recovery_of_a_prompt_model_moves_only_its_capability(
     capability: str, prompted: PromptedClassifier
 ) -> None:
-    """At the adversary's step every parameter outside the capability is bitwise what it
+    """At the budget's end every parameter outside the capability is bitwise what it
     was — the other prompt rows and the other classes' head rows too — and the fresh row
     moved from its seeded N(0, 1) start by at most about lr a step (Adam)."""
     model = prompted.forget(HIDDEN)
     before = snapshot(model)
-    p = params(lr=0.3)
-    result = recover(model, SPLITS, HIDDEN, 1, capability, p, 0)
+    result = recover(model, SPLITS, HIDDEN, 1, capability, params(lr=0.3), 0)
     assert changed_keys(before, model) == set()  # the input is left intact
-    assert result.best_step > 0  # precondition: the kept state is a trained one
     moved_rows = {"head.weight", "head.bias"} if capability == "prompt_head" else set()
     assert changed_keys(before, result.model) - {"prompts", "prompt_classes"} == moved_rows
     others = [c for c in range(4) if c not in HIDDEN]
@@ -417,8 +417,8 @@ def test_recovery_of_a_prompt_model_moves_only_its_capability(
     assert torch.equal(result.model.prompts[~fresh].detach(), model.prompts.detach())
     start = torch.randn(model.prompts.shape[1:], generator=torch.Generator().manual_seed(0))
     moved = (result.model.prompts[fresh][0].detach() - start).abs().max()
-    assert 0 < moved <= result.best_step * p.lr * 1.01
-    assert [s for s, _ in result.curve] == [s for s, _ in result.val_curve] == [0, 2, 4]
+    assert 0 < moved <= 4 * 0.3 * 1.01  # 4 steps at lr 0.3
+    assert [s for s, _ in result.curve] == [0, 2, 4]
 
 
 @pytest.mark.parametrize("capability", ["head", "head_lora"])
@@ -427,7 +427,6 @@ def test_recovery_of_a_plain_model_moves_only_its_capability(
 ) -> None:
     before = snapshot(never_plain)
     result = recover(never_plain, SPLITS, FORGET, 1, capability, params(lr=0.05), 0)
-    assert result.best_step > 0  # precondition: the kept state is a trained one
     changed = changed_keys(before, result.model)
     adapters = {k for k in changed if "lora_" in k}
     assert changed == {"head.weight", "head.bias"} | adapters
@@ -439,7 +438,7 @@ def test_head_inputs_are_what_the_head_reads(plain: PromptedClassifier) -> None:
     give the model's own logits."""
     x, _ = next(SplitTensors(DATA.splits["test"], plain.input_size, CPU).batches(16))
     with torch.no_grad():
-        torch.testing.assert_close(plain.head(head_inputs(plain, x)), plain(x))
+        torch.testing.assert_close(plain.head(head_inputs(plain, x, torch.Generator())), plain(x))
 
 
 def test_recovery_is_deterministic_by_seed() -> None:
@@ -465,7 +464,7 @@ def test_a_prompt_left_in_the_model_is_where_the_attack_starts() -> None:
     deleted = recover(trained.forget(FORGET), SPLITS, FORGET, 1, "prompt", one_step, 0)
     start_kept = kept.model.prompts[kept.model.prompt_classes == 1]
     start_deleted = deleted.model.prompts[deleted.model.prompt_classes == 1]
-    assert (start_kept - trained.prompts[1]).abs().max() <= one_step.lr * 1.01
+    assert (start_kept - trained.prompts[1]).abs().max() <= 0.01 * 1.01  # one step at lr
     assert (start_deleted - trained.prompts[1]).abs().max() > 1.0
 
 
@@ -526,7 +525,7 @@ def test_a_head_row_left_by_prompt_deletion_recovers_more_than_the_reference(
     assert attacked.curve[0][1] == 0.0 and reference.curve[0][1] == 0.0
     assert attacked.acc - reference.acc > 0.5, (attacked.curve, reference.curve)
     assert attacked.relearned and not reference.relearned
-    assert attacked.relearn_steps < reference.relearn_steps == short.steps
+    assert attacked.relearn_steps < reference.relearn_steps == 2  # short: 2 steps
     attacked, reference = (
         recover(model, SPLITS, HIDDEN, 1, "prompt_head", enough, 0)
         for model in (deleted, never_prompted)
@@ -560,28 +559,55 @@ def test_a_head_row_kept_with_the_class_signal_recovers_more_than_retrain(
     assert from_leaky.acc - from_never.acc > 0.5, (from_leaky.curve, from_never.curve)
 
 
-def test_chosen_step_is_the_earliest_validation_best_and_relearn_time_the_first_crossing():
-    assert chosen_step([(0, 0.0), (10, 0.9), (20, 0.9), (30, 0.4)]) == 10
-    assert chosen_step([(0, 0.5), (10, 0.5)]) == 0
+def test_relearn_time_is_the_first_crossing_else_the_curves_end() -> None:
     curve = [(0, 0.0), (10, 0.4), (20, 0.5), (30, 0.9)]
-    assert relearn_time(curve, 0.5, 30) == (20, True)
-    assert relearn_time(curve, 0.95, 30) == (30, False)
-    assert relearn_time([(0, 0.6)], 0.5, 30) == (0, True)
+    assert relearn_time(curve, 0.5) == (20, True)
+    assert relearn_time(curve, 0.95) == (30, False)
+    assert relearn_time([(0, 0.6)], 0.5) == (0, True)
 
 
-def test_the_adversary_stops_at_the_validation_best_step(prompted: PromptedClassifier) -> None:
+def test_the_reported_step_is_the_budgets_end_not_the_curves_best(
+    prompted: PromptedClassifier,
+) -> None:
     """(d) Data-free at a high rate, the class's logit overshoots — every input goes to the
     class — then the anchors pull the retained classes back and the class with them: the
-    curve peaks and falls. The adversary keeps the validation-best step (earliest among
-    ties) and is scored on test there; ``acc_end`` is the fall. The returned copy holds the
-    kept step's parameters: scored again, it gives ``acc``."""
+    curve peaks and falls. Nothing is chosen from the curve: ``acc`` is the budget's end
+    on the full test split (the returned copy scored again gives it), and the peak is
+    only ``oracle_acc``, the oracle upper bound."""
     budget = params(steps=4, eval_every=1, lr=0.3, anchor_shots=2)
     result = recover(prompted.forget(HIDDEN), SPLITS, HIDDEN, 0, "prompt_head", budget, 0)
-    accs, vals = [a for _, a in result.curve], [a for _, a in result.val_curve]
+    accs = [a for _, a in result.curve]
     assert max(accs) > accs[-1], result.curve  # precondition: it peaks and falls
-    assert result.best_step == result.val_curve[vals.index(max(vals))][0]
-    assert result.acc == dict(result.curve)[result.best_step] > result.acc_end == accs[-1]
-    assert forgotten_accuracy(result.model, HIDDEN) == result.acc
+    assert [s for s, _ in result.curve] == [0, 1, 2, 3, 4]
+    assert result.acc == accs[-1] == forgotten_accuracy(result.model, HIDDEN)
+    assert result.oracle_acc == max(accs) > result.acc
+
+
+def test_a_collapse_is_marked_and_an_anchored_attack_is_not(
+    never_plain: PromptedClassifier,
+) -> None:
+    """Without anchors at a high rate the head sends everything to the class: retained
+    accuracy falls far below ``collapse_fraction`` of its pre-attack value and the attack
+    is marked collapsed, whatever its forgotten-class accuracy; anchored at a small rate
+    it is not."""
+    wild = recover(never_plain, SPLITS, FORGET, 1, "head", params(lr=1.0, anchor_shots=0), 0)
+    assert wild.pre_retain_acc > 0.9 and wild.retain_acc < 0.8 * wild.pre_retain_acc
+    assert wild.collapsed and wild.acc == 1.0
+    calm = recover(never_plain, SPLITS, FORGET, 1, "head", params(anchor_shots=2), 0)
+    assert calm.pre_retain_acc == wild.pre_retain_acc and not calm.collapsed
+    relaxed = params(lr=1.0, anchor_shots=0, collapse_fraction=wild.retain_acc / 2)
+    assert not recover(never_plain, SPLITS, FORGET, 1, "head", relaxed, 0).collapsed
+
+
+def test_the_curve_is_scored_on_a_fixed_subset_and_the_end_on_the_full_split(
+    never_plain: PromptedClassifier,
+) -> None:
+    """Curve points score ``curve_samples`` test forgotten-class samples (so multiples of
+    1/2 for 2), the end point the full split."""
+    result = recover(never_plain, SPLITS, FORGET, 1, "head", params(curve_samples=2), 0)
+    assert all(a * 2 == int(a * 2) for _, a in result.curve[:-1])
+    full = forgotten_accuracy(result.model, FORGET)
+    assert result.curve[-1] == (4, result.acc) and result.acc == full
 
 
 def test_specificity_of_an_attack_that_sends_everything_to_the_class(
@@ -592,22 +618,37 @@ def test_specificity_of_an_attack_that_sends_everything_to_the_class(
     goes to it too — what the specificity probes are there to show. The OOD images are
     28×28 (Fashion-MNIST's size) and go through the 16-px model as any input does."""
     images = np.random.default_rng(0).integers(0, 256, (40, 28, 28, 1), dtype=np.uint8)
-    data = AttackData(SPLITS.train, SPLITS.val, SPLITS.test, Split(images, np.zeros(40, int)))
+    data = AttackData(SPLITS.train, SPLITS.test, Split(images, np.zeros(40, int)))
     budget = params(steps=2, eval_every=1, lr=0.1, anchor_shots=0)
     result = recover(prompted.forget(HIDDEN), data, HIDDEN, 0, "prompt_head", budget, 0)
-    assert result.acc == 1.0 and result.retain_acc < 0.05
+    assert result.acc == 1.0 and result.retain_acc < 0.05 and result.collapsed
     assert result.retain_to_recovered > 0.95
     assert result.noise_to_recovered > 0.95 and result.ood_to_recovered > 0.95
 
 
+def neighbour_correlation(images: np.ndarray) -> float:
+    """Correlation of horizontally adjacent pixels over a batch of images."""
+    x = images.astype(np.float64)
+    return float(np.corrcoef(x[:, :, :-1].ravel(), x[:, :, 1:].ravel())[0, 1])
+
+
 def test_specificity_probes_are_seeded_and_apart_from_the_attacks_noise() -> None:
+    """The noise probe is another law than the attack's m = 0 positives: smooth images
+    (neighbouring pixels agree) against per-pixel uniform ones (they do not), and uniform
+    audio features against Gaussian ones; another seed too."""
     like = DATA.splits["train"]
-    probe = noise_probe(like, 16, 0)
-    assert probe.images.shape == (16, 8, 8, 1)
-    assert np.array_equal(probe.images, noise_probe(like, 16, 0).images)
-    assert not np.array_equal(probe.images, noise_probe(like, 16, 1).images)
-    attack_noise = random_inputs(like, (16, 8, 8, 1), torch.Generator().manual_seed(1))
-    assert not np.array_equal(probe.images, attack_noise)  # seed 0's attack noise stream
+    probe = noise_probe(like, 64, 0)
+    assert probe.images.shape == (64, 8, 8, 1) and probe.images.dtype == np.uint8
+    assert np.array_equal(probe.images, noise_probe(like, 64, 0).images)
+    assert not np.array_equal(probe.images, noise_probe(like, 64, 1).images)
+    attack_noise = random_inputs(like, (64, 8, 8, 1), torch.Generator().manual_seed(1))
+    assert neighbour_correlation(probe.images) > 0.5 > 0.1 > abs(
+        neighbour_correlation(attack_noise)
+    )  # fmt: skip
+    features = Split(np.zeros((2, 10, 8), dtype=np.float16), np.zeros(2, dtype=np.int64))
+    audio_probe = noise_probe(features, 256, 0).images.astype(np.float32)
+    assert audio_probe.dtype == np.float32 and abs(audio_probe).max() <= 1.0
+    assert abs(float(audio_probe.std()) - 1 / np.sqrt(3)) < 0.02  # uniform, not N(0, 0.5²)
     ood = Split(np.arange(40, dtype=np.uint8).reshape(40, 1, 1, 1), np.zeros(40, np.int64))
     picked = ood_probe(ood, 5, 0)
     assert len(picked) == 5 and len(set(picked.images.ravel())) == 5
@@ -634,16 +675,14 @@ def test_the_ood_probe_is_another_image_dataset_built_from_its_params() -> None:
 def outcome(acc: float, **changes: object) -> Outcome:
     """A hand-made attack outcome: a two-point curve ending at ``acc``."""
     fields = {
-        "curve": [(0, 0.0), (2, acc)], "val_curve": [(0, 0.0), (2, acc)], "best_step": 2,
-        "acc": acc, "acc_end": acc, "retain_acc": 0.9, "relearn_steps": 2,
-        "relearned": acc >= 0.5, "retain_to_recovered": 0.1, "noise_to_recovered": 0.2,
-        "ood_to_recovered": 0.3,
+        "curve": [(0, 0.0), (2, acc)], "acc": acc, "oracle_acc": acc, "pre_retain_acc": 0.95,
+        "retain_acc": 0.9, "collapsed": False, "relearn_steps": 2, "relearned": acc >= 0.5,
+        "retain_to_recovered": 0.1, "noise_to_recovered": 0.2, "ood_to_recovered": 0.3,
     }  # fmt: skip
     return Outcome(**{**fields, **changes})
 
 
 def test_summarise_pools_units_per_capability_k_and_m() -> None:
-    budget = params(shots=(0, 1), steps=2)
     never = {0: outcome(0.0), 1: outcome(0.5, retain_to_recovered=0.4)}
     results = [
         DrawResult((1,), "prompt", {0: outcome(0.2), 1: outcome(1.0)}, never),
@@ -651,7 +690,7 @@ def test_summarise_pools_units_per_capability_k_and_m() -> None:
         DrawResult((0, 2), "prompt_head", {m: outcome(0.5, ood_to_recovered=None) for m in (0, 1)},
                    never),
     ]  # fmt: skip
-    metrics, curves = summarise(results, budget)
+    metrics, curves = summarise(results)
     assert metrics["recovery.prompt.k1.m0.acc.mean"] == pytest.approx(0.3)
     assert metrics["recovery.prompt.k1.m0.acc.std"] == pytest.approx(0.1)
     assert metrics["recovery.prompt.k1.m1.residual.mean"] == pytest.approx(0.3)  # 0.5, 0.1
@@ -661,22 +700,24 @@ def test_summarise_pools_units_per_capability_k_and_m() -> None:
     assert metrics["recovery.prompt.k1.m1.relearned.mean"] == 1.0
     assert metrics["recovery.prompt.k1.m0.ood_to_recovered.mean"] == pytest.approx(0.3)
     assert "recovery.prompt_head.k2.m0.ood_to_recovered.mean" not in metrics  # no OOD set
-    assert metrics["recovery.draws"] == 3 and metrics["recovery.steps"] == 2
+    assert metrics["recovery.draws"] == 3
     names = {"prompt k1 m0", "prompt k1 m1", "prompt_head k2 m0", "prompt_head k2 m1"}
     assert set(curves) == names | {f"{n} reference" for n in names}
     assert curves["prompt k1 m1"] == [{"step": 0, "acc": 0.0}, {"step": 2, "acc": 0.8}]
     units = metrics.pop("units")
     assert len(units) == 6 and all(isinstance(v, int | float) for v in metrics.values())
     assert units[1] == {
-        "classes": [1], "k": 1, "capability": "prompt", "m": 1, "acc": 1.0, "acc_end": 1.0,
-        "best_step": 2, "retain_acc": 0.9, "reference_acc": 0.5, "residual": 0.5,
-        "relearn_steps": 2, "relearned": 1.0, "retain_to_recovered": 0.1,
-        "noise_to_recovered": 0.2, "ood_to_recovered": 0.3,
-        "reference_retain_to_recovered": 0.4,
+        "classes": [1], "k": 1, "capability": "prompt", "m": 1, "acc": 1.0,
+        "reference_acc": 0.5, "residual": 0.5, "oracle_acc": 1.0, "reference_oracle_acc": 0.5,
+        "pre_retain_acc": 0.95, "retain_acc": 0.9, "reference_pre_retain_acc": 0.95,
+        "reference_retain_acc": 0.9, "collapsed": 0.0, "reference_collapsed": 0.0,
+        "retain_to_recovered": 0.1, "noise_to_recovered": 0.2, "ood_to_recovered": 0.3,
+        "reference_retain_to_recovered": 0.4, "reference_noise_to_recovered": 0.2,
+        "reference_ood_to_recovered": 0.3, "relearn_steps": 2, "relearned": 1.0,
     }  # fmt: skip
     assert {u["k"] for u in units if u["capability"] == "prompt_head"} == {2}
     json.dumps(units)
-    own, _ = summarise([DrawResult((1,), "head", never, never)], budget)  # retrain
+    own, _ = summarise([DrawResult((1,), "head", never, never)])  # retrain
     assert own["recovery.head.k1.m1.residual.mean"] == 0.0
 
 
@@ -696,12 +737,18 @@ def test_bad_recovery_params_are_errors() -> None:
         {"k": ()},
         {"prompt_init": "ones"},
         {"shots": ()},
-        {"steps": 0},
         {"relearn_threshold": 0.0},
+        {"collapse_fraction": 0.0},
+        {"prototype_weight": 1.5},
+        {"curve_samples": 0},
         {"ood_samples": 0},
+        {"budget": {"prompt": Budget(4, 0.01)}},  # no budget for prompt_head, head, head_lora
     ):
         with pytest.raises(ValueError):
             params(**change)
+    with pytest.raises(ValueError, match="steps ≥ 1"):
+        Budget(0, 0.01)
+    assert params(capabilities=("prototype",), budget={}).capabilities == ("prototype",)
 
 
 def test_attacking_a_saved_model_is_attacking_the_model(tmp_path: Path) -> None:
@@ -711,6 +758,8 @@ def test_attacking_a_saved_model_is_attacking_the_model(tmp_path: Path) -> None:
     save_model(reference, tmp_path / "reference.pt")
     budget = params(shots=(0, 1), steps=2)
     saved = attack_saved(tmp_path / "reference.pt", FORGET, 0, "prompt", SPLITS, budget, CPU)
+    assert set(attack_saved(tmp_path / "reference.pt", FORGET, 0, "prototype", SPLITS, budget,
+                            CPU)) == {1}  # fmt: skip
     assert set(saved) == {0, 1}
     for m, result in saved.items():
         direct = recover(reference, SPLITS, FORGET, m, "prompt", budget, 0)
@@ -757,8 +806,10 @@ def test_each_model_is_attacked_once_per_capability_against_its_familys_referenc
     ]
     assert distinct_attacks(planned, QUICK.capabilities_for) == [
         (pfm, "prompt"), (pfm, "prompt_head"), (never, "prompt"), (never, "prompt_head"),
-        (defended, "prompt"), (defended, "prompt_head"), (finetune, "head_lora"),
-        (retrain, "head_lora"), (finetune, "head"), (retrain, "head"),
+        (defended, "prompt"), (defended, "prompt_head"), (pfm, "prototype"),
+        (never, "prototype"), (defended, "prototype"), (finetune, "head_lora"),
+        (retrain, "head_lora"), (finetune, "head"), (finetune, "prototype"), (retrain, "head"),
+        (retrain, "prototype"),
     ]  # fmt: skip
     save_unlearned(references / "seed0", "retrain_prompt", {FORGET: prompt.forget(FORGET)})
     assert recovery_runs(models, references, runs, ks=(1,), limit=1) == planned  # new name
@@ -826,10 +877,11 @@ def save_unlearned(folder: Path, method: str, models: dict[tuple[int, ...], Prom
 
 
 STAGE_RECOVERY = {
-    "k": [1, 2], "draws": 1, "shots": [0, 1], "capabilities": list(CAPABILITIES), "steps": 2,
-    "lr": 0.01, "eval_every": 1, "relearn_threshold": 0.5, "anchor_shots": 1,
-    "noise_inputs": 2, "prompt_init": "normal", "ood_dataset": "digits", "ood_samples": 8,
-    "batch_size": 64,
+    "k": [1, 2], "draws": 1, "shots": [0, 1], "capabilities": list(CAPABILITIES),
+    "budget": {c: {"steps": 2, "lr": 0.01} for c in TRAINED}, "eval_every": 1,
+    "curve_samples": 4, "collapse_fraction": 0.8, "prototype_weight": 1.0,
+    "relearn_threshold": 0.5, "anchor_shots": 1, "noise_inputs": 2, "prompt_init": "normal",
+    "ood_dataset": "digits", "ood_samples": 8, "batch_size": 64,
 }  # fmt: skip
 ATTACK_ARGS = (
     "--data", "data", "--models", "unlearned", "--prompt-reference", "ref", "--mia", "mia",
@@ -849,7 +901,8 @@ def test_attack_stage_writes_every_capability_k_and_m_with_units(tmp_path: Path,
     """(f) One process per dataset: every method × seed of params, and retrain_prompt, get
     their metrics (pooled keys and units) and curve files below the stage's folders, in
     the layout the aggregate reads; the prompt models get the prompt capabilities, the
-    plain ones the head ones, at every k and m; the references' residual is 0."""
+    plain ones the head ones, both the prototype attack at m ≥ 1, at every k and m; the
+    references' residual is 0."""
     save_prepared(DATA, tmp_path / "data")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(stage_params(["pfm", "retrain"])))
     draws = ((1,), (0, 3))  # the k = 1 and k = 2 draws every method holds
@@ -861,9 +914,14 @@ def test_attack_stage_writes_every_capability_k_and_m_with_units(tmp_path: Path,
     result = run_stage("attack", *ATTACK_ARGS, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     families = {
-        "pfm": ("prompt", "prompt_head"), "retrain_prompt": ("prompt", "prompt_head"),
-        "retrain": ("head", "head_lora"),
+        "pfm": ("prompt", "prompt_head", "prototype"),
+        "retrain_prompt": ("prompt", "prompt_head", "prototype"),
+        "retrain": ("head", "head_lora", "prototype"),
     }  # fmt: skip
+    cells = {  # (capability, m) of each family: the prototype attack needs a shot
+        method: [(c, m) for c in caps for m in (0, 1) if c != "prototype" or m]
+        for method, caps in families.items()
+    }
     for method, capabilities in families.items():
         mia = json.loads((tmp_path / f"mia/{method}/seed0.json").read_text())
         assert mia["mia_draws"] == 1 and mia["mia_k"] == 1  # only the k = 1 draw
@@ -874,25 +932,27 @@ def test_attack_stage_writes_every_capability_k_and_m_with_units(tmp_path: Path,
         metrics = json.loads((tmp_path / f"recovery/{method}/seed0.json").read_text())
         units = metrics.pop("units")
         assert all(isinstance(v, int | float) for v in metrics.values())
-        assert metrics["recovery.draws"] == 2 and metrics["recovery.steps"] == 2
+        assert metrics["recovery.draws"] == 2
         expected = {
             f"recovery.{cap}.k{k}.m{m}.{field}.{stat}"
-            for cap in capabilities for k in (1, 2) for m in (0, 1) for field in FIELDS
+            for cap, m in cells[method] for k in (1, 2) for field in FIELDS
             for stat in ("mean", "std")
         }  # fmt: skip
-        assert set(metrics) - {"recovery.draws", "recovery.steps"} == expected
-        assert len(units) == 2 * len(capabilities) * 2  # draws × capabilities × m
+        assert set(metrics) - {"recovery.draws"} == expected
+        assert len(units) == 2 * len(cells[method])  # draws × (capability, m)
         for unit in units:
             assert unit["k"] == len(unit["classes"]) and unit["capability"] in capabilities
             assert set(unit) == {"classes", "k", "capability", "m", *FIELDS}
         curves = json.loads((tmp_path / f"curves/toy/{method}/seed0.json").read_text())
-        names = {f"{cap} k{k} m{m}" for cap in capabilities for k in (1, 2) for m in (0, 1)}
+        names = {f"{cap} k{k} m{m}" for cap, m in cells[method] for k in (1, 2)}
         assert set(curves) == names | {f"{name} reference" for name in names}
-        assert all([p["step"] for p in curve] == [0, 1, 2] for curve in curves.values())
+        for name, curve in curves.items():
+            steps = [0, 1] if name.startswith("prototype") else [0, 1, 2]
+            assert [p["step"] for p in curve] == steps, name
     for method in ("retrain", "retrain_prompt"):  # their own references
         metrics = json.loads((tmp_path / f"recovery/{method}/seed0.json").read_text())
         residuals = [v for k, v in metrics.items() if k.endswith(".residual.mean")]
-        assert len(residuals) == 8 and not any(residuals)
+        assert len(residuals) == 2 * len(cells[method]) and not any(residuals)
     relearn = read_relearn_curves(tmp_path / "curves")
     assert len(relearn["toy"]["pfm prompt_head k2 m1 reference"]) == 1  # one seed
 

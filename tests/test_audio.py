@@ -23,6 +23,7 @@ from pfm.data.speech_synth import Effects, Voice, synthesise
 from pfm.data.transforms import to_input_values
 from pfm.models.checkpoint import load_model, save_model
 from pfm.models.prompted import PromptedClassifier
+from pfm.reporting.aggregate import AggregateParams
 from pfm.reporting.report import render, transfer_line
 from pfm.specs import check_modality, model_spec
 from tests.conftest import make_model
@@ -367,7 +368,10 @@ def test_report_shows_synthetic_to_real_transfer() -> None:
         "0.400 ± 0.000; forgotten acc (k=1) 0.100 ± 0.300; retained acc (k=1) 0.500 ± 0.050."
     )
     assert transfer_line(summary, "digits") == []
-    assert "Real recordings" in render(summary, 1, [], {})
+    config = AggregateParams(
+        k=1, profile="p", margin=0.05, primary_mia="loss_auc", specificity_max=0.2
+    )
+    assert "Real recordings" in render(summary, config, [], {})
 
 
 def test_a_local_ast_directory_loads_as_an_audio_backbone(tmp_path: Path) -> None:

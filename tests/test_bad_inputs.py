@@ -231,7 +231,7 @@ def test_an_os_error_is_its_path_and_reason_not_its_errno(capsys) -> None:
     lines = []
     for main in (missing, keyed, long):
         with pytest.raises(SystemExit) as exit_:
-            run_stage(main)
+            run_stage(main, "test")
         assert exit_.value.code == EXIT_BAD_INPUT
         lines.append(one_error_line(capsys.readouterr().err))
     assert lines == [

@@ -108,13 +108,16 @@ def test_variants_are_scored_beside_the_unlearned_model() -> None:
         return _Oracle(classes), CostRecord(0.0, 0, 0, False, False, 0)
 
     def undone(model: _Oracle) -> dict[str, _Oracle]:  # a model that forgot nothing
-        return {"before_transform": _Oracle(())}
+        return {"artifact": _Oracle(())}
 
     plan = forget_plan(4, [1], 2, seed=0)
     metrics = forget_k(unlearn, data, plan, seed=0, batch_size=7, variants=undone)
     assert metrics["k1.forget_acc.mean"] == 0.0
-    assert metrics["k1.before_transform.forget_acc.mean"] == 1.0
-    assert "k1.val.forget_acc.mean" not in metrics
+    assert metrics["k1.artifact.forget_acc.mean"] == 1.0
+    assert not any(".val." in key for key in metrics)
+    metrics = forget_k(unlearn, data, plan, seed=0, batch_size=7, val=data, variants=undone)
+    assert metrics["k1.val.forget_acc.mean"] == 0.0
+    assert metrics["k1.artifact.val.forget_acc.mean"] == 1.0  # on every split, as the model
 
 
 def test_a_cap_per_k_or_one_for_all() -> None:

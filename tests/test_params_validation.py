@@ -66,6 +66,7 @@ NAMES = (
     "pretrain.architecture", "pretrain.dataset", "attacks.recovery.capabilities[*]",
     "attacks.recovery.prompt_init", "attacks.recovery.ood_dataset", "unlearn.*.target",
     "model.lora.targets", "data.*.features", "data.*.train_split", "*.precision",
+    "aggregate.primary_mia",
 )  # fmt: skip
 HASHES = ("convert.*.sha256",)  # text that must be 64 hex digits: "nosuch" is refused too
 
@@ -310,14 +311,12 @@ def test_derived_keys_follow_their_source_unless_set() -> None:
         "train": train,
         "train_base": {"epochs": 10, "lr": 0.01},
         "unlearn": {"retrain": None},  # `retrain:` with nothing under it
-        "attacks": {"recovery": {"steps": 4}},
+        "attacks": {"recovery": {"eval_every": 4}},
     })  # fmt: skip
     assert params["train_base"] == {
         "epochs": 10, "lr": 0.01, "batch_size": 32, "device": "auto", "eval_modes": ["none"]
     }  # fmt: skip
     assert params["unlearn"]["retrain"] == {"epochs": 10, "batch_size": 32, "lr": 0.01}
-    assert params["attacks"]["recovery"] == {"steps": 4, "lr": 0.003}  # prompt_lr null: lr
+    assert params["attacks"]["recovery"] == {"eval_every": 4}  # its budget is its own
     assert completed(params) == params
-    set_keys = {**params, "train": {**train, "prompt_lr": 0.03}, "attacks": {"recovery": {}}}
-    assert completed(set_keys)["attacks"]["recovery"]["lr"] == 0.03
     assert completed({"train": "fast", "unlearn": 3}) == {"train": "fast", "unlearn": 3}

@@ -1,11 +1,13 @@
 """PI-Prefix: prefix keys and values in every attention layer (the exact attention, every
 backbone, nothing left behind), the authors' pseudo-inverse per matrix and its involution,
-what the transform does to a trained model, the forget-only variant's data, the cost split
-and the checkpoint round trip."""
+what the transform does to a trained model, the two ways it is scored (the authors'
+inference as the headline, the artifact beside it), the forget-only variant's data, the
+cost split and the checkpoint round trip."""
 
 import copy
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -18,13 +20,15 @@ from transformers import Dinov2Config, Dinov2Model
 import pfm.unlearn.pi_prefix as pi_prefix_module
 from pfm.batches import SplitTensors
 from pfm.cost import CostRecord, Meter, changed_parameters, transform_timer
+from pfm.evaluate import forget_k, forget_plan, split_accuracies
 from pfm.losses import relabelled_objective
 from pfm.models.backbones import encoder_layers
 from pfm.models.checkpoint import load_model, save_model
 from pfm.models.prefix import KEYS, VALUES, deep_prefix
 from pfm.models.prompted import PromptedClassifier
-from pfm.unlearn import unlearn
-from pfm.unlearn.pi_prefix import PrefixRecipe, before_transform, pinv_transpose
+from pfm.unlearn import METHODS, unlearn, unlearner
+from pfm.unlearn.manifest import keeping
+from pfm.unlearn.pi_prefix import PrefixRecipe, pinv_transpose, pseudo_inverted, scored_artifact
 from tests.conftest import make_model, toy_dataset
 from tests.test_convert import TINY_BINS, tiny_encoder
 
@@ -40,13 +44,28 @@ INPUTS = {  # backbone → one sample's shape, as batches carry it
 }
 
 
-class Trained(NamedTuple):
-    """A ``pi_prefix`` run, with the prefixes its transform received and returned."""
+Transforms = list[tuple[torch.Tensor, torch.Tensor]]  # every (input, output) of the transform
 
-    model: PromptedClassifier
+
+class Trained(NamedTuple):
+    """A ``pi_prefix`` run, with the prefixes its two transforms received and returned."""
+
+    model: PromptedClassifier  # the headline: the artifact transformed back
     cost: CostRecord
-    trained: torch.Tensor  # (layers, 2, p, d) before the transform
-    transformed: torch.Tensor  # what the transform returned
+    trained: torch.Tensor  # (layers, 2, p, d) as trained
+    artifact: torch.Tensor  # stage (2)'s output, what the authors save
+    headline: torch.Tensor  # the inference-time transform's output
+
+
+def recording(calls: Transforms) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``pinv_transpose`` that also appends each (input, output) to ``calls``."""
+
+    def transform(prefixes: torch.Tensor) -> torch.Tensor:
+        out = pinv_transpose(prefixes)
+        calls.append((prefixes.detach().clone(), out.detach().clone()))
+        return out
+
+    return transform
 
 
 @pytest.fixture(scope="module")
@@ -62,18 +81,13 @@ def pixels(plain: PromptedClassifier) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def trained(plain: PromptedClassifier) -> Trained:
-    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-    def recording(prefixes: torch.Tensor) -> torch.Tensor:
-        out = pinv_transpose(prefixes)
-        calls.append((prefixes.detach().clone(), out.detach().clone()))
-        return out
-
+    calls: Transforms = []
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pi_prefix_module, "pinv_transpose", recording)
+        patch.setattr(pi_prefix_module, "pinv_transpose", recording(calls))
         model, cost = unlearn("pi_prefix", plain, (1,), DATA.splits["train"], RECIPE, 0)
-    ((before, after),) = calls
-    return Trained(model.eval(), cost, before, after)
+    ((as_trained, artifact), (loaded, headline)) = calls  # stage (2), then the inference's
+    assert torch.equal(loaded, artifact)
+    return Trained(model.eval(), cost, as_trained, artifact, headline)
 
 
 @pytest.fixture(scope="module")
@@ -281,11 +295,11 @@ def test_only_the_prefixes_train_the_authors_transform_follows_and_is_timed(
     assert not torch.allclose(trained.trained, init)  # the prefixes did train
     assert cost.trainable_params == unlearned.prefixes.numel()
     assert cost.optimizer_steps == 2 and 0 < cost.transform_seconds < cost.unlearn_seconds
-    assert torch.equal(unlearned.prefixes.detach(), trained.transformed)
+    assert torch.equal(unlearned.prefixes.detach(), trained.headline)
     for layer in range(LAYERS):
         for kind in (KEYS, VALUES):  # K_p[l] ← pinv(K_p[l])ᵀ, V_p[l] ← pinv(V_p[l])ᵀ
             expected = np.linalg.pinv(trained.trained[layer, kind].double().numpy()).T
-            assert np.allclose(trained.transformed[layer, kind].numpy(), expected, atol=1e-6)
+            assert np.allclose(trained.artifact[layer, kind].numpy(), expected, atol=1e-6)
     with pytest.raises(ValueError, match="target must be"):
         unlearn(
             "pi_prefix",
@@ -297,18 +311,59 @@ def test_only_the_prefixes_train_the_authors_transform_follows_and_is_timed(
         )
 
 
-def test_before_transform_gives_back_the_trained_prefixes(
+def test_the_headline_is_the_trained_prefixes_and_the_artifact_their_pinv(
     plain: PromptedClassifier, trained: Trained, pixels: torch.Tensor
 ) -> None:
-    restored = before_transform(trained.model).eval()
-    assert torch.allclose(restored.prefixes, trained.trained, rtol=1e-5, atol=1e-6)
-    assert torch.equal(trained.model.prefixes.detach(), trained.transformed)  # input untouched
-    assert restored.spec == trained.model.spec
+    """The authors' inference applies the transform to the artifact they save: what it
+    evaluates, our headline, is the prefixes as trained; the artifact, scored beside it,
+    is pinv(trained)ᵀ, recovered from the headline by the same involution."""
+    headline = trained.model
+    assert torch.allclose(headline.prefixes, trained.trained, rtol=1e-5, atol=1e-6)
+    artifact = scored_artifact(headline)["artifact"].eval()
+    assert torch.allclose(artifact.prefixes, trained.artifact, rtol=1e-4, atol=1e-8)
+    expected = np.linalg.pinv(trained.trained.double().numpy()).transpose(0, 1, 3, 2)
+    assert np.allclose(artifact.prefixes.detach().numpy(), expected, rtol=1e-4, atol=1e-8)
+    assert torch.equal(headline.prefixes.detach(), trained.headline)  # input untouched
+    assert artifact.spec == headline.spec
     with torch.no_grad():
-        as_trained = trained.model.with_prefix(trained.trained).eval()(pixels)
-        assert torch.allclose(restored(pixels), as_trained, atol=1e-5)
+        as_trained = plain.with_prefix(trained.trained).eval()(pixels)
+        assert torch.allclose(headline(pixels), as_trained, atol=1e-5)
+        as_saved = plain.with_prefix(trained.artifact).eval()(pixels)
+        assert torch.allclose(artifact(pixels), as_saved, atol=1e-5)
     with pytest.raises(ValueError, match="no deep prefixes"):
-        before_transform(plain)
+        pseudo_inverted(plain)
+
+
+def test_both_ways_are_scored_and_the_headline_is_saved(
+    plain: PromptedClassifier, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unlearn stage's path (``forget_k`` over ``keeping``, with the method's declared
+    variants): the plain keys score the headline, ``artifact.*`` the artifact, on test and
+    validation alike, and the file the attack stage loads holds the headline."""
+    calls: Transforms = []
+    monkeypatch.setattr(pi_prefix_module, "pinv_transpose", recording(calls))
+    test, val = (SplitTensors(DATA.splits[s], plain.input_size, CPU) for s in ("test", "val"))
+    draws: list[dict] = []
+    run = keeping(unlearner("pi_prefix", plain, DATA.splits["train"], RECIPE, 0), tmp_path, draws)
+    variants = METHODS.get("pi_prefix").variants
+    metrics = forget_k(run, test, forget_plan(4, [1], 1, seed=0), 0, 16, val, variants)
+    # stage (2), the inference's transform, then the artifact's recovery for scoring
+    ((as_trained, _), (_, headline), (_, artifact)) = calls
+    (unit,) = metrics["units"]
+    classes = tuple(unit["classes"])
+
+    def scores(prefixes: torch.Tensor, data: SplitTensors) -> tuple[float, float]:
+        return split_accuracies(plain.with_prefix(prefixes).eval(), data, classes, 0, 16)
+
+    assert (unit["forget_acc"], unit["retain_acc"]) == scores(headline, test)
+    assert (unit["val.forget_acc"], unit["val.retain_acc"]) == scores(headline, val)
+    assert (unit["artifact.forget_acc"], unit["artifact.retain_acc"]) == scores(artifact, test)
+    assert (unit["artifact.val.forget_acc"], unit["artifact.val.retain_acc"]) == scores(
+        artifact, val
+    )
+    assert torch.allclose(headline, as_trained, rtol=1e-5, atol=1e-6)
+    assert torch.equal(load_model(tmp_path / draws[0]["model"]).prefixes, headline)
+    assert {"k1.artifact.forget_acc.mean", "k1.artifact.val.retain_acc.std"} <= set(metrics)
 
 
 def test_the_transform_is_not_a_no_op(
@@ -320,13 +375,13 @@ def test_the_transform_is_not_a_no_op(
     token space went through each block's pre-layernorm, which removes that scale: there
     the logits before and after the transform nearly coincided.)"""
     sigma = torch.linalg.svdvals(trained.trained.double())
-    inverted = torch.linalg.svdvals(trained.transformed.double())
+    inverted = torch.linalg.svdvals(trained.artifact.double())
     assert torch.allclose(inverted, 1 / sigma.flip(-1), rtol=1e-4)
     assert sigma.min() > 5  # so the keys and values shrank more than 25-fold
     with torch.no_grad():
         base = plain(pixels)
-        before = before_transform(trained.model).eval()(pixels)
-        after = trained.model(pixels)
+        before = trained.model(pixels)  # the headline: the prefixes as trained
+        after = scored_artifact(trained.model)["artifact"].eval()(pixels)
     moved_by_training = (before - base).norm()
     assert moved_by_training > 1e-3
     assert (after - before).norm() > 0.5 * moved_by_training

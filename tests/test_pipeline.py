@@ -47,7 +47,11 @@ def tiny_params() -> dict:
     params["unlearn"]["retrain"].update(epochs=1)
     params["attacks"]["mia"].update(cv_test_size=0.25)  # ~4 test images a class
     params["attacks"]["recovery"].update(
-        shots=[0, 1], steps=4, eval_every=2, capabilities=["prompt_head", "head"], ood_samples=8
+        shots=[0, 1],
+        eval_every=2,
+        capabilities=["prompt_head", "head"],
+        ood_samples=8,
+        budget={"prompt_head": {"steps": 4, "lr": 0.03}, "head": {"steps": 4, "lr": 0.01}},
     )
     return params
 
@@ -112,6 +116,12 @@ def check_attacks(project: Path, summary: dict) -> None:
         curves = json.loads(curves_file.read_text())
         assert [point["step"] for point in curves[f"{capability} k1 m1"]] == [0, 2, 4]
     assert summary["digits.pfm.k1.mia.loss_auc.gap_to_reference"] >= 0.0
+    for name in ("k1.forget_acc", "k1.retain_acc", "k1.mia.loss_auc"):  # paired on draws
+        assert summary[f"digits.pfm.{name}.verdict"] in (-1, 0, 1)
+        assert summary[f"digits.pfm.{name}.diff.sets"] >= 1
+        assert summary[f"digits.pfm.{name}.diff.seeds"] == 1
+        assert f"digits.retrain.{name}.verdict" not in summary  # a reference: none
+    assert summary["digits.pfm.recovery.prompt_head.k1.m1.residual.verdict"] in (-1, 0, 1)
     assert summary["digits.retrain.recovery.head.k1.m1.residual.mean"] == 0.0  # its own
     assert summary["digits.retrain_prompt.recovery.prompt_head.k1.m1.residual.mean"] == 0.0
     reference = json.loads(
@@ -179,10 +189,20 @@ def test_dvc_repro_then_experiment_and_metrics_diff(tmp_path: Path) -> None:
     assert row["retained acc ↑"].startswith(f"{mean:.3f} ± ") and "(n=" not in row["retained acc ↑"]
     assert report_row(project, "digits", "retrain (reference)")["unlearn s ↓"] != "—"
     assert row["FLOPs/sample ↓"] != "—" and row["unlearn s ↓"] != "—"
-    assert row["MIA loss_auc ≈R"] != "—"
+    assert row["MIA loss_auc ≈R"] != "—"  # aggregate.primary_mia, fixed in advance
     assert "References: `retrain_prompt` for the prompt model's rows" in report
+    for title in ("Forgotten acc", "Retained acc", "MIA loss_auc"):
+        line = next(x for x in report.splitlines() if x.startswith(f"- {title} (k=1)"))
+        assert "method − reference (margin ±0.05): equivalent: " in line
+        assert "; apart: " in line and "; inconclusive: " in line and "1 seed × " in line
+    assert "within" not in report
+    ladder = report_row(project, "digits", "pfm")  # the ladder: every capability × m
+    assert ladder["verdict"] in ("equivalent", "apart", "inconclusive")
+    assert ladder["checks"] in ("pass", "collapse", "unspecific", "unmeasured")
+    assert ladder["retained acc"] != "—" and ladder["pre-attack retained"] != "—"
+    assert "### Recovery attack details, k = 1" in report
     assert "commit: `uncommitted`" in report
-    for name in ("forget_vs_retain", "accuracy_vs_k", "relearn", "unlearn_time"):
+    for name in ("paired_differences", "accuracy_vs_k", "relearn", "unlearn_time"):
         assert (project / f"reports/figures/digits/{name}.png").stat().st_size > 5000
     plots = json.loads(sh("dvc", "plots", "show", "--json", cwd=project))
     assert "reports/figures/digits/accuracy_vs_k.png" in json.dumps(plots)

@@ -88,8 +88,7 @@ def test_every_profile_applies_to_params_yaml_and_validates(tmp_path: Path, prof
 
 def test_a_derived_key_can_be_set_and_what_follows_it_follows(tmp_path: Path) -> None:
     """``train_base.lr`` is unset in params.yaml (it follows ``train.lr``): a profile sets
-    it, and ``unlearn.retrain`` follows the plain model's recipe; the recovery attack's lr
-    follows ``train.prompt_lr``, and ``train.lr`` where that is null."""
+    it, and ``unlearn.retrain`` follows the plain model's recipe."""
     overrides = {"train": {"prompt_lr": None}, "train_base": {"lr": 0.01}}
     profile = write(tmp_path / "profile.yaml", overrides)
     applied(ROOT / "params.yaml", profile, tmp_path)
@@ -97,7 +96,6 @@ def test_a_derived_key_can_be_set_and_what_follows_it_follows(tmp_path: Path) ->
     assert params["train_base"]["lr"] == params["unlearn"]["retrain"]["lr"] == 0.01
     assert params["train_base"]["batch_size"] == params["train"]["batch_size"]
     assert params["train_base"]["eval_modes"] == ["none"]
-    assert params["attacks"]["recovery"]["lr"] == params["train"]["lr"] != 0.01
 
 
 def test_the_command_prints_shell_words(capsys: pytest.CaptureFixture) -> None:

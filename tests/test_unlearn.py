@@ -19,19 +19,19 @@ from pfm.data.prepared import Split
 from pfm.derive import completed
 from pfm.evaluate import predict
 from pfm.losses import plain_objective
-from pfm.models.checkpoint import save_model
+from pfm.models.checkpoint import load_model, save_model
 from pfm.models.prompted import PromptedClassifier, build_model, trainable_parameters
 from pfm.profile import merged
 from pfm.specs import model_spec
 from pfm.train import TrainConfig, train
-from pfm.unlearn import METHODS, read_params, unlearn
+from pfm.unlearn import METHODS, read_params, suite, unlearn
 from pfm.unlearn.ascent import AscentRecipe
 from pfm.unlearn.base import Request, TrainRecipe
 from pfm.unlearn.data import CountedSplit, Tally, join
 from pfm.unlearn.manifest import draw_entry, draw_file, keeping, read_manifest, write_manifest
 from pfm.unlearn.salun import saliency_mask
 from pfm.unlearn.ssd import dampen
-from pfm.unlearn.suite import base_model, benchmark
+from pfm.unlearn.suite import base_model, benchmark, score_references
 from tests.conftest import make_model, toy_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -394,3 +394,32 @@ def test_the_benchmark_saves_each_draw_and_scores_methods_and_references(
     assert metrics["k1.forget_acc.mean"] == accuracy(
         prompted.forget((1,)), DATA.splits["test"], (1,), inside=True
     )
+
+
+def test_the_references_are_each_loaded_once(
+    tmp_path: Path, prompted: PromptedClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``score_references`` reads the first model for the split's input size and FLOPs
+    and scores it too, without reading its file again."""
+    params = {
+        **PARAMS,
+        "train": {**PARAMS["train"], "device": "cpu"},
+        "unlearn": {**PARAMS["unlearn"], "batch_size": 64},
+    }
+    draws = [(1,), (2,), (0, 3)]
+    for classes in draws:
+        save_model(prompted.forget(classes), tmp_path / "ref" / draw_file(classes))
+    record = {"train_seconds": 1.0, "optimizer_steps": 1, "samples_touched": 1}
+    entries = [{**draw_entry(c), **record, "trainable_params": 1} for c in draws]
+    write_manifest(tmp_path / "ref", "toy", "retrain_prompt", 0, Path("x"), entries)
+    loaded: list[str] = []
+
+    def spy(path: Path) -> PromptedClassifier:
+        loaded.append(Path(path).name)
+        return load_model(path)
+
+    monkeypatch.setattr(suite, "load_model", spy)
+    score_references(params, DATA, tmp_path / "ref", 0, tmp_path / "scores.json")
+    assert sorted(loaded) == sorted(draw_file(c) for c in draws)
+    metrics = json.loads((tmp_path / "scores.json").read_text())
+    assert metrics["k1.sets"] == 2 and metrics["k2.sets"] == 1

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from pfm.attacks.draws import check_limit
-from pfm.attacks.recovery import RecoveryParams
+from pfm.attacks.protocol import RecoveryParams
 from pfm.batches import SplitTensors
 from pfm.config import from_mapping, section
 from pfm.cost import optimizer_steps

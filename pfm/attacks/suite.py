@@ -21,17 +21,12 @@ from pathlib import Path
 import torch
 
 from pfm.attacks.draws import select_draws
+from pfm.attacks.harness import Outcome
 from pfm.attacks.mia import MiaParams
 from pfm.attacks.mia import attack as mia_attack
-from pfm.attacks.recovery import (
-    AttackData,
-    DrawResult,
-    Outcome,
-    RecoveryParams,
-    attack_saved,
-    ood_images,
-    summarise,
-)
+from pfm.attacks.probes import AttackData, ood_images
+from pfm.attacks.protocol import RecoveryParams
+from pfm.attacks.recovery import DrawResult, attack_saved, summarise
 from pfm.attacks.targets import (
     RecoveryRun,
     Target,
@@ -112,8 +107,8 @@ def attack_all(
     planned = recovery_runs(
         folders.models, folders.prompt_reference, runs, recovery.k, recovery.draws
     )
-    data = AttackData(
-        dataset.splits["train"], dataset.splits["val"], dataset.splits["test"],
+    data = AttackData(  # no validation split: the budget is fixed, nothing is chosen
+        dataset.splits["train"], dataset.splits["test"],
         ood_images(recovery.ood_dataset, data_params, dataset),
     )  # fmt: skip
     attacks_to_run = distinct_attacks(planned, recovery.capabilities_for)
@@ -133,7 +128,7 @@ def attack_all(
     for run in planned:
         if not recovery.capabilities_for(run.prompted):
             continue  # no listed capability fits this run's model family: nothing attacked
-        metrics, curves = summarise(draw_results(run, outcomes, recovery), recovery)
+        metrics, curves = summarise(draw_results(run, outcomes, recovery))
         curves_out = run_folder(folders.curves, run.method, run.seed).with_suffix(".json")
         write_json(place(curves_out), curves)
         out = run_folder(folders.recovery, run.method, run.seed).with_suffix(".json")

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pfm.attacks.capabilities import CAPABILITIES
 from pfm.attacks.draws import matching_draw, select_draws
 from pfm.attacks.reference import PROMPT_REFERENCE
 from pfm.models.checkpoint import read_spec
@@ -142,9 +143,9 @@ def distinct_attacks(
     runs: Iterable[RecoveryRun], capabilities_for: Callable[[bool], Sequence[str]]
 ) -> list[tuple[Target, str]]:
     """Every (target, capability) of ``runs`` once — a target gets each capability that
-    fits its family — the long ones first: prompt models, then the plain ones whose
-    adapters train, then the cached head-only attacks; side-by-side workers finish
-    soonest when the long jobs start first."""
+    fits its family — the long ones first: prompt models, then plain ones, and within
+    each those that change more than the head before the cached head-only attacks;
+    side-by-side workers finish soonest when the long jobs start first."""
     seen = dict.fromkeys(
         (target, capability)
         for run in runs
@@ -152,4 +153,4 @@ def distinct_attacks(
         for target in pair
         for capability in capabilities_for(target.prompted)
     )
-    return sorted(seen, key=lambda job: (not job[0].prompted, job[1] == "head"))
+    return sorted(seen, key=lambda job: (not job[0].prompted, CAPABILITIES.get(job[1]).head_only))

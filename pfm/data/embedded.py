@@ -6,19 +6,23 @@
 """
 
 import gzip
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from pfm.config import Count, Fraction, Natural
 from pfm.data.prepared import PreparedDataset, Split
-from pfm.data.registry import DATASETS
-from pfm.data.splits import stratified_split, subsample_per_class
+from pfm.data.registry import DATASETS, DESCRIPTIONS, DatasetInfo
+from pfm.data.splits import held_out, stratified_split, subsample_per_class, train_left
 
 FASHION_CLASSES = (
     "t-shirt/top", "trouser", "pullover", "dress", "coat",
     "sandal", "shirt", "sneaker", "bag", "ankle boot",
 )  # fmt: skip
+DIGITS_PER_CLASS = (178, 182, 177, 183, 181, 182, 181, 179, 174, 180)  # load_digits' counts
+FASHION_TRAIN_PER_CLASS = 6000  # the official train split, balanced
 FASHION_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
@@ -54,6 +58,16 @@ def digits(
             for s, i in (("train", train), ("val", val), ("test", test))
         },
     )
+
+
+@DESCRIPTIONS.register("digits")
+def describe_digits(args: Mapping[str, Any]) -> DatasetInfo:
+    cap = args["per_class"] or max(DIGITS_PER_CLASS)
+    train = min(
+        train_left(min(n, cap), args["test_fraction"], args["val_fraction"])
+        for n in DIGITS_PER_CLASS
+    )
+    return DatasetInfo("image", len(DIGITS_PER_CLASS), train)
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -108,3 +122,9 @@ def fashion_mnist(
             "test": Split(test_images[test], test_labels[test]),
         },
     )
+
+
+@DESCRIPTIONS.register("fashion-mnist")
+def describe_fashion_mnist(args: Mapping[str, Any]) -> DatasetInfo:
+    pool = min(args["train_per_class"] or FASHION_TRAIN_PER_CLASS, FASHION_TRAIN_PER_CLASS)
+    return DatasetInfo("image", len(FASHION_CLASSES), pool - held_out(pool, args["val_fraction"]))

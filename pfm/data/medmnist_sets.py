@@ -7,18 +7,28 @@ we read its ``imgs``/``labels`` arrays instead, which also lets tests use small 
 """
 
 import functools
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 
 from pfm.config import Count, Fraction, Natural, OneOf
 from pfm.data.prepared import PreparedDataset, Split
-from pfm.data.registry import DATASETS
-from pfm.data.splits import stratified_split, subsample_per_class
+from pfm.data.registry import DATASETS, DESCRIPTIONS, DatasetInfo
+from pfm.data.splits import held_out, stratified_split, subsample_per_class
 
 MEDMNIST_FLAGS = ("bloodmnist", "dermamnist", "octmnist", "organsmnist", "organcmnist")
 SIZES = (28, 64, 128, 224)
+# flag → (classes, official train samples, official val samples): medmnist.INFO's, here so
+# that describing a set does not import medmnist (seconds)
+MEDMNIST_COUNTS = {
+    "bloodmnist": (8, 11959, 1712),
+    "dermamnist": (7, 7007, 1003),
+    "octmnist": (4, 97477, 10832),
+    "organsmnist": (11, 13932, 2452),
+    "organcmnist": (11, 12975, 2392),
+}
 
 
 def medmnist_file(flag: str, root: str | Path, size: int) -> Path:
@@ -81,5 +91,18 @@ def load_medmnist(
     return PreparedDataset(name=flag, class_names=class_names, splits=splits)
 
 
+def describe_medmnist(flag: str, args: Mapping[str, Any]) -> DatasetInfo:
+    """The smallest class has at most the split's mean (official count ÷ C) before any
+    val slice and ``per_class`` cap."""
+    classes, train, val = MEDMNIST_COUNTS[flag]
+    if args["train_split"] == "val":
+        smallest = val // classes
+        smallest -= held_out(smallest, args["val_fraction"])
+    else:
+        smallest = train // classes
+    return DatasetInfo("image", classes, min(smallest, args["per_class"] or smallest))
+
+
 for _flag in MEDMNIST_FLAGS:
     DATASETS.register(_flag)(functools.partial(load_medmnist, _flag))
+    DESCRIPTIONS.register(_flag)(functools.partial(describe_medmnist, _flag))

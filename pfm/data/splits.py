@@ -13,10 +13,24 @@ def stratified_split(
     kept, held = [], []
     for class_id in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == class_id))
-        n_held = max(1, round(fraction * len(members)))
+        n_held = held_out(len(members), fraction)
         held.append(members[:n_held])
         kept.append(members[n_held:])
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
+
+
+def held_out(members: int, fraction: float) -> int:
+    """How many of a class's ``members`` ``stratified_split`` holds out: at least one."""
+    return max(1, round(fraction * members))
+
+
+def train_left(members: int, test_fraction: float, val_fraction: float) -> int:
+    """A class's train samples after a test split of ``test_fraction`` of its ``members``,
+    then a val split of ``val_fraction`` of them all (of the rest: ``val_fraction / (1 −
+    test_fraction)``), as the sources that carve both from one set do; never decreasing
+    in ``members``, so a bound on them bounds the result too."""
+    rest = members - held_out(members, test_fraction)
+    return rest - held_out(rest, val_fraction / (1.0 - test_fraction))
 
 
 def subsample_per_class(labels: np.ndarray, per_class: int | None, seed: int) -> np.ndarray:

@@ -19,9 +19,9 @@ through the recordings' 8 kHz rate and back (torchaudio's resampler both ways, a
 recordings), so bandwidth alone cannot tell synthetic from real.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 
@@ -29,9 +29,9 @@ from pfm.config import Bounds, Count, Fraction, Natural, NonEmpty, OneOf, Rate
 from pfm.data.audio_features import FEATURES, check_features, extract
 from pfm.data.audio_io import SAMPLE_RATE, load_mono, resample
 from pfm.data.prepared import PreparedDataset, Split
-from pfm.data.registry import DATASETS
+from pfm.data.registry import DATASETS, DESCRIPTIONS, DatasetInfo
 from pfm.data.speech_synth import Effects, Voice, synthesise
-from pfm.data.splits import stratified_split
+from pfm.data.splits import stratified_split, train_left
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 NUMBERS = (*DIGITS, "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen",
@@ -138,3 +138,12 @@ def spoken_words(
         data_type="audio",
         feature_norm=norm,
     )
+
+
+@DESCRIPTIONS.register("spoken-words")
+def describe_spoken_words(args: Mapping[str, Any]) -> DatasetInfo:
+    """A word has at most one clip per voice of the grid (deduplication drops some)."""
+    voices = len(args["accents"]) * len(args["variants"]) * len(args["speeds"])
+    voices *= len(args["pitches"])
+    train = train_left(voices, args["test_fraction"], args["val_fraction"])
+    return DatasetInfo("audio", len(args["words"]), train)

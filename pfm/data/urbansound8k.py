@@ -16,9 +16,9 @@ features (default) or Whisper's (``pfm.data.audio_features.extract``).
 """
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from pfm.config import Bounds, Count, Natural, NonEmpty, OneOf
 from pfm.data.audio_features import FEATURES, extract
 from pfm.data.audio_io import load_mono
 from pfm.data.prepared import PreparedDataset, Split
-from pfm.data.registry import DATASETS
+from pfm.data.registry import DATASETS, DESCRIPTIONS, DatasetInfo
 from pfm.data.splits import subsample_per_class
 
 METADATA = Path("metadata") / "UrbanSound8K.csv"
@@ -34,6 +34,7 @@ COLUMNS = ("slice_file_name", "fsID", "start", "end", "salience", "fold", "class
 FOLDS = range(1, 11)
 Folds = Annotated[Sequence[Annotated[int, Bounds(1, 10)]], NonEmpty()]  # official folds
 MAX_SECONDS = 4.0  # the release's slices are at most 4 s
+CLASSES = 10  # the release's classID 0..9
 
 
 def _release_error(root: Path, what: str) -> FileNotFoundError:
@@ -115,3 +116,8 @@ def urbansound8k(
         data_type="audio",
         feature_norm=norm,
     )
+
+
+@DESCRIPTIONS.register("urbansound8k")
+def describe_urbansound8k(args: Mapping[str, Any]) -> DatasetInfo:
+    return DatasetInfo("audio", CLASSES, args["per_class"])

@@ -22,10 +22,10 @@ than the methods' shared draws). A file holds two things:
   ``recovery.<capability>.k<k>.m<m>.<field>``. A null or NaN field is skipped for that
   metric only. Two records of one unit that give one metric two values are an error.
 
-Statistics. Forget sets, not seeds, are the units: a unit metric is pooled over every
-unit of every seed that reports it, giving n, the mean, the sample std s and the
-half-width of the 95 % Student-t confidence interval of the mean, t₀.₉₇₅,ₙ₋₁·s/√n. With
-n = 1 there is no interval: std and half-width are NaN, never a "± 0".
+Statistics (``pfm.stats``). Units are nested, forget sets inside seeds: a unit metric's
+estimate is the Student-t 95 % interval of its per-seed means over ≥ 2 seeds, and with
+one seed the t-interval over its forget sets (class variation only). With one unit there
+is no interval: std and half-width are NaN, never a "± 0".
 
 Families and references. Exact unlearning is the reference, and it must be of the same
 architecture as the method: the plain classifier's is ``retrain``, the prompt model's
@@ -41,53 +41,70 @@ Summary keys (``metrics/summary.json``), all flat and stable; ``<run>`` is
   key ``x.mean`` with an ``x.std`` beside it (a mean and population std over draws) gives
   the mean over seeds and the population std over seeds × draws (law of total variance,
   exact when every seed has the same number of draws).
-- every unit metric ``u`` (names above): ``<run>.u.mean``, ``.n``, ``.ci95`` (the
-  half-width) and ``.std`` (the sample std), e.g. ``digits.pfm.k1.forget_acc.ci95``,
-  ``digits.pfm.k1.mia.efficacy.n``,
+- every unit metric ``u`` (names above): ``<run>.u.mean``, ``.n`` (units), ``.seeds``,
+  ``.ci95`` (the half-width) and ``.std`` (the sample std of what the interval is over),
+  e.g. ``digits.pfm.k1.forget_acc.ci95``, ``digits.pfm.k1.mia.efficacy.n``,
   ``digits.pfm.recovery.prompt.k1.m5.residual.mean``. Where a flat key of the same name
-  exists these replace it (``k1.forget_acc.std`` is then the sample std over units).
+  exists these replace it.
 - ``<run>.draws.<stage>.k<k>.n`` and ``.seeds``: the units a stage actually used at k
   (stage: ``unlearn``, a prefix such as ``eval``, ``mia``, ``recovery``) and how many
   seeds they came from — the report's header reads these, never a params cap.
-- against the family's reference, paired by unit (seed, classes): for the forgotten and
-  retained accuracy and every MIA variant at k, ``<run>.k<k>.<metric>.gap_to_reference``
-  = |mean of the method − mean of the reference| over the units both report;
-  ``<run>.k<k>.avg_gap_to_reference``, the mean of those gaps at k (SalUn's "Avg. Gap",
-  Fan et al., ICLR 2024), and ``<run>.k<k>.gap.n``, the fewest shared units behind any of
-  them. ``<run>.k<k>.<metric>.overlaps_reference``: 1 when the two 95 % intervals overlap
-  (the difference is not a finding), 0 when they are apart, NaN when neither has an
-  interval (n = 1 on both sides: nothing can be said).
+- against the family's reference, paired by unit (seed, classes), for every metric
+  ``pfm.stats.METRICS`` marks compared (forgotten and retained accuracy, every MIA
+  variant): ``<run>.<metric>.diff.mean``, ``.diff.lo``, ``.diff.hi`` (the 95 % interval of
+  method − reference by the nested rule; NaN without one), ``.diff.seeds``, ``.diff.sets``
+  (the shared units, (seed, forget set) pairs in all) and ``<run>.<metric>.verdict``: 1
+  equivalent (the interval inside ±``aggregate.margin``), −1 apart (it excludes 0), 0
+  inconclusive (``pfm.stats``), e.g. ``digits.scrub.k1.forget_acc.verdict``. A recovery
+  residual (``recovery.<capability>.k<k>.m<m>.residual``) is already paired on its draw:
+  the same keys estimate it against 0. A reference has none of these keys.
+- SalUn's gaps: ``<run>.k<k>.<metric>.gap_to_reference`` = |mean of the method − mean of
+  the reference| over the units both report; ``<run>.k<k>.avg_gap_to_reference``, the mean
+  of those gaps at k (SalUn's "Avg. Gap", Fan et al., ICLR 2024), and ``<run>.k<k>.gap.n``,
+  the fewest shared units behind any of them.
 - ``<run>.k<k>.rte``: run-time efficiency, the method's mean unlearning seconds at k over
   its reference's (``retrain_prompt``'s seconds are its training time). Jia et al.
   (NeurIPS 2023) report RTE in minutes, which ``k<k>.cost.unlearn_seconds`` already is.
 - ``<run>.k<k>.no_op``: 1 when the method changed no parameter (``cost.trainable_params``,
   elements changed, added or removed, is 0 in every unit) and its forgotten accuracy is
-  not apart from the accuracy those classes had before forgetting (the unit metric
-  ``k<k>.no_forget.forget_acc`` where the producer writes it; else the model's
-  no-forget ``no_forget.full_bank.acc`` over seeds); else 0.
+  not apart from the accuracy those classes had before forgetting, paired per unit (the
+  unit metric ``k<k>.no_forget.forget_acc`` where the producer writes it; else the
+  seed's model-wide no-forget ``no_forget.full_bank.acc``); else 0.
 
 NaN stays NaN here; ``to_json`` turns it into ``null`` so the file is strict JSON.
 """
 
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.special import stdtrit  # scipy.stats.t.ppf's kernel, without its second of imports
 
-from pfm.config import Count
+from pfm.config import Count, Fraction, Share
 from pfm.files import read_json
+from pfm.stats import (
+    FRACTION,
+    Comparison,
+    Estimate,
+    Unit,
+    Verdict,
+    compare,
+    margin_of,
+    metric_of,
+    nested_all,
+    paired,
+    values_of,
+)
 
 PROMPT_FAMILY = frozenset({"pfm", "pfm_defended", "retrain_prompt"})
 REFERENCES = {"plain": "retrain", "prompt": "retrain_prompt"}  # family → exact unlearning
 SEED_FILE = re.compile(r"^seed(\d+)\.json$")
 SEED_FOLDER = re.compile(r"^seed(\d+)$")  # a (dataset, seed) unit's folder of methods
 FORGET_K = re.compile(r"^k(\d+)\.(forget|retain)_acc$")
-GAP_METRIC = re.compile(r"^k(\d+)\.(forget_acc|retain_acc|mia\.[^.]+)$")
+AT_K = re.compile(r"^k(\d+)\.")  # a unit metric of the forget-k request
 MIA = re.compile(r"^k(\d+)\.mia\.([^.]+)$")
 RECOVERY = re.compile(r"^recovery\.([^.]+)\.k(\d+)\.m(\d+)\.([^.]+)$")
 SECONDS = re.compile(r"^k(\d+)\.cost\.unlearn_seconds$")
@@ -95,10 +112,9 @@ CHANGED = re.compile(r"^k(\d+)\.cost\.trainable_params$")  # elements changed, a
 NO_FORGET = "no_forget.full_bank.acc"  # the model's accuracy before any forgetting
 DRAWS = re.compile(r"^([^.]+)\.k(\d+)\.n$")  # draws.<stage>.k<k>.n, below a run
 UNIT_FIELDS = ("classes", "k", "capability", "m")  # a record's identity, not its metrics
-CONFIDENCE = 0.95
 
 Runs = dict[tuple[str, str], dict[int, dict[str, float]]]  # (dataset, method) → seed → metrics
-UnitKey = tuple[int, tuple[int, ...]]  # (seed, sorted forget classes): one independent unit
+UnitKey = Unit  # (seed, sorted forget classes): one unit, nested in its seed
 Units = dict[tuple[str, str], dict[UnitKey, dict[str, float]]]  # … → unit → metric → value
 Draws = dict[tuple[str, str], dict[tuple[str, int], set[UnitKey]]]  # … → (stage, k) → units
 Summary = dict[str, float]
@@ -117,32 +133,18 @@ class Collected:
 
 
 @dataclass(frozen=True)
-class Estimate:
-    """A mean with its evidence: ``n`` independent units (``None``: a key without units,
-    e.g. a deterministic count) and the half-width of its 95 % interval (NaN: none)."""
-
-    mean: float
-    n: int | None = None
-    ci95: float = math.nan
-    std: float = math.nan
-
-    @property
-    def has_interval(self) -> bool:
-        return self.n is not None and self.n >= 2 and math.isfinite(self.ci95)
-
-    @property
-    def bounds(self) -> tuple[float, float]:
-        """The interval; a value without one is its point."""
-        half = self.ci95 if self.has_interval else 0.0
-        return self.mean - half, self.mean + half
-
-
-@dataclass(frozen=True)
 class AggregateParams:
     """The ``aggregate`` section of params.yaml."""
 
-    k: Count  # forget-k row shown in the tables and the forgotten-vs-retained plot
+    k: Count  # forget-k row shown in the tables and the paired-difference plot
     profile: str  # one line naming the profile, printed in the report's header
+    margin: Fraction  # equivalence margin on the accuracy / AUC scale (pfm.stats)
+    primary_mia: str  # the headline's MIA variant, fixed in advance (results guide)
+    specificity_max: Share  # most retained / noise / OOD → recovered a valid attack has
+
+    def margins(self) -> dict[str, float]:
+        """scale → equivalence margin (``pfm.stats.Metric.scale``)."""
+        return {FRACTION: self.margin}
 
 
 def rte(seconds: float, reference_seconds: float) -> float:
@@ -160,27 +162,6 @@ def family(method: str) -> str:
 def reference_of(method: str) -> str:
     """The exact-unlearning method a method is measured against."""
     return REFERENCES[family(method)]
-
-
-def estimate(values: Sequence[float]) -> Estimate:
-    """n, mean, sample std and the 95 % Student-t half-width of the mean (NaN for n = 1)."""
-    if not values:
-        raise ValueError("an estimate needs at least one value")
-    n, mean = len(values), float(np.mean(values))
-    if n == 1:
-        return Estimate(mean, 1)
-    std = float(np.std(values, ddof=1))
-    t = float(stdtrit(n - 1, 0.5 + CONFIDENCE / 2))
-    return Estimate(mean, n, t * std / math.sqrt(n), std)
-
-
-def intervals_overlap(a: Estimate, b: Estimate) -> bool | None:
-    """Whether two values are within each other's uncertainty (then their difference is
-    not a finding); ``None`` when neither has an interval or a mean is NaN."""
-    if not (a.has_interval or b.has_interval) or math.isnan(a.mean) or math.isnan(b.mean):
-        return None
-    (a_low, a_high), (b_low, b_high) = a.bounds, b.bounds
-    return a_low <= b_high and b_low <= a_high
 
 
 def _flatten(payload: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
@@ -336,19 +317,12 @@ def _seed_stats(records: Iterable[Mapping[str, float]]) -> dict[str, tuple[float
     return stats
 
 
-def unit_estimates(units: Mapping[UnitKey, Mapping[str, float]]) -> dict[str, Estimate]:
-    """metric → its estimate pooled over every unit that reports it."""
-    values: dict[str, list[float]] = {}
-    for metrics in units.values():
-        for name, value in metrics.items():
-            values.setdefault(name, []).append(value)
-    return {name: estimate(v) for name, v in values.items()}
-
-
 def _estimate_keys(name: str, value: Estimate) -> dict[str, float]:
     keys = {f"{name}.mean": value.mean, f"{name}.ci95": value.ci95, f"{name}.std": value.std}
     if value.n is not None:
         keys[f"{name}.n"] = float(value.n)
+    if value.seeds is not None:
+        keys[f"{name}.seeds"] = float(value.seeds)
     return keys
 
 
@@ -379,27 +353,59 @@ def _gap_keys(
     method: Mapping[UnitKey, Mapping[str, float]], reference: Mapping[UnitKey, Mapping[str, float]]
 ) -> dict[str, float]:
     """Per-metric gaps, their mean per k and its support (module docstring)."""
-    names = {n for values in method.values() for n in values if GAP_METRIC.match(n)}
+    names = {n for values in method.values() for n in values if _compared(n)}
     gaps: dict[str, tuple[float, int]] = {}
     for name in sorted(names):
         gap = paired_gap(method, reference, name)
         if gap is not None:
             gaps[name] = gap
     keys = {f"{name}.gap_to_reference": gap for name, (gap, _) in gaps.items()}
-    for k in sorted({GAP_METRIC.match(name)[1] for name in gaps}, key=int):
-        at_k = {name: g for name, g in gaps.items() if GAP_METRIC.match(name)[1] == k}
+    for k in sorted({AT_K.match(name)[1] for name in gaps}, key=int):
+        at_k = {name: g for name, g in gaps.items() if AT_K.match(name)[1] == k}
         if {f"k{k}.forget_acc", f"k{k}.retain_acc"} <= set(at_k):
             keys[f"k{k}.avg_gap_to_reference"] = float(np.mean([g for g, _ in at_k.values()]))
             keys[f"k{k}.gap.n"] = float(min(n for _, n in at_k.values()))
     return keys
 
 
-def _overlap_keys(ours: Mapping[str, Estimate], theirs: Mapping[str, Estimate]) -> dict[str, float]:
-    """``<metric>.overlaps_reference`` for every gap metric both estimate."""
-    keys = {}
-    for name in sorted(n for n in ours if GAP_METRIC.match(n) and n in theirs):
-        overlap = intervals_overlap(ours[name], theirs[name])
-        keys[f"{name}.overlaps_reference"] = math.nan if overlap is None else float(overlap)
+def _compared(name: str) -> bool:
+    metric = metric_of(name)
+    return metric is not None and metric.compared
+
+
+def _comparison_keys(name: str, comparison: Comparison) -> dict[str, float]:
+    difference = comparison.difference
+    low, high = difference.bounds
+    return {
+        f"{name}.diff.mean": difference.mean,
+        f"{name}.diff.lo": low,
+        f"{name}.diff.hi": high,
+        f"{name}.diff.seeds": float(difference.seeds),
+        f"{name}.diff.sets": float(difference.n),
+        f"{name}.verdict": float(comparison.verdict),
+    }
+
+
+def _paired_keys(
+    method: Mapping[UnitKey, Mapping[str, float]],
+    reference: Mapping[UnitKey, Mapping[str, float]],
+    margins: Mapping[str, float],
+) -> dict[str, float]:
+    """The paired difference and verdict of every compared metric against the
+    reference, and of every residual (already paired) against 0 (module docstring)."""
+    keys: dict[str, float] = {}
+    for name in sorted({n for values in method.values() for n in values}):
+        metric, margin = metric_of(name), margin_of(name, margins)
+        if metric is None:
+            continue
+        if metric.compared:
+            comparison = compare(values_of(method, name), values_of(reference, name), margin)
+        elif metric.difference:
+            comparison = paired(values_of(method, name), margin)
+        else:
+            continue
+        if comparison is not None:
+            keys |= _comparison_keys(name, comparison)
     return keys
 
 
@@ -415,19 +421,23 @@ def _rte_keys(summary: Mapping[str, float], run: str, reference: str) -> dict[st
 
 
 def _no_forget(
-    estimates: Mapping[str, Estimate], seeds: Mapping[int, Mapping[str, float]], k: int
-) -> Estimate | None:
-    """The forgotten classes' accuracy before forgetting (module docstring: no_op)."""
-    per_class = estimates.get(f"k{k}.no_forget.forget_acc")
-    if per_class is not None:
-        return per_class
-    values = [r.get(NO_FORGET, math.nan) for r in seeds.values()]
-    values = [v for v in values if not math.isnan(v)]
-    return estimate(values) if values else None
+    units: Mapping[UnitKey, Mapping[str, float]], seeds: Mapping[int, Mapping[str, float]], k: int
+) -> dict[UnitKey, float]:
+    """Per unit, the forgotten classes' accuracy before forgetting (module docstring:
+    no_op): the unit's own where written, else its seed's model-wide accuracy."""
+    before = {}
+    for unit, metrics in units.items():
+        value = metrics.get(f"k{k}.no_forget.forget_acc", seeds.get(unit[0], {}).get(NO_FORGET))
+        if value is not None and not math.isnan(value):
+            before[unit] = value
+    return before
 
 
 def _no_op_keys(
-    estimates: Mapping[str, Estimate], seeds: Mapping[int, Mapping[str, float]]
+    estimates: Mapping[str, Estimate],
+    units: Mapping[UnitKey, Mapping[str, float]],
+    seeds: Mapping[int, Mapping[str, float]],
+    margins: Mapping[str, float],
 ) -> dict[str, float]:
     """``k<k>.no_op`` for every k with a measured count of changed parameters."""
     keys = {}
@@ -435,10 +445,11 @@ def _no_op_keys(
         match = CHANGED.match(name)
         if match is None:
             continue
-        k = int(match[1])
-        forgotten, before = estimates.get(f"k{k}.forget_acc"), _no_forget(estimates, seeds, k)
-        apart = forgotten is not None and before is not None
-        apart = apart and intervals_overlap(forgotten, before) is False
+        k, forgotten = int(match[1]), f"k{match[1]}.forget_acc"
+        comparison = compare(
+            values_of(units, forgotten), _no_forget(units, seeds, k), margins[FRACTION]
+        )
+        apart = comparison is not None and comparison.verdict == Verdict.APART
         keys[f"k{k}.no_op"] = float(changed.mean == 0 and not apart)
     return keys
 
@@ -450,24 +461,27 @@ def _flat_keys(seeds: Mapping[int, Mapping[str, float]]) -> dict[str, float]:
     return keys
 
 
-def summarise(collected: Collected) -> Summary:
-    """Flat ``<dataset>.<method>.<metric>…`` summary of ``collect``'s files."""
+def summarise(collected: Collected, margins: Mapping[str, float]) -> Summary:
+    """Flat ``<dataset>.<method>.<metric>…`` summary of ``collect``'s files; ``margins``:
+    scale → equivalence margin (``AggregateParams.margins``)."""
     summary: Summary = {}
     estimates: dict[tuple[str, str], dict[str, Estimate]] = {}
     for run, seeds in sorted(collected.runs.items()):
         prefix = ".".join(run)
-        estimates[run] = unit_estimates(collected.units.get(run, {}))
+        estimates[run] = nested_all(collected.units.get(run, {}))
         keys = _flat_keys(seeds) | _draw_keys(collected.draws.get(run, {}))
         for name, value in sorted(estimates[run].items()):
             keys.update(_estimate_keys(name, value))
         summary.update({f"{prefix}.{key}": value for key, value in keys.items()})
     for (dataset, method), ours in sorted(estimates.items()):
         reference = (dataset, reference_of(method))
-        keys = _no_op_keys(ours, collected.runs[dataset, method])
+        units = collected.units.get((dataset, method), {})
+        theirs = collected.units.get(reference, {})
+        keys = _no_op_keys(ours, units, collected.runs[dataset, method], margins)
+        if method != reference[1]:  # a residual needs no reference run: it is paired already
+            keys |= _paired_keys(units, theirs, margins)
         if reference in collected.runs:
-            units = collected.units.get((dataset, method), {})
-            keys |= _gap_keys(units, collected.units.get(reference, {}))
-            keys |= _overlap_keys(ours, estimates[reference])
+            keys |= _gap_keys(units, theirs)
             keys |= _rte_keys(summary, f"{dataset}.{method}", ".".join(reference))
         summary.update({f"{dataset}.{method}.{key}": value for key, value in sorted(keys.items())})
     return summary
@@ -497,16 +511,35 @@ def lookup(
     for name in names:
         key = f"{dataset}.{method}.{name}"
         if f"{key}.mean" in summary:
-            n = summary.get(f"{key}.n")
+            n, seeds = summary.get(f"{key}.n"), summary.get(f"{key}.seeds")
             return Estimate(
                 summary[f"{key}.mean"],
                 None if n is None else int(n),
                 summary.get(f"{key}.ci95", math.nan),
                 summary.get(f"{key}.std", math.nan),
+                None if seeds is None else int(seeds),
             )
         if key in summary:
             return Estimate(summary[key])
     return None
+
+
+def comparison_of(
+    summary: Mapping[str, float], dataset: str, method: str, name: str
+) -> Comparison | None:
+    """The paired comparison with the reference the summary holds for a metric (its
+    ``.diff.*`` and ``.verdict`` keys); ``None`` where there is none."""
+    key = f"{dataset}.{method}.{name}"
+    if f"{key}.verdict" not in summary:
+        return None
+    low, high = summary[f"{key}.diff.lo"], summary[f"{key}.diff.hi"]
+    difference = Estimate(
+        summary[f"{key}.diff.mean"],
+        int(summary[f"{key}.diff.sets"]),
+        (high - low) / 2,
+        seeds=int(summary[f"{key}.diff.seeds"]),
+    )
+    return Comparison(difference, Verdict(int(summary[f"{key}.verdict"])))
 
 
 def _natural(name: str) -> list:

@@ -3,9 +3,10 @@
 Drawn with matplotlib's object API (``Figure``), never pyplot: no global state and no
 display needed. Every dataset always gets the same four files, with a "no data" note
 where a stage has not run yet, so ``dvc plots diff`` pairs the same images across
-commits. A method keeps its colour in every figure of a dataset; error bars are the
-summary's 95 % intervals (``pfm.reporting.aggregate``), absent where n = 1. References (exact
-unlearning) are drawn as stars.
+commits. The first is the forest plot of paired differences to the reference, the
+report's main comparison. A method keeps its colour in every other figure of a dataset;
+error bars are the summary's 95 % intervals (``pfm.stats``), absent where n = 1.
+References (exact unlearning) are drawn as stars.
 """
 
 import math
@@ -23,17 +24,19 @@ from pfm.files import write_atomic
 from pfm.reporting.aggregate import (
     FORGET_K,
     SECONDS,
+    AggregateParams,
     Curve,
-    Estimate,
     datasets_and_methods,
     lookup,
     metric_names,
     split_label,
 )
 from pfm.reporting.table import is_reference, ordered_methods
+from pfm.reporting.verdicts import comparisons
+from pfm.stats import Estimate, Verdict
 
 FIGURES = {
-    "forgotten vs retained accuracy": "forget_vs_retain.png",
+    "paired differences to the reference": "paired_differences.png",
     "accuracy vs k": "accuracy_vs_k.png",
     "relearn curves": "relearn.png",
     "unlearning time": "unlearn_time.png",
@@ -41,6 +44,8 @@ FIGURES = {
 EVAL_K = re.compile(r"^eval\.k(\d+)\.(forget|retain)_acc$")  # the evaluate stage's draws
 REFERENCE_CURVE = " reference"  # suffix of a never-seen reference's curve name
 GRID_COLUMNS = 4
+VERDICT_COLOURS = {Verdict.EQUIVALENT: "tab:green", Verdict.APART: "tab:red",
+                   Verdict.INCONCLUSIVE: "tab:gray"}  # fmt: skip
 
 
 def _colours(names: Sequence[str]) -> dict[str, tuple[float, ...]]:
@@ -62,50 +67,53 @@ def _half(value: Estimate) -> float:
     return value.ci95 if value.has_interval else 0.0
 
 
-def forget_vs_retain(
-    summary: Mapping[str, float], dataset: str, methods: Sequence[str], k: int
-) -> Figure:
-    """One point per method at the table's k: ideal is bottom right (all utility kept,
-    the forgotten classes no better than a model that never saw them)."""
-    figure = Figure(figsize=(5.5, 4.5), layout="constrained")
-    ax = figure.add_subplot()
-    colours = _colours(methods)
-    drawn, undefined = 0, []
-    for method in methods:
-        retain = lookup(summary, dataset, method, [f"k{k}.retain_acc"])
-        forget = lookup(summary, dataset, method, [f"k{k}.forget_acc"])
-        if retain is None or forget is None:
+def _forest_axes(
+    ax: Axes, summary: Mapping[str, float], dataset: str, methods: Sequence[str], name: str
+) -> None:
+    """One panel: a row per compared method, its paired difference and 95 % interval,
+    coloured by verdict, with its units beside it."""
+    for row, method in enumerate(methods):
+        found = comparisons(summary, dataset, [method], name).get(method)
+        if found is None or math.isnan(found.difference.mean):
             continue
-        if math.isnan(retain.mean) or math.isnan(forget.mean):
-            undefined.append(method)
-            continue
-        star = is_reference(method)
+        difference, colour = found.difference, VERDICT_COLOURS[found.verdict]
         ax.errorbar(
-            retain.mean,
-            forget.mean,
-            xerr=_half(retain),
-            yerr=_half(forget),
-            fmt="*" if star else "o",
-            markersize=12 if star else 7,
-            capsize=3,
-            color=colours[method],
-            label=f"{method} (n={forget.n})" if forget.n else method,
-        )
-        ax.annotate(method, (retain.mean, forget.mean), textcoords="offset points", xytext=(6, 6))
-        drawn += 1
-    if not drawn:
-        _no_data(ax, f"forget-k metrics at k={k}")
-    else:
-        ax.set_xlim(0, 1.02)
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_xlabel(f"retained-class accuracy (k={k}), higher is better")
-        ax.set_ylabel(f"forgotten-class accuracy (k={k})")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper left", fontsize="x-small")
-    if undefined:
-        note = f"nan, not drawn: {', '.join(undefined)}"
-        ax.text(0.99, 0.99, note, ha="right", va="top", fontsize="small", transform=ax.transAxes)
-    ax.set_title(f"{dataset}: forgotten vs retained accuracy (95% CI)")
+            difference.mean, row, xerr=_half(difference), fmt="o", capsize=3, color=colour,
+            markerfacecolor=colour if difference.has_interval else "white",
+        )  # fmt: skip
+        ax.annotate(
+            f"{found.verdict.word}, {difference.support}", (difference.mean, row),
+            textcoords="offset points", xytext=(0, 7), ha="center", fontsize="x-small",
+        )  # fmt: skip
+
+
+def paired_differences(
+    summary: Mapping[str, float], dataset: str, methods: Sequence[str], k: int, margin: float
+) -> Figure:
+    """The forest plot: per method, method − reference on forgotten and on retained
+    accuracy, paired on the units both have; the band is ±margin (inside: equivalent
+    when the whole interval is), the line 0. Hollow: no interval (one unit)."""
+    names = (f"k{k}.forget_acc", f"k{k}.retain_acc")
+    shown = [m for m in methods if any(comparisons(summary, dataset, [m], n) for n in names)]
+    figure = Figure(figsize=(10, 1.2 + 0.45 * max(len(shown), 1)), layout="constrained")
+    axes = figure.subplots(1, 2, sharey=True)
+    for ax, name, title in zip(axes, names, ("forgotten", "retained"), strict=True):
+        if not shown:
+            _no_data(ax, f"paired differences at k={k}")
+            continue
+        ax.axvspan(-margin, margin, color="tab:green", alpha=0.12, label=f"±{margin:.3g}")
+        ax.axvline(0, color="black", linewidth=0.8)
+        _forest_axes(ax, summary, dataset, shown, name)
+        ax.set_xlabel(f"{title} acc (k={k}): method − reference")
+        ax.grid(axis="x", alpha=0.3)
+    if shown:
+        axes[0].set_yticks(range(len(shown)), shown)
+        axes[0].set_ylim(len(shown) - 0.5, -0.8)  # first method on top, room for its label
+        axes[0].legend(loc="best", fontsize="x-small")
+    figure.suptitle(
+        f"{dataset}: paired difference to the reference (95% CI; green: equivalent, "
+        "red: apart, grey: inconclusive)"
+    )
     return figure
 
 
@@ -293,7 +301,7 @@ def save(figure: Figure, path: Path) -> None:
 def draw_all(
     summary: Mapping[str, float],
     curves: Mapping[str, Mapping[str, Sequence[Curve]]],
-    k: int,
+    config: AggregateParams,
     folder: Path,
 ) -> dict[str, dict[str, Path]]:
     """Write every dataset's figures under ``folder/<dataset>/``; dataset → title → path."""
@@ -301,7 +309,9 @@ def draw_all(
     for dataset, methods in datasets_and_methods(summary).items():
         ordered = ordered_methods(methods)
         figures = {
-            "forgotten vs retained accuracy": forget_vs_retain(summary, dataset, ordered, k),
+            "paired differences to the reference": paired_differences(
+                summary, dataset, ordered, config.k, config.margin
+            ),
             "accuracy vs k": accuracy_vs_k(summary, dataset, ordered),
             "relearn curves": relearn_curves(curves.get(dataset, {}), dataset, ordered),
             "unlearning time": unlearn_time(summary, dataset, ordered),

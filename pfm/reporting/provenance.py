@@ -14,8 +14,8 @@ from pfm.reporting.table import ordered_methods
 
 STAGES = {"unlearn": "unlearn", "eval": "evaluate", "mia": "MIA", "recovery": "recovery"}
 INTERVALS = (
-    "Intervals: 95% Student-t CI of the mean over n independent (seed, forget set) units; "
-    "no interval where n = 1"
+    "Intervals: 95% Student-t CI over per-seed means (≥ 2 seeds) or over one seed's forget "
+    "sets (class variation only); comparisons paired on (seed, forget set); none where n = 1"
 )
 
 

@@ -5,16 +5,18 @@ Layout: a short legend (the cell format and the bold rule; definitions live in
 ``docs/results-guide.md``), then per dataset:
 
 1. the headline at k = ``aggregate.k``, at most 8 columns: forgotten and retained
-   accuracy, the gap to the reference, one MIA variant (the one apart from its
-   reference for the most methods), the equal-capability recovery residual, seconds per
-   request and RTE; the prompt model's rows (``pfm``, ``pfm_defended``, its reference
-   ``retrain_prompt``) first, then ``retrain`` and the plain baselines;
-2. generated lines: which methods are within their reference's interval and which are
-   apart, on forgotten and on retained accuracy; which methods are no-ops;
-3. the attacks: every MIA variant, and the recovery attack per attacked k (method ×
-   capability × shots);
+   accuracy, the gap to the reference, the primary MIA variant (``aggregate.primary_mia``,
+   fixed in advance), the largest recovery residual among the attacks that pass the
+   collapse and specificity checks, seconds per request and RTE; the prompt model's rows
+   (``pfm``, ``pfm_defended``, its reference ``retrain_prompt``) first, then ``retrain``
+   and the plain baselines;
+2. generated lines: each method's paired difference to its reference on forgotten and
+   retained accuracy and the primary MIA, as equivalent / apart / inconclusive with its
+   interval and units (``pfm.reporting.verdicts``); which methods are no-ops;
+3. the attacks: every MIA variant with its lines, and the recovery ladder per attacked k
+   (``pfm.reporting.recovery``);
 4. the cost: seconds, RTE, parameters changed, FLOPs per sample, the no-op flag;
-5. the transfer line, validation accuracy and PI-Prefix before its transform, figures;
+5. the transfer line, validation accuracy and PI-Prefix scored both ways, figures;
 
 and last the provenance lines (``pfm.reporting.provenance``). A dataset states its
 usual n once; a cell shows ``(n=…)`` only where its n differs (``pfm.reporting.table``).
@@ -24,52 +26,32 @@ A method with no value in a table is left out of it.
 import math
 from collections.abc import Mapping, Sequence
 
-from tabulate import tabulate
-
 from pfm.reporting.aggregate import (
     MIA,
-    RECOVERY,
     REFERENCES,
-    Estimate,
+    AggregateParams,
     datasets_and_methods,
-    family,
     lookup,
     metric_names,
-    reference_of,
 )
+from pfm.reporting.recovery import attacks, headline_reader, recovery_tables
 from pfm.reporting.table import (
-    MISSING,
     Column,
     Reader,
     cell,
     grid,
-    is_reference,
-    label,
     metric,
     number,
     ordered_methods,
     rows_of,
+    scored,
     usual_n,
 )
+from pfm.reporting.verdicts import comparisons, verdict_line
+from pfm.stats import Estimate
 
 GUIDE = "docs/results-guide.md"  # the definitions behind the legend (a repository file)
 NO_OP = "no-op: changed nothing"
-CAPABILITIES = ("prompt", "prompt_head", "head", "head_lora")  # what the attacker may train
-# The headline's recovery cell: per family the capabilities that match what the method
-# itself trains (the prompt model: prompts and head; a plain classifier: head and a
-# LoRA), the first the dataset was attacked with, at one shot per forgotten class.
-HEADLINE_RECOVERY = {"prompt": ("prompt_head", "prompt"), "plain": ("head_lora", "head")}
-HEADLINE_SHOTS = 1
-RECOVERY_FIELDS = {  # field → (column title, kind)
-    "acc": ("attacked acc", "fraction"),
-    "reference_acc": ("reference acc", "fraction"),
-    "residual": ("residual", "fraction"),
-    "retain_to_recovered": ("retain→recovered", "fraction"),
-    "noise_to_recovered": ("noise→recovered", "fraction"),
-    "ood_to_recovered": ("OOD→recovered", "fraction"),
-    "best_step": ("best step", "number"),
-    "relearn_steps": ("relearn steps", "number"),
-}
 
 
 def _gap(k: int) -> Reader:
@@ -99,109 +81,45 @@ def _mia_variants(summary: Mapping[str, float], dataset: str, k: int) -> list[st
     ]
 
 
-def separating_mia(
-    summary: Mapping[str, float], dataset: str, methods: Sequence[str], k: int
-) -> tuple[str | None, dict[str, int], int]:
-    """The MIA variant apart from the reference (intervals do not overlap) for the most
-    methods, the first in natural order on a tie; every variant's count of such methods,
-    and how many non-reference methods were attacked at all."""
-    counts, attacked = {}, set()
-    for variant in _mia_variants(summary, dataset, k):
-        name = f"k{k}.mia.{variant}.overlaps_reference"
-        found = {m: lookup(summary, dataset, m, [name]) for m in methods if not is_reference(m)}
-        attacked |= {m for m, f in found.items() if f is not None}
-        counts[variant] = sum(f is not None and f.mean == 0 for f in found.values())
-    if not counts:
-        return None, {}, 0
-    return max(counts, key=lambda v: counts[v]), counts, len(attacked)
-
-
-def _recovery_keys(summary: Mapping[str, float], dataset: str) -> dict[int, list[tuple[str, int]]]:
-    """Attacked k → its (capability, m) pairs, capabilities weakest first."""
-    found: dict[int, set[tuple[str, int]]] = {}
-    for name in metric_names(summary, dataset, RECOVERY):
-        match = RECOVERY.match(name)
-        found.setdefault(int(match[2]), set()).add((match[1], int(match[3])))
-    order = {c: i for i, c in enumerate(CAPABILITIES)}
-    return {
-        k: sorted(pairs, key=lambda p: (order.get(p[0], len(order)), p[0], p[1]))
-        for k, pairs in sorted(found.items())
-    }
-
-
-def recovery_choice(
-    summary: Mapping[str, float], dataset: str, k: int
-) -> dict[str, tuple[str, int]]:
-    """family → the (capability, m) of its headline recovery residual at this k: the
-    first of ``HEADLINE_RECOVERY`` attacked, at ``HEADLINE_SHOTS`` shots where it ran,
-    else its fewest shots above 0."""
-    pairs = _recovery_keys(summary, dataset).get(k, [])
-    chosen = {}
-    for kind, capabilities in HEADLINE_RECOVERY.items():
-        for capability in capabilities:
-            shots = sorted(m for c, m in pairs if c == capability)
-            if shots:
-                pick = (
-                    HEADLINE_SHOTS
-                    if HEADLINE_SHOTS in shots
-                    else next((m for m in shots if m > 0), shots[0])
-                )
-                chosen[kind] = (capability, pick)
-                break
-    return chosen
-
-
-def _residual(choice: Mapping[str, tuple[str, int]], k: int) -> Reader:
-    def read(summary: Mapping[str, float], dataset: str, method: str) -> Estimate | None:
-        if family(method) not in choice:
-            return None
-        capability, m = choice[family(method)]
-        return lookup(summary, dataset, method, [f"recovery.{capability}.k{k}.m{m}.residual"])
-
-    return read
-
-
 def headline_columns(
-    summary: Mapping[str, float], dataset: str, methods: Sequence[str], k: int
+    summary: Mapping[str, float], dataset: str, config: AggregateParams
 ) -> tuple[list[Column], list[str]]:
-    """The headline's columns (method aside, at most 7) and the notes that name the
-    MIA variant and the recovery cell they show."""
-    variant, counts, attacked = separating_mia(summary, dataset, methods, k)
-    choice = recovery_choice(summary, dataset, k)
+    """The headline's columns (method aside, at most 7) and the notes that say what the
+    MIA and recovery columns are."""
+    k = config.k
     columns = [
-        Column("forgotten acc ≈R", metric(f"k{k}.forget_acc"), best="reference"),
-        Column("retained acc ↑", metric(f"k{k}.retain_acc"), best="max"),
+        scored("forgotten acc", f"k{k}.forget_acc"),
+        scored("retained acc", f"k{k}.retain_acc"),
         Column("gap to ref. ↓", _gap(k)),
     ]
     notes = [
         f"References: `{REFERENCES['prompt']}` for the prompt model's rows, "
         f"`{REFERENCES['plain']}` for the plain ones."
     ]
-    if variant is not None:
-        columns.append(_mia_column(variant, k))
-        others = ", ".join(f"{v} {c}" for v, c in counts.items() if v != variant)
+    if config.primary_mia in _mia_variants(summary, dataset, k):
+        columns.append(_mia_column(config.primary_mia, k))
         notes.append(
-            f"MIA: {variant}, the variant apart from the reference for the most methods "
-            f"({counts[variant]} of {attacked}" + (f"; {others}" if others else "") + ")."
+            f"MIA: {config.primary_mia}, the primary variant fixed in advance "
+            "(`aggregate.primary_mia`); every variant is in the membership-inference table."
         )
-    if choice:
-        columns.append(Column("recovery residual", _residual(choice, k)))
-        picks = " and ".join(f"{c} m = {m} for {kind}" for kind, (c, m) in choice.items())
+    if k in attacks(summary, dataset):
+        columns.append(Column("max valid residual", headline_reader(k, config.specificity_max)))
         notes.append(
-            "Recovery residual: attacked − reference acc under the same attack "
-            f"({picks} models; 0: nothing left to find)."
+            "Max valid residual: the largest attacked − reference acc among the recovery "
+            "attacks that pass the collapse and specificity checks (named under the "
+            "recovery table; — where none passed)."
         )
     return columns + _time_columns(k), notes
 
 
 def _mia_column(variant: str, k: int) -> Column:
-    return Column(f"MIA {variant} ≈R", metric(f"k{k}.mia.{variant}"), best="reference")
+    return scored(f"MIA {variant}", f"k{k}.mia.{variant}")
 
 
 def _time_columns(k: int) -> list[Column]:
     """Seconds per request and RTE: the headline's last columns and the cost table's first."""
     return [
-        Column("unlearn s ↓", metric(f"k{k}.cost.unlearn_seconds"), "seconds", best="min"),
+        scored("unlearn s", f"k{k}.cost.unlearn_seconds", "seconds"),
         Column("RTE", metric(f"k{k}.rte"), "ratio"),
     ]
 
@@ -209,145 +127,90 @@ def _time_columns(k: int) -> list[Column]:
 def cost_columns(k: int) -> list[Column]:
     return _time_columns(k) + [
         Column("params changed", metric(f"k{k}.cost.trainable_params"), "count"),
-        Column(
-            "FLOPs/sample ↓",
-            metric("cost.flops_per_sample", "eval.cost.flops_per_sample"),
-            "count",
-            best="min",
-        ),
+        scored("FLOPs/sample", "cost.flops_per_sample", "count", "eval.cost.flops_per_sample"),
         Column("flag", _flag(k), "text"),
     ]
 
 
 def mia_table(
-    summary: Mapping[str, float], dataset: str, methods: Sequence[str], k: int, n: int | None
+    summary: Mapping[str, float],
+    dataset: str,
+    methods: Sequence[str],
+    config: AggregateParams,
+    n: int | None,
 ) -> list[str]:
-    """Every MIA variant at this k; none measured, no table."""
-    columns = [_mia_column(v, k) for v in _mia_variants(summary, dataset, k)]
-    if not columns:
+    """Every MIA variant at this k, with the verdict lines of those the headline does not
+    show; none measured, no table."""
+    variants = _mia_variants(summary, dataset, config.k)
+    if not variants:
         return []
+    columns = [_mia_column(v, config.k) for v in variants]
+    lines = [
+        verdict_line(
+            comparisons(summary, dataset, methods, f"k{config.k}.mia.{v}"),
+            f"MIA {v} (k={config.k})",
+            config.margin,
+        )
+        for v in variants
+        if v != config.primary_mia  # its line is under the headline
+    ]
     return [
-        f"### Membership inference, k = {k}",
+        f"### Membership inference, k = {config.k}",
         "",
         grid(summary, dataset, methods, columns, n),
+        "",
+        *(line for line in lines if line),
         "",
     ]
 
 
-def _within_or_apart(
-    summary: Mapping[str, float], dataset: str, methods: Sequence[str], name: str
-) -> dict[str, list[str]]:
-    """verdict → methods, from the summary's ``overlaps_reference`` keys; an apart
-    method with its mean and its reference's."""
-    verdicts: dict[str, list[str]] = {"within": [], "apart": [], "undetermined": []}
-    for method in methods:
-        found = lookup(summary, dataset, method, [f"{name}.overlaps_reference"])
-        if found is None or is_reference(method):
-            continue
-        if math.isnan(found.mean):
-            verdicts["undetermined"].append(method)
-        elif found.mean:
-            verdicts["within"].append(method)
-        else:
-            ours = lookup(summary, dataset, method, [name])
-            theirs = lookup(summary, dataset, reference_of(method), [name])
-            means = " vs ".join(
-                MISSING if v is None else number(v.mean, "fraction") for v in (ours, theirs)
-            )
-            verdicts["apart"].append(f"{method} {means}")
-    return verdicts
-
-
 def finding_lines(
-    summary: Mapping[str, float], dataset: str, methods: Sequence[str], k: int
+    summary: Mapping[str, float], dataset: str, methods: Sequence[str], config: AggregateParams
 ) -> list[str]:
-    """Per accuracy, which methods are within their reference's interval (no finding)
-    and which are apart from it; then which methods did nothing."""
-    lines = []
+    """Per headline metric, each method's paired difference to its reference and its
+    verdict; then which methods did nothing."""
+    k, lines = config.k, []
     for name, title in (
-        (f"k{k}.forget_acc", "Forgotten acc"),
-        (f"k{k}.retain_acc", "Retained acc"),
+        (f"k{k}.forget_acc", f"Forgotten acc (k={k})"),
+        (f"k{k}.retain_acc", f"Retained acc (k={k})"),
+        (f"k{k}.mia.{config.primary_mia}", f"MIA {config.primary_mia} (k={k})"),
     ):
-        verdicts = _within_or_apart(summary, dataset, methods, name)
-        if not any(verdicts.values()):
-            continue
-        text = (
-            f"- {title} (k={k}) within the reference's interval: "
-            f"{', '.join(verdicts['within']) or 'none'}; apart from it: "
-            f"{', '.join(verdicts['apart']) or 'none'}"
-        )
-        if verdicts["undetermined"]:
-            text += f"; undetermined (n = 1 both sides): {', '.join(verdicts['undetermined'])}"
-        lines.append(text + ".")
+        line = verdict_line(comparisons(summary, dataset, methods, name), title, config.margin)
+        if line:
+            lines.append(line)
     no_ops = [m for m in methods if _flag(k)(summary, dataset, m) == NO_OP]
     if any(lookup(summary, dataset, m, [f"k{k}.no_op"]) is not None for m in methods):
         named = ", ".join(no_ops) if no_ops else "none"
         lines.append(
-            f"- No-op (changed no parameter; forgotten acc as before forgetting): {named}."
+            f"- No-op (changed no parameter; forgotten acc not apart from before forgetting): "
+            f"{named}."
         )
     return lines + [""] if lines else []
-
-
-def recovery_tables(
-    summary: Mapping[str, float], dataset: str, methods: Sequence[str], n: int | None = None
-) -> list[str]:
-    """One table per attacked k: method × capability × shots m; its usual n is stated
-    under the heading where it differs from the dataset's ``n``."""
-    parts = []
-    for k, pairs in _recovery_keys(summary, dataset).items():
-        found = []
-        for method in methods:
-            for capability, m in pairs:
-                head = f"recovery.{capability}.k{k}.m{m}"
-                values = {
-                    f: lookup(summary, dataset, method, [f"{head}.{f}"]) for f in RECOVERY_FIELDS
-                }
-                if any(v is not None for v in values.values()):
-                    found.append((method, capability, m, values))
-        table_n = usual_n(v for *_, values in found for v in values.values())
-        rows = [
-            [
-                label(method),
-                capability,
-                m,
-                *(cell(values[f], kind, table_n) for f, (_, kind) in RECOVERY_FIELDS.items()),
-            ]
-            for method, capability, m, values in found
-        ]
-        table = tabulate(
-            rows,
-            headers=["method", "capability", "m", *(t for t, _ in RECOVERY_FIELDS.values())],
-            tablefmt="github",
-            disable_numparse=True,
-        )
-        legend = RECOVERY_LEGEND
-        if table_n is not None and table_n != n:
-            legend += f" Cells here: n = {table_n} unless marked."
-        parts += [f"### Recovery attack, k = {k}", "", legend, "", table, ""]
-    return parts
 
 
 def validation_table(
     summary: Mapping[str, float], dataset: str, methods: Sequence[str], k: int, n: int | None = None
 ) -> list[str]:
-    """Validation accuracy (where recipes are chosen) and PI-Prefix's test accuracy
-    before and after its pseudo-inverse step; columns nobody reports are dropped."""
+    """Validation accuracy (where recipes are chosen) and, for PI-Prefix, the test accuracy
+    of its saved artifact (the prefixes transformed once) beside the headline (the
+    authors' inference: the transform applied again, i.e. the trained prefixes); columns
+    nobody reports are dropped."""
     columns = [
         Column("val forgotten acc", metric(f"k{k}.val.forget_acc")),
         Column("val retained acc", metric(f"k{k}.val.retain_acc")),
-        Column("test forgotten, before transform", metric(f"k{k}.before_transform.forget_acc")),
-        Column("test forgotten, after", metric(f"k{k}.forget_acc")),
-        Column("test retained, before transform", metric(f"k{k}.before_transform.retain_acc")),
-        Column("test retained, after", metric(f"k{k}.retain_acc")),
+        Column("test forgotten, authors' inference", metric(f"k{k}.forget_acc")),
+        Column("test forgotten, saved artifact", metric(f"k{k}.artifact.forget_acc")),
+        Column("test retained, authors' inference", metric(f"k{k}.retain_acc")),
+        Column("test retained, saved artifact", metric(f"k{k}.artifact.retain_acc")),
     ]
-    markers = [f"k{k}.val.forget_acc", f"k{k}.before_transform.forget_acc"]
+    markers = [f"k{k}.val.forget_acc", f"k{k}.artifact.forget_acc"]
     shown = [m for m in methods if lookup(summary, dataset, m, markers) is not None]
     if not shown:
         return []
-    before = any(lookup(summary, dataset, m, [f"k{k}.before_transform.forget_acc"]) for m in shown)
-    columns = [c for i, c in enumerate(columns) if before or i < 2]
+    artifact = any(lookup(summary, dataset, m, [f"k{k}.artifact.forget_acc"]) for m in shown)
+    columns = [c for i, c in enumerate(columns) if artifact or i < 2]
     table = grid(summary, dataset, shown, columns, n)
-    return [f"### Validation, and PI-Prefix before its transform (k = {k})", "", table, ""]
+    return [f"### Validation, and PI-Prefix scored both ways (k = {k})", "", table, ""]
 
 
 def transfer_line(summary: Mapping[str, float], dataset: str) -> list[str]:
@@ -375,29 +238,26 @@ def _spread(value: Estimate | None) -> str:
     return f"{number(value.mean, 'fraction')} ± {number(value.std, 'fraction')}"
 
 
-def legend(guide: str) -> str:
+def legend(guide: str, margin: float) -> str:
     return f"""\
 How to read: a cell is the mean ± the half-width of its 95 % Student-t interval over n
-independent units (one forget set of one seed); each dataset states its n once and a cell
-shows `(n=…)` only where its n differs; n = 1 has no interval. Overlapping intervals are
-no difference. ↑ higher, ↓ lower, ≈R closer to the row's reference is better; **bold**:
-the best non-reference value, only where its interval is apart from every other row's (a
-tie is never bold). `—`: not measured. Every number behind a cell is in
-`metrics/summary.json`; gap, RTE, params changed, FLOPs, no-op and the attacks are
-defined in the [results guide]({guide})."""
-
-
-RECOVERY_LEGEND = """\
-The attacker holds the unlearned model and m labelled shots per forgotten class (m = 0:
-data-free) and trains what its capability allows; residual = attacked − reference acc
-(the same attack on the row's never-seen reference)."""
+units (forget sets nested in seeds: the interval is over per-seed means with ≥ 2 seeds,
+over one seed's forget sets otherwise); each dataset states its n once and a cell shows
+`(n=…)` only where its n differs; n = 1 has no interval. A method is compared with its
+reference paired on the same (seed, forget set) units: **equivalent** when the 95 %
+interval of method − reference lies inside ±{margin:.3g}, **apart** when it excludes 0,
+**inconclusive** otherwise. ↑ higher, ↓ lower, ≈R closer to the row's reference is
+better; **bold**: the best non-reference value, only where its interval is apart from
+every other row's. `—`: not measured. Every number behind a cell is in
+`metrics/summary.json`; gap, RTE, params changed, FLOPs, no-op, the verdicts and the
+attacks are defined in the [results guide]({guide})."""
 
 
 def dataset_section(
     summary: Mapping[str, float],
     dataset: str,
     methods: Sequence[str],
-    k: int,
+    config: AggregateParams,
     figures: Mapping[str, str],
 ) -> list[str]:
     """One dataset: headline, findings, attacks, cost, then the rest and its figures."""
@@ -406,7 +266,8 @@ def dataset_section(
         (c for m in ordered if (c := lookup(summary, dataset, m, ["num_classes"]))), None
     )
     title = f"## {dataset}" + (f" ({classes.mean:.0f} classes)" if classes else "")
-    columns, notes = headline_columns(summary, dataset, ordered, k)
+    k = config.k
+    columns, notes = headline_columns(summary, dataset, config)
     n = usual_n(
         v for values in rows_of(summary, dataset, ordered, columns).values() for v in values
     )
@@ -415,9 +276,9 @@ def dataset_section(
         parts += [f"Cells: n = {n} unless marked `(n=…)`.", ""]
     parts += [f"### Forget-k, k = {k} (test split)", ""]
     parts += [grid(summary, dataset, ordered, columns, n), "", " ".join(notes), ""]
-    parts += finding_lines(summary, dataset, ordered, k)
-    parts += mia_table(summary, dataset, ordered, k, n)
-    parts += recovery_tables(summary, dataset, ordered, n)
+    parts += finding_lines(summary, dataset, ordered, config)
+    parts += mia_table(summary, dataset, ordered, config, n)
+    parts += recovery_tables(summary, dataset, ordered, config.specificity_max, n)
     cost = grid(summary, dataset, ordered, cost_columns(k), n)
     if cost.count("\n") > 1:  # a header and its rule, then at least one row
         parts += [f"### Cost, k = {k}", "", cost, ""]
@@ -430,21 +291,25 @@ def dataset_section(
 
 def render(
     summary: Mapping[str, float],
-    k: int,
+    config: AggregateParams,
     header: Sequence[str],
     figures: Mapping[str, Mapping[str, str]],
     guide: str = f"../{GUIDE}",
+    stage_times: Sequence[str] = (),
 ) -> str:
     """The whole markdown report; ``header``: the provenance lines, shown last;
     ``figures`` maps dataset → title → relative path; ``guide``: the link to the
-    definitions, relative to the report."""
+    definitions, relative to the report; ``stage_times``: the table of where the
+    pipeline's time went (``pfm.reporting.stage_times``), shown before the provenance."""
     parts = ["# Results", "", "Built by `dvc repro` (stage `aggregate`); do not edit.", ""]
-    parts += [legend(guide), ""]
+    parts += [legend(guide, config.margin), ""]
     found = datasets_and_methods(summary)
     if not found:
         parts += ["No metric files found.", ""]
     for dataset, methods in found.items():
-        parts += dataset_section(summary, dataset, methods, k, figures.get(dataset, {}))
+        parts += dataset_section(summary, dataset, methods, config, figures.get(dataset, {}))
+    if stage_times:
+        parts += ["## Where the time went", "", *stage_times, ""]
     if header:
         parts += ["## Provenance", "", *(f"- {line}" for line in header), ""]
     return "\n".join(parts)

@@ -1,8 +1,8 @@
 """Cells and grids of the report: how one value reads, which value is bold, which rows
 show and in what order.
 
-A cell is ``mean ± half-width`` (the 95 % Student-t interval over the value's n units,
-``pfm.reporting.aggregate``), ``mean`` alone where n = 1, ``—`` when not measured. The
+A cell is ``mean ± half-width`` (the 95 % Student-t interval of the nested estimate over
+the value's n units, ``pfm.stats``), ``mean`` alone where n = 1, ``—`` when not measured. The
 table's usual n is stated once beside it, so a cell adds ``(n=N)`` only where its n
 differs. Bold marks a column's best among the methods other than the references, and
 only a win: its interval must not overlap any other row's (a tie or an n = 1 value never
@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
-from pfm.reporting.aggregate import REFERENCES, Estimate, lookup, reference_of
+from pfm.reporting.aggregate import REFERENCES, lookup, reference_of
+from pfm.stats import Direction, Estimate, metric_of
 
 MISSING = "—"
 
@@ -28,12 +29,22 @@ class Column:
     title: str
     read: Reader  # (summary, dataset, method) → the cell's value
     kind: str = "fraction"  # fraction | seconds | count | ratio | number | text
-    best: str | None = None  # "max" | "min" | "reference" (closest to the row's reference)
+    best: Direction | None = None  # which value wins bold; None: no bold in this column
 
 
 def metric(*names: str) -> Reader:
     """Reads the first of ``names`` a method reports."""
     return lambda summary, dataset, method: lookup(summary, dataset, method, names)
+
+
+def scored(title: str, name: str, kind: str = "fraction", *fallbacks: str) -> Column:
+    """A column of a declared metric (``pfm.stats.METRICS``): its arrow and its bold rule
+    come from the metric's direction, declared once beside its name."""
+    found = metric_of(name)
+    if found is None:
+        raise KeyError(f"{name!r} is no declared metric (pfm.stats.METRICS)")
+    direction = found.direction
+    return Column(f"{title} {direction.value}", metric(name, *fallbacks), kind, direction)
 
 
 def is_reference(method: str) -> bool:
@@ -111,12 +122,13 @@ def _score(
     if math.isnan(value.mean):
         return None
     exact = column.kind == "count"
-    if column.best == "reference":
+    if column.best is Direction.MATCH:
         if reference is None or math.isnan(reference.mean):
             return None
         spread = _uncertainty(value, exact) + _uncertainty(reference, exact)
         return abs(value.mean - reference.mean), spread
-    return (-value.mean if column.best == "max" else value.mean), _uncertainty(value, exact)
+    higher = column.best is Direction.HIGHER
+    return (-value.mean if higher else value.mean), _uncertainty(value, exact)
 
 
 def winner(

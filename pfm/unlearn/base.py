@@ -68,9 +68,10 @@ def method(
     base: str = "plain",
     variants: Variants | None = None,
 ) -> Callable[[MethodFn], MethodFn]:
-    """Register the decorated function as unlearning method ``name``; ``variants`` maps
-    its unlearned model to other versions the unlearn stage scores beside it (PI-Prefix's
-    model before its closed-form transform)."""
+    """Register the decorated function as unlearning method ``name``. What it returns is
+    its headline: scored under the plain keys, saved, and attacked; ``variants`` maps
+    that model to other versions the unlearn stage scores beside it, under
+    ``<variant>.`` keys (PI-Prefix's artifact, ``pfm.unlearn.pi_prefix``)."""
     if base not in BASES:
         raise ValueError(f"base must be one of {BASES}, got {base!r}")
 

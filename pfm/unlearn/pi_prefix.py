@@ -14,28 +14,37 @@ Stage (2) as the authors' code does it (github.com/PreethiGuru/LLM-Unlearning at
 l, on the whole (p × d) key matrix ``K_p[l]`` and, apart, the (p × d) value matrix
 ``V_p[l]`` — not per head — ``K_p[l] ← pinv(K_p[l])ᵀ``, ``V_p[l] ← pinv(V_p[l])ᵀ`` (NumPy's
 pinv; ours is torch's in float64). Their ``pi_prefix.py`` saves the prefixes before
-(``trained_prefix.pt``) and after it (``prefix_tuning.pt``); their ``inference_pi_prefix.py``
-applies it once more to the file it loads, so fed ``prefix_tuning.pt`` it evaluates the
-prefixes as trained (the involution below). Their optimiser takes the prefix module's
-parameters, and that module holds the base model as a submodule, so their stage (1) also
-updates every base weight; ours trains the prefixes alone.
+(``trained_prefix.pt``) and after it (``prefix_tuning.pt``, the artifact); their
+``inference_pi_prefix.py`` applies the transform once more to the file it loads. Their
+optimiser takes the prefix module's parameters, and that module holds the base model as a
+submodule, so their stage (1) also updates every base weight; ours trains the prefixes
+alone.
+
+The transform is an involution: pinv(pinv(A)) = A and pinv(Aᵀ) = pinv(A)ᵀ for every
+matrix, so applying it twice gives the trained prefixes back (in floating point, as long
+as no singular value falls below pinv's cutoff, ~1e-13 of the largest in float64). It
+removes nothing: whoever holds the artifact holds the prefixes as trained, one
+closed-form call away — and the authors' own inference makes that call. So the method is
+scored both ways:
+
+- **headline** (``forget_acc``, ``retain_acc``, ``val.*``; the model saved for the attack
+  stage): as the authors evaluate it — the artifact with the transform applied at
+  inference, i.e. the trained prefixes (to float32 rounding);
+- **artifact** (``artifact.forget_acc``, ``artifact.retain_acc``, ``artifact.val.*``):
+  the artifact scored as is, the transform applied once.
 
 Since the keys and values enter attention raw — no layer norm between them and the
 scores — the transform's rescaling reaches the output: a near-isotropic N(0, 1) prefix
-has σ ≈ √d, so pinv(P)ᵀ ≈ P/σ² shrinks its keys and values ~d-fold. (Prefixes in token
-space, in front of a block's pre-layernorm, lose that scale to the norm, which made the
-transform close to a no-op in this suite's first design.)
-
-The transform is an involution: pinv(pinv(A)) = A and pinv(Aᵀ) = pinv(A)ᵀ for every
-matrix, so applying it twice returns the trained prefixes (``before_transform``; in
-floating point, as long as no singular value falls below pinv's cutoff, ~1e-13 of the
-largest in float64). It removes nothing: whoever holds a saved PI-Prefix model holds the
-prefixes as trained, one closed-form call away.
+has σ ≈ √d, so pinv(P)ᵀ ≈ P/σ² shrinks its keys and values ~d-fold and the artifact
+behaves close to the base model. (Prefixes in token space, in front of a block's
+pre-layernorm, lose that scale to the norm, which made the transform close to a no-op in
+this suite's first design.)
 
 The authors' code trains on retain data (``pi_prefix``); their README says no retain data
 is needed (``pi_prefix_forget_only``, which never receives a retain sample), so the suite
 runs both and the report settles it. Stage (2) is timed apart (``transform_seconds``), as
-the paper reports per-stage run times.
+the paper reports per-stage run times; the inference-time transform counts in the
+method's seconds only.
 """
 
 from dataclasses import dataclass
@@ -68,11 +77,10 @@ def pinv_transpose(prefixes: torch.Tensor) -> torch.Tensor:
     return torch.linalg.pinv(prefixes.double()).transpose(-2, -1).to(prefixes.dtype)
 
 
-def before_transform(model: PromptedClassifier) -> PromptedClassifier:
-    """The PI-Prefix model as it was before the closed-form transform: its prefixes as
-    trained, recovered by applying the transform once more (an involution; module doc).
-    What lets the unlearn stage report accuracy before and after the transform — and what
-    anyone holding the saved model can do. Shares everything but the prefixes."""
+def pseudo_inverted(model: PromptedClassifier) -> PromptedClassifier:
+    """``model`` with every prefix matrix P replaced by pinv(P)ᵀ, sharing everything else.
+    Applied to the artifact it is the authors' inference step; applied to the headline
+    model it gives the artifact back (an involution; module doc)."""
     if model.prefixes is None:
         raise ValueError("the model has no deep prefixes: not a PI-Prefix model")
     return model.with_prefix(pinv_transpose(model.prefixes.detach()))
@@ -80,7 +88,8 @@ def before_transform(model: PromptedClassifier) -> PromptedClassifier:
 
 def pi_prefix_tuning(request: Request[PrefixRecipe], data: CountedSplit) -> PromptedClassifier:
     """The request's model with fresh deep prefixes trained on ``data``, every other
-    weight frozen, then replaced by their transposed pseudo-inverses."""
+    weight frozen, transformed into the artifact and then, as the authors' inference
+    does, transformed back: the model their ``inference_pi_prefix.py`` evaluates."""
     model, recipe, seed = request.model, request.recipe, request.seed
     if recipe.prefix_len < 1:
         raise ValueError(f"prefix_len must be ≥ 1, got {recipe.prefix_len}")
@@ -100,20 +109,23 @@ def pi_prefix_tuning(request: Request[PrefixRecipe], data: CountedSplit) -> Prom
     finally:
         for param in trainable:
             param.requires_grad_(True)
-    with transform_timer(), torch.no_grad():
+    with transform_timer(), torch.no_grad():  # stage (2): the artifact, prefix_tuning.pt
+        prefixed.prefixes.copy_(pinv_transpose(prefixed.prefixes))
+    with torch.no_grad():  # inference_pi_prefix.py: the transform again, on what it loads
         prefixed.prefixes.copy_(pinv_transpose(prefixed.prefixes))
     return prefixed
 
 
-def scored_before_transform(model: PromptedClassifier) -> dict[str, PromptedClassifier]:
-    """What the unlearn stage scores beside the unlearned model: the same model before
-    the pseudo-inverse (keys ``before_transform.*``), so the transform's effect shows."""
-    return {"before_transform": before_transform(model)}
+def scored_artifact(model: PromptedClassifier) -> dict[str, PromptedClassifier]:
+    """What the unlearn stage scores beside the headline model (keys ``artifact.*``): the
+    artifact as saved, the prefixes transformed once, recovered from the headline model
+    by the transform itself."""
+    return {"artifact": pseudo_inverted(model)}
 
 
 @method(
     "pi_prefix", recipe=PrefixRecipe, needs_forget=True, needs_retain=True,
-    variants=scored_before_transform,
+    variants=scored_artifact,
 )  # fmt: skip
 def pi_prefix(request: Request[PrefixRecipe]) -> PromptedClassifier:
     """As the authors' code: prefixes trained on forget (relabelled) ∪ retain (true)."""
@@ -122,7 +134,7 @@ def pi_prefix(request: Request[PrefixRecipe]) -> PromptedClassifier:
 
 @method(
     "pi_prefix_forget_only", recipe=PrefixRecipe, needs_forget=True, needs_retain=False,
-    variants=scored_before_transform,
+    variants=scored_artifact,
 )  # fmt: skip
 def pi_prefix_forget_only(request: Request[PrefixRecipe]) -> PromptedClassifier:
     """As the authors' README claims: prefixes trained on the relabelled forget data only."""

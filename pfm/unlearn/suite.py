@@ -114,11 +114,15 @@ def score_references(
     by_classes = {tuple(d["classes"]): d for d in manifest["draws"]}
     device = train_device(params)
 
+    first_classes = next(iter(by_classes))
+    first = load_model(folder / by_classes[first_classes]["model"]).to(device)
+
     def load(classes: tuple[int, ...]) -> tuple[PromptedClassifier, CostRecord]:
         draw = by_classes[classes]
-        return load_model(folder / draw["model"]).to(device), reference_cost(draw)
+        # the first is loaded already (its input size and FLOPs): each file is read once
+        model = first if classes == first_classes else load_model(folder / draw["model"])
+        return model.to(device), reference_cost(draw)
 
-    first = load(next(iter(by_classes)))[0]
     test, val = (SplitTensors(dataset.splits[s], first.input_size, device) for s in ("test", "val"))
     plan: dict[int, tuple[list[tuple[int, ...]], bool]] = {}
     for classes in by_classes:

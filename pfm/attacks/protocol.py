@@ -1,0 +1,80 @@
+"""The recovery attack's protocol, fixed in advance: the ``attacks.recovery`` params.
+
+Every trained capability has its own budget (steps and Adam rate, ``budget.<name>``),
+fixed before any attack and applied identically to every attacked model and its
+reference. The reported number
+is test accuracy at the budget's end; an attack whose retained-class accuracy falls below
+``collapse_fraction`` of its pre-attack value is marked collapsed.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated
+
+from pfm.attacks.capabilities import CAPABILITIES, INITS, Budget, Capability, CapabilityName
+from pfm.config import Count, Counts, Natural, Naturals, NonEmpty, OneOf, Share
+from pfm.data.registry import DatasetName
+from pfm.precision import Precision
+
+
+@dataclass(frozen=True)
+class RecoveryParams:
+    """The ``attacks.recovery`` section of params.yaml."""
+
+    k: Counts  # attack the unlearn stage's draws that forget these many classes
+    draws: Count | None  # at most this many draws per k (each costs a reference); null: all
+    shots: Naturals  # m labelled shots per forgotten class; 0: data-free
+    # registered capabilities; a run gets those that fit its model
+    capabilities: Annotated[tuple[CapabilityName, ...], NonEmpty()]
+    budget: Mapping[CapabilityName, Budget]  # per trained capability: steps and Adam lr
+    eval_every: Count  # steps between points of the relearn curve
+    curve_samples: Count  # test forgotten-class samples each curve point is scored on
+    collapse_fraction: Share  # retained acc below this share of its pre-attack value: collapse
+    prototype_weight: Share  # prototype attack: weight of the shots' prototype in the head row
+    relearn_threshold: Share  # test forgotten-class accuracy that counts as relearned
+    anchor_shots: Natural  # labelled train samples per retained class, kept at their labels
+    noise_inputs: Count  # data-free positives per class and step
+    prompt_init: Annotated[str, OneOf(INITS, "prompt init")]  # normal | zeros
+    ood_dataset: DatasetName | None  # registry name of the out-of-distribution probe; null: none
+    ood_samples: Count  # inputs of each specificity probe (noise, OOD)
+    batch_size: Count  # evaluation batch
+    precision: Precision = "fp32"  # of the attack's steps and scoring: fp32 | bf16
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.k, tuple) or not self.k or min(self.k) < 1:
+            raise ValueError(f"k must be a non-empty list of forget-set sizes ≥ 1, got {self.k}")
+        unknown = sorted(set(self.capabilities) - set(CAPABILITIES))
+        if not self.capabilities or unknown:
+            raise ValueError(
+                f"capabilities must be a non-empty list of {list(CAPABILITIES)}, "
+                f"got {self.capabilities}"
+            )
+        if self.prompt_init not in INITS:
+            raise ValueError(f"prompt_init must be one of {INITS}, got {self.prompt_init!r}")
+        if not self.shots or min(self.shots) < 0:
+            raise ValueError(f"shots must be a non-empty list of counts ≥ 0, got {self.shots}")
+        if self.eval_every < 1 or self.curve_samples < 1:
+            raise ValueError("eval_every and curve_samples must be ≥ 1")
+        for name, value in (
+            ("relearn_threshold", self.relearn_threshold),
+            ("collapse_fraction", self.collapse_fraction),
+            ("prototype_weight", self.prototype_weight),
+        ):
+            if not 0 < value <= 1:
+                raise ValueError(f"{name} must lie in (0, 1], got {value}")
+        if self.anchor_shots < 0 or self.noise_inputs < 1 or self.ood_samples < 1:
+            raise ValueError("anchor_shots must be ≥ 0, noise_inputs and ood_samples ≥ 1")
+        keys = {CAPABILITIES.get(c).budget_key for c in self.capabilities} - {None}
+        missing = sorted(k for k in keys if k not in self.budget)
+        if missing:
+            raise ValueError(f"budget has no entry for the trained capabilities {missing}")
+
+    def capabilities_for(self, prompted: bool) -> tuple[str, ...]:
+        """The listed capabilities that fit a model with (or without) prompts."""
+        return tuple(c for c in self.capabilities if CAPABILITIES.get(c).fits(prompted))
+
+    def budget_of(self, capability: Capability) -> Budget:
+        """``capability``'s budget; an error for a training-free one."""
+        if capability.budget_key is None:
+            raise ValueError(f"capability {capability.name!r} is training-free: no budget")
+        return self.budget[capability.budget_key]

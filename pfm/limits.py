@@ -1,0 +1,120 @@
+"""The params limits that depend on a dataset, checked at stage ``validate``.
+
+A forget-set size must lie below the class count C, a shot count within a class's train
+samples: limits a stage meets only once it has loaded the data, after DVC has removed its
+outputs. Each listed dataset's registry description (``pfm.data.registry.describe``:
+class count, input kind, train samples of the smallest class, from its options alone)
+gives them here, before any data is prepared, through the rules the stages apply
+(``pfm.evaluate.check_k``/``check_cap``/``sets_per_k``). What is valid but does less
+than asked (an OOD probe on the very dataset it probes, skipped there) is returned as a
+warning rather than refused: a matrix over two image datasets may name one as the
+other's probe.
+"""
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pfm.attacks import MiaParams, RecoveryParams
+from pfm.config import ParamError, bad_value
+from pfm.data.registry import DatasetInfo, describe
+from pfm.evaluate import check_cap, check_k, k_values, sets_per_k
+from pfm.specs import EvaluateParams
+from pfm.unlearn import UnlearnParams
+
+Caps = int | None | Sequence[int | None]  # a section's max_sets: one cap, or one per k
+
+
+def forget_sizes(
+    section: str, ks: Sequence[int] | None, max_sets: Caps, name: str, info: DatasetInfo
+) -> list[int]:
+    """The k a stage reading ``section`` runs on dataset ``name`` (``ks``, or the protocol's
+    for its C), each drawable with its cap."""
+    c = info.num_classes
+    chosen = list(ks) if ks is not None else k_values(c)
+    check_sizes(f"{section}.k", chosen, name, info)
+    try:
+        caps = sets_per_k(chosen, max_sets)
+    except ValueError:
+        raise bad_value(
+            f"{section}.max_sets", f"one cap or one per k of {chosen} (dataset {name})", max_sets
+        ) from None
+    for k, cap in caps.items():
+        try:
+            check_cap(c, k, cap)
+        except ValueError as error:
+            raise ParamError(f"{section}.max_sets: on dataset {name}, {error.args[0]}") from None
+    return chosen
+
+
+def as_list(value: int | Sequence[int]) -> list[int]:
+    return [value] if isinstance(value, int) else list(value)
+
+
+def check_sizes(key: str, ks: int | Sequence[int], name: str, info: DatasetInfo) -> None:
+    """Forget-set sizes (one, or a list): each 1 ≤ k < C of dataset ``name``."""
+    for k in as_list(ks):
+        try:
+            check_k(info.num_classes, k)
+        except ValueError:
+            limit = f"sizes 1 ≤ k < C = {info.num_classes} (the classes of dataset {name})"
+            raise bad_value(key, limit, ks) from None
+
+
+def check_attacked(
+    key: str, ks: int | Sequence[int], run: Sequence[int], name: str, info: DatasetInfo
+) -> None:
+    """An attack's k: forget-set sizes the unlearn stage saved models for on ``name``."""
+    check_sizes(key, ks, name, info)
+    if not set(as_list(ks)) <= set(run):
+        raise bad_value(key, f"sizes unlearn.k runs on dataset {name} ({run})", ks)
+
+
+def check_shots(key: str, shots: int | Sequence[int], name: str, info: DatasetInfo) -> None:
+    """Shots per class (one count, or a list) drawn from the train split: at most its
+    smallest class holds."""
+    most = info.train_per_class
+    if most is not None and max(as_list(shots)) > most:
+        where = f"the smallest class of dataset {name} has at most {most} train samples"
+        raise bad_value(key, f"at most {most} per class ({where})", shots)
+
+
+def ood_warnings(
+    ood: str | None, data: Mapping[str, Any], name: str, info: DatasetInfo
+) -> list[str]:
+    """Refuse an OOD probe the attack on image dataset ``name`` cannot use; warn where it
+    skips it (the attacked dataset itself, ``pfm.attacks`` ``ood_images``)."""
+    if ood is None or info.data_type != "image":
+        return []  # an audio dataset is attacked without an OOD probe
+    if ood == name:
+        return [
+            f"attacks.recovery.ood_dataset: {name} is itself attacked; its recovery runs have "
+            f"no OOD probe (name another image dataset to measure one)"
+        ]
+    probe = describe(ood, data.get(ood) or {}, f"data.{ood}")
+    if probe.data_type != "image":
+        expected = f"an image dataset (the OOD probe of image dataset {name}; {ood} holds audio)"
+        raise bad_value("attacks.recovery.ood_dataset", expected, ood)
+    return []
+
+
+def check_dataset_limits(
+    datasets: Sequence[str],
+    data: Mapping[str, Any],
+    unlearn: UnlearnParams,
+    evaluate: EvaluateParams,
+    mia: MiaParams,
+    recovery: RecoveryParams,
+) -> list[str]:
+    """Raise the first limit a listed dataset breaks (``ParamError``, one line naming the
+    key, the dataset and the limit); return the warnings, one line each."""
+    warnings: list[str] = []
+    for name in datasets:
+        info = describe(name, data.get(name) or {}, f"data.{name}")
+        run = forget_sizes("unlearn", unlearn.k, unlearn.max_sets, name, info)
+        forget_sizes("evaluate", evaluate.k, evaluate.max_sets, name, info)
+        check_attacked("attacks.mia.k", mia.k, run, name, info)
+        check_attacked("attacks.recovery.k", recovery.k, run, name, info)
+        check_shots("attacks.recovery.shots", recovery.shots, name, info)
+        check_shots("attacks.recovery.anchor_shots", recovery.anchor_shots, name, info)
+        warnings += ood_warnings(recovery.ood_dataset, data, name, info)
+    return warnings

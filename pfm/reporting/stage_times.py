@@ -1,0 +1,96 @@
+"""Where a ``dvc repro``'s time and memory went: the stages' own cost files
+(``pfm.stage_clock``) as one markdown table.
+
+Layout below the folder (dvc.yaml's ``--times`` paths; each matrix item owns its file,
+as DVC outputs may not overlap): ``<stage>/<dataset>/seed<s>.json`` for a (dataset, seed)
+item, ``<stage>/<name>.json`` for a stage run once per dataset or model (``prepare``,
+``convert``, ``pretrain``). A file holds ``stage.<stage>.<measure>`` for each of
+``MEASURES``. Torch-free: the report reads it.
+"""
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from tabulate import tabulate
+
+from pfm.files import read_json
+from pfm.stage_clock import MEASURES, metric_key
+
+LAYOUT = re.compile(r"^[^/]+/(?P<name>[^/]+?)(?:/seed(?P<seed>\d+))?\.json$")
+KEY = re.compile(rf"^stage\.(?P<stage>[^.]+)\.(?:{'|'.join(MEASURES)})$")
+TOTAL = "total"
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """One run of a stage: its dataset (or the model it converts), seed (``None``: a stage
+    run once for all seeds) and cost, keyed by ``MEASURES``."""
+
+    stage: str
+    name: str
+    seed: int | None
+    cost: Mapping[str, float]
+
+
+def read_stage_times(root: Path) -> list[StageRun]:
+    """Every cost file below ``root`` (module docstring: Layout); a file elsewhere or
+    without one stage's ``MEASURES`` is an error, not a row left out."""
+    runs = []
+    for path in sorted(root.rglob("*.json")):
+        rel = path.relative_to(root).as_posix()
+        place = LAYOUT.match(rel)
+        if place is None:
+            raise ValueError(f"{path}: not <stage>/<dataset>/seed<s>.json or <stage>/<name>.json")
+        payload = read_json(path)
+        stages = {m.group("stage") for m in map(KEY.match, payload) if m is not None}
+        if len(stages) != 1:
+            raise ValueError(f"{path}: expected stage.<stage>.<measure> keys of one stage")
+        stage = stages.pop()
+        keys = {measure: metric_key(stage, measure) for measure in MEASURES}
+        missing = [key for key in keys.values() if key not in payload]
+        if missing:
+            raise ValueError(f"{path}: missing {', '.join(missing)}")
+        seed = place.group("seed")
+        cost = {measure: float(payload[key]) for measure, key in keys.items()}
+        runs.append(StageRun(stage, place.group("name"), None if seed is None else int(seed), cost))
+    return runs
+
+
+def total(runs: list[StageRun]) -> dict[str, float]:
+    """Several runs' cost: seconds add up (the stages run one after another); memory is
+    the largest peak, as runs do not hold memory at the same time."""
+    return {
+        "wall_seconds": sum(r.cost["wall_seconds"] for r in runs),
+        "cpu_seconds": sum(r.cost["cpu_seconds"] for r in runs),
+        "peak_rss_mib": max(r.cost["peak_rss_mib"] for r in runs),
+    }
+
+
+def stage_time_lines(runs: list[StageRun]) -> list[str]:
+    """Markdown lines: one row per stage run, each stage's runs under a total row, the
+    stage that took longest first, and the total of every run last; none without runs."""
+    if not runs:
+        return []
+    by_stage: dict[str, list[StageRun]] = {}
+    for run in runs:
+        by_stage.setdefault(run.stage, []).append(run)
+    order = sorted(by_stage, key=lambda s: (-total(by_stage[s])["wall_seconds"], s))
+    rows = []
+    for stage in order:
+        for run in sorted(by_stage[stage], key=lambda r: (r.name, r.seed or 0)):
+            seed = "" if run.seed is None else str(run.seed)
+            rows.append([stage, run.name, seed, *_cells(run.cost)])
+        rows.append([f"**{stage}**", TOTAL, "", *_cells(total(by_stage[stage]))])
+    rows.append([f"**{TOTAL}**", "", "", *_cells(total(runs))])
+    headers = ["stage", "dataset / model", "seed", "wall s", "CPU s", "peak RSS MiB"]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True).splitlines()
+
+
+def _cells(cost: Mapping[str, float]) -> list[str]:
+    return [
+        f"{cost['wall_seconds']:.1f}",
+        f"{cost['cpu_seconds']:.1f}",
+        f"{cost['peak_rss_mib']:.0f}",
+    ]

@@ -1,0 +1,55 @@
+"""What one run of a stage cost, as its own process measured it: wall seconds, CPU seconds
+and peak memory, written as a flat metrics file that ``dvc metrics diff`` compares.
+
+- Wall seconds count from the process's start, so the interpreter start and the imports
+  (about 9 s of torch and transformers on 2 cores) are in them: they are paid per stage
+  run.
+- CPU seconds are user + system time of the process and of every child it waited for:
+  ``pfm.parallel``'s forked workers are joined before a stage returns, so their work
+  counts; threads' work is the process's own.
+- Peak RSS is the largest resident set any one process of the stage reached (the stage
+  process or its largest worker). Forked workers share the parent's pages copy-on-write
+  and each counts them as resident, so a sum would count those pages once per worker;
+  with ``workers`` processes the stage may hold up to about ``workers`` times this.
+"""
+
+import resource
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from pfm.files import write_json
+
+MEASURES = ("wall_seconds", "cpu_seconds", "peak_rss_mib")  # a metric file's keys, per stage
+# ru_maxrss is in KiB on Linux and in bytes on macOS
+RSS_UNIT_MIB = 1 / 2**20 if sys.platform == "darwin" else 1 / 2**10
+
+
+def metric_key(stage: str, measure: str) -> str:
+    """``stage.<stage>.<measure>``: named by stage, so one stage's keys stay apart from
+    another's where ``dvc metrics show`` lists files side by side."""
+    return f"stage.{stage}.{measure}"
+
+
+def stage_cost() -> dict[str, float]:
+    """This process's cost so far (module docstring), keyed by ``MEASURES``."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    peak = max(own.ru_maxrss, children.ru_maxrss) * RSS_UNIT_MIB
+    wall = time.time() - psutil.Process().create_time()
+    return {"wall_seconds": wall, "cpu_seconds": cpu, "peak_rss_mib": peak}
+
+
+def write_stage_cost(path: Path, stage: str) -> None:
+    """Write the cost of ``stage``'s run so far to ``path`` (atomically) and print it.
+    Called once the stage has succeeded: a failed run leaves no file that looks like one
+    finished."""
+    cost = stage_cost()
+    write_json(path, {metric_key(stage, measure): round(cost[measure], 2) for measure in MEASURES})
+    print(
+        f"stage {stage}: {cost['wall_seconds']:.1f} s wall, {cost['cpu_seconds']:.1f} s CPU, "
+        f"peak {cost['peak_rss_mib']:.0f} MiB → {path}"
+    )

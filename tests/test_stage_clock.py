@@ -1,0 +1,122 @@
+"""A stage's own cost file (``pfm.stage_clock`` through ``pfm.cli.run_stage``) and the
+report's table of them (``pfm.reporting.stage_times``)."""
+
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pfm.cli import EXIT_BAD_INPUT, run_stage
+from pfm.files import read_json, write_json
+from pfm.reporting.stage_times import read_stage_times, stage_time_lines
+from pfm.stage_clock import stage_cost
+
+
+def busy(seconds: float, mib: int) -> None:
+    """Hold ``mib`` MiB resident and spin the CPU for ``seconds``."""
+    block = bytearray(mib * 2**20)
+    block[::4096] = b"\1" * len(block[::4096])  # touch every page: resident, not just mapped
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_children_count_once_joined() -> None:
+    """A forked worker's CPU and memory are the stage's (``pfm.parallel`` forks its workers)."""
+    before = stage_cost()
+    mib = int(before["peak_rss_mib"]) + 100  # more than this process has ever held
+    child = multiprocessing.get_context("fork").Process(target=busy, args=(0.5, mib))
+    child.start()
+    child.join()
+    after = stage_cost()
+    assert after["cpu_seconds"] - before["cpu_seconds"] >= 0.45
+    assert after["peak_rss_mib"] >= mib
+    assert after["wall_seconds"] >= before["wall_seconds"] + 0.45
+
+
+def test_run_stage_writes_the_cost_after_main(tmp_path: Path, monkeypatch) -> None:
+    seen: list[list[str]] = []
+    out = tmp_path / "times" / "train" / "digits" / "seed0.json"
+    monkeypatch.setattr(sys, "argv", ["train.py", "--seed", "0", "--times", str(out), "-v"])
+
+    def main() -> None:
+        seen.append(list(sys.argv))
+        assert not out.exists()  # written once main has returned, its outputs committed
+
+    run_stage(main, "train")
+    assert seen == [["train.py", "--seed", "0", "-v"]]  # the stage's own parser never sees it
+    cost = read_json(out)
+    assert set(cost) == {
+        "stage.train.wall_seconds",
+        "stage.train.cpu_seconds",
+        "stage.train.peak_rss_mib",
+    }
+    assert cost["stage.train.wall_seconds"] > 0 and cost["stage.train.peak_rss_mib"] > 0
+
+
+def test_a_failed_stage_writes_no_cost(tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "seed0.json"
+    monkeypatch.setattr(sys, "argv", ["train.py", "--times", str(out)])
+
+    def main() -> None:
+        raise ValueError("bad input")
+
+    with pytest.raises(SystemExit) as exit_:
+        run_stage(main, "train")
+    assert exit_.value.code == EXIT_BAD_INPUT
+    assert list(tmp_path.iterdir()) == []
+
+
+def write_cost(root: Path, rel: str, stage: str, wall: float, cpu: float, mib: float) -> None:
+    write_json(
+        root / rel,
+        {
+            f"stage.{stage}.wall_seconds": wall,
+            f"stage.{stage}.cpu_seconds": cpu,
+            f"stage.{stage}.peak_rss_mib": mib,
+        },
+    )
+
+
+def test_table_totals_each_stage_longest_first(tmp_path: Path) -> None:
+    write_cost(tmp_path, "prepare/digits.json", "prepare", 5.0, 4.0, 300)
+    write_cost(tmp_path, "train/digits/seed0.json", "train", 100.0, 180.0, 900)
+    write_cost(tmp_path, "train/digits/seed1.json", "train", 110.0, 190.0, 950)
+    runs = read_stage_times(tmp_path)
+    assert [(r.stage, r.name, r.seed) for r in runs] == [
+        ("prepare", "digits", None),
+        ("train", "digits", 0),
+        ("train", "digits", 1),
+    ]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in stage_time_lines(runs)]
+    assert rows[0] == ["stage", "dataset / model", "seed", "wall s", "CPU s", "peak RSS MiB"]
+    assert rows[2:] == [
+        ["train", "digits", "0", "100.0", "180.0", "900"],
+        ["train", "digits", "1", "110.0", "190.0", "950"],
+        ["**train**", "total", "", "210.0", "370.0", "950"],  # seconds add, memory peaks
+        ["prepare", "digits", "", "5.0", "4.0", "300"],
+        ["**prepare**", "total", "", "5.0", "4.0", "300"],
+        ["**total**", "", "", "215.0", "374.0", "950"],
+    ]
+
+
+def test_no_files_no_table(tmp_path: Path) -> None:
+    assert stage_time_lines(read_stage_times(tmp_path)) == []
+
+
+@pytest.mark.parametrize(
+    ("rel", "keys", "message"),
+    [
+        ("digits.json", {"stage.prepare.wall_seconds": 1.0}, "not <stage>/"),
+        ("train/digits/seed0.json", {"stage.train.wall_seconds": 1.0}, "missing"),
+        ("train/digits/seed0.json", {"wall_seconds": 1.0}, "keys of one stage"),
+    ],
+)
+def test_a_file_outside_the_layout_is_an_error(
+    tmp_path: Path, rel: str, keys: dict[str, float], message: str
+) -> None:
+    write_json(tmp_path / rel, keys)
+    with pytest.raises(ValueError, match=message):
+        read_stage_times(tmp_path)
