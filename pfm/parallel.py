@@ -19,8 +19,9 @@ own process, one after the other (a forked process cannot use its parent's CUDA 
 
 import multiprocessing
 import sys
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import TypeVar
 
 import torch
@@ -35,16 +36,39 @@ def _run_job(index: int) -> object:
     return _jobs[index]()
 
 
+class Progress:
+    """A line on stderr each time another tenth of a stage's runs has finished, so a long
+    stage (the attack: hundreds of runs, tens of minutes) says how far it is and at what
+    pace, without a line per run."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.start = time.monotonic()
+
+    def finished_one(self) -> None:
+        self.done += 1
+        if self.total > 1 and self.done * 10 // self.total > (self.done - 1) * 10 // self.total:
+            elapsed = time.monotonic() - self.start
+            print(f"runs: {self.done}/{self.total} done, {elapsed:.0f} s", file=sys.stderr)
+
+
 def run_all(jobs: Sequence[Callable[[], T]], workers: int, device: torch.device) -> list[T]:
     """Every job's result, in job order: in ``workers`` forked single-thread processes on
     the CPU, in this process for one worker, one job or a CUDA device. A job's exception
     is raised here once the running jobs have ended; jobs not yet started then never
     start. Jobs that write a stage's outputs write them staged (``pfm.files.staged``), so
-    that a failed job leaves every output as it was, its neighbours' included."""
+    that a failed job leaves every output as it was, its neighbours' included. Progress
+    goes to stderr (``Progress``)."""
     if workers < 1:
         raise ValueError(f"workers must be ≥ 1, got {workers}")
+    progress = Progress(len(jobs))
     if workers == 1 or len(jobs) < 2 or device.type != "cpu":
-        return [job() for job in jobs]
+        results = []
+        for job in jobs:
+            results.append(job())
+            progress.finished_one()
+        return results
     global _jobs
     _jobs = jobs
     sys.stdout.flush()  # a forked worker would print what is still buffered here again
@@ -52,7 +76,12 @@ def run_all(jobs: Sequence[Callable[[], T]], workers: int, device: torch.device)
     context = multiprocessing.get_context("fork")
     pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context)
     try:
-        return list(pool.map(_run_job, range(len(jobs))))  # type: ignore[arg-type]
+        futures = [pool.submit(_run_job, index) for index in range(len(jobs))]
+        for future in as_completed(futures):
+            if future.exception() is not None:
+                raise future.exception()
+            progress.finished_one()
+        return [future.result() for future in futures]
     finally:
         pool.shutdown(cancel_futures=True)  # after a failure, run no job not yet started
         _jobs = ()

@@ -3,7 +3,7 @@
 - with ``--plain-*``, the baselines' plain classifier: the same model without prompts,
   cross-entropy (params ``train_base``);
 - with ``--references``, the prompt family's never-seen references ``retrain_prompt``
-  (``pfm.attacks.reference``), one per attacked draw, with a manifest of their costs.
+  (``pfm.references``), one per attacked draw (``pfm.draws``), with a manifest of their costs.
 
 They are independent full training runs, trained side by side in ``workers`` processes
 (``pfm.parallel``), the prompt model first and the short plain one last. A rerun resumes
@@ -14,17 +14,19 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
-from pfm.attacks.reference import PROMPT_REFERENCE, attacked_draws, fit_reference
 from pfm.cli import run_stage
 from pfm.config import from_mapping, load_params, matrix, section
 from pfm.data import load_prepared
 from pfm.data.prepared import ARRAYS_FILE
+from pfm.draws import attacked_draws
 from pfm.files import file_digest, staged
 from pfm.fit import Outputs, fit, staged_outputs
 from pfm.parallel import run_all
 from pfm.pretrain import check_disjoint
+from pfm.references import fit_reference
 from pfm.specs import model_spec
 from pfm.train import TrainConfig, resolve_device
+from pfm.unlearn.base import PROMPT_REFERENCE
 from pfm.unlearn.manifest import write_manifest
 
 OUTPUTS = ("model", "checkpoint", "metrics", "history")  # the files of one trained model

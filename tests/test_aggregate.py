@@ -14,9 +14,8 @@ import yaml
 from pfm.reporting.aggregate import (
     AggregateParams,
     collect,
-    family,
+    declarations,
     read_relearn_curves,
-    reference_of,
     rte,
     source,
     split_label,
@@ -39,6 +38,14 @@ CONFIG = AggregateParams(
     k=1, profile="test", margin=0.05, primary_mia="loss_auc", specificity_max=0.2
 )
 MARGINS = CONFIG.margins()
+PROMPT_FAMILY = ("pfm", "pfm_defended", "pfm_x", "retrain_prompt")  # the fixtures' prompt runs
+
+
+def declared(method: str, family: str | None = None) -> dict[str, str]:
+    """The fields the unlearn stage writes from a method's declaration
+    (``pfm.unlearn.base.Declaration``): here, a fixture method's."""
+    family = family or ("prompt" if method in PROMPT_FAMILY else "plain")
+    return {"family": family, "reference": {"prompt": "retrain_prompt", "plain": "retrain"}[family]}
 
 
 def unit(classes: list[int], **metrics: float | None) -> dict:
@@ -147,8 +154,12 @@ def summarised(folders: list[Path | tuple[str, Path]]) -> dict[str, float]:
 
 
 def write(root: Path, folder: str, dataset: str, method: str, seed: int, payload: dict) -> None:
+    """One metrics file; an unlearn file names its method's declaration, as the stage's do
+    (a file of another stage takes it from there)."""
     path = root / folder / dataset / method / f"seed{seed}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
+    if folder == "unlearn":
+        payload = {**declared(Path(method).name), **payload}
     path.write_text(json.dumps(payload))
 
 
@@ -241,10 +252,53 @@ def test_flat_keys_without_units_still_pool_over_seeds(summary: dict[str, float]
     assert summary["toy.plain.trainable_params.mean"] == 5000
 
 
-def test_families_and_their_references() -> None:
-    assert [family(m) for m in ("pfm", "pfm_defended", "retrain_prompt", "pfm_x")] == ["prompt"] * 4
-    assert [family(m) for m in ("retrain", "scrub", "pi_prefix", "ssd")] == ["plain"] * 4
-    assert reference_of("pfm_defended") == "retrain_prompt" and reference_of("ssd") == "retrain"
+def test_families_and_references_are_read_from_the_files(summary: dict[str, float]) -> None:
+    """Each run's declaration, written by its unlearn file, reaches the summary; its MIA,
+    eval and train files (which write none) share it."""
+    found = declarations(summary, "toy")
+    assert found["pfm"].family == "prompt" and found["pfm"].reference == "retrain_prompt"
+    assert found["retrain_prompt"].reference == "retrain_prompt"  # its own reference
+    assert found["scrub"].family == "plain" and found["scrub"].reference == "retrain"
+    assert summary["toy.pfm.reference.retrain_prompt"] == 1.0
+    assert "plain" not in found  # a training run only: compared with nothing
+    assert "toy.pfm.k1.mia.loss_auc.gap_to_reference" in summary  # the MIA file's units
+
+
+def test_a_prompt_family_method_of_any_name_is_compared_with_retrain_prompt(
+    tmp_path: Path,
+) -> None:
+    """No name rule: a method whose name has no known prefix but declares the prompt family
+    is paired with ``retrain_prompt``, not ``retrain``."""
+    write_metrics(tmp_path)
+    payload = {**declared("novel", "prompt"), "units": [acc([1], 0.25, 0.90, **cost(0.5, 32))]}
+    write(tmp_path, "x", "toy", "novel", 0, payload)
+    summary = summarised([tmp_path / "unlearn", tmp_path / "x"])
+    # retrain_prompt on (seed 0, [1]): 0.05 / 0.93; retrain there: 0.0 / 0.92
+    assert summary["toy.novel.k1.forget_acc.gap_to_reference"] == pytest.approx(0.20)
+    assert summary["toy.novel.k1.retain_acc.gap_to_reference"] == pytest.approx(0.03)
+    assert summary["toy.novel.k1.rte"] == pytest.approx(0.5 / 400)
+    methods = ["scrub", "retrain", "novel", "retrain_prompt", "pfm"]
+    assert ordered_methods(summary, "toy", methods) == [
+        "pfm", "novel", "retrain_prompt", "retrain", "scrub",
+    ]  # fmt: skip
+
+
+def test_a_run_with_units_and_no_declaration_is_an_error(tmp_path: Path) -> None:
+    write(
+        tmp_path, "attacks/mia", "toy", "ghost", 0, {"units": [unit([0], **{"mia.loss_auc": 0.5})]}
+    )
+    with pytest.raises(ValueError, match="toy.ghost says its family and reference"):
+        summarised([tmp_path / "attacks"])
+
+
+def test_conflicting_declarations_are_an_error(tmp_path: Path) -> None:
+    write(tmp_path, "unlearn", "toy", "scrub", 0, {"units": [acc([0], 0.1, 0.9)]})
+    write(tmp_path, "x", "toy", "scrub", 1, {**declared("scrub", "prompt"), "epochs": 1})
+    with pytest.raises(ValueError, match="declares"):
+        collect([tmp_path / "unlearn", tmp_path / "x"])
+    write(tmp_path, "y", "toy", "ssd", 0, {"family": "plain"})
+    with pytest.raises(ValueError, match="must both be non-empty strings"):
+        collect([tmp_path / "y"])
 
 
 def test_the_prompt_model_is_measured_against_retrain_prompt(summary: dict[str, float]) -> None:
@@ -434,9 +488,12 @@ def test_every_headline_has_at_most_8_columns_and_no_empty_row(summary: dict[str
             assert any(value != "—" for title, value in row.items() if title != "method")
 
 
-def test_the_prompt_family_and_the_references_come_first() -> None:
+def test_the_prompt_family_and_the_references_come_first(tmp_path: Path) -> None:
     methods = ["ssd", "retrain", "pfm_x", "scrub", "retrain_prompt", "pfm_defended", "pfm"]
-    assert ordered_methods(methods) == [
+    for method in methods:
+        write(tmp_path, "unlearn", "toy", method, 0, {"units": [acc([0], 0.1, 0.9)]})
+    summary = summarised([tmp_path / "unlearn"])
+    assert ordered_methods(summary, "toy", methods) == [
         "pfm", "pfm_defended", "pfm_x", "retrain_prompt", "retrain", "scrub", "ssd",
     ]  # fmt: skip
 
@@ -613,7 +670,7 @@ RECOVERY_RECORD = {
 
 
 def test_recovery_table_per_method_capability_and_m(tmp_path: Path) -> None:
-    write(tmp_path, "attacks/recovery", "toy", "pfm", 0, {"units": [
+    write(tmp_path, "attacks/recovery", "toy", "pfm", 0, {**declared("pfm"), "units": [
         recovery([0], "prompt", 1, residual=0.7), recovery([1], "prompt", 1, residual=0.9),
         recovery([0], "head", 0, relearn_steps=None), recovery([0, 1], "prompt", 5),
         recovery([1], "prototype", 0, ood_to_recovered=None),

@@ -21,7 +21,6 @@ import yaml
 
 from pfm.attacks import CAPABILITIES, MIA_VARIANTS, MiaParams, RecoveryParams
 from pfm.attacks.capabilities import Budget
-from pfm.attacks.draws import matching_draw, select_draws
 from pfm.attacks.harness import Forward, Outcome, head_inputs, relearn_time
 from pfm.attacks.mia import (
     MembershipData,
@@ -44,7 +43,6 @@ from pfm.attacks.probes import (
     random_inputs,
 )
 from pfm.attacks.recovery import DrawResult, attack_saved, mean_curve, recover, summarise
-from pfm.attacks.reference import PROMPT_REFERENCE, never_seen, reference_draws
 from pfm.attacks.targets import (
     Target,
     distinct_attacks,
@@ -54,12 +52,15 @@ from pfm.attacks.targets import (
 from pfm.batches import SplitTensors
 from pfm.data import save_prepared
 from pfm.data.prepared import PreparedDataset, Split
+from pfm.draws import matching_draw, reference_draws, select_draws
 from pfm.evaluate import forget_sets, pool
 from pfm.losses import plain_objective, prompt_objective
 from pfm.models.checkpoint import save_model
 from pfm.models.prompted import PromptedClassifier
+from pfm.references import never_seen
 from pfm.reporting.aggregate import read_relearn_curves
 from pfm.train import TrainConfig, train
+from pfm.unlearn.base import PROMPT_REFERENCE
 from pfm.unlearn.data import class_slice
 from pfm.unlearn.manifest import draw_entry, draw_file, write_manifest
 from tests.conftest import make_model, toy_dataset

@@ -59,3 +59,12 @@ def test_a_failing_job_is_raised() -> None:
 def test_workers_must_be_positive() -> None:
     with pytest.raises(ValueError, match="workers must be ≥ 1"):
         run_all([partial(where, 0)], 0, CPU)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_is_a_line_per_tenth_of_the_runs(
+    workers: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_all([partial(where, i) for i in range(20)], workers, CPU)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(",")[0] for line in lines] == [f"runs: {n}/20 done" for n in range(2, 21, 2)]

@@ -214,7 +214,14 @@ def test_dvc_repro_then_experiment_and_metrics_diff(tmp_path: Path) -> None:
     sh("dvc", "exp", "run", "-S", "train.epochs=2", cwd=project)
     history = json.loads((project / "reports/history/digits/pfm/seed0.json").read_text())
     assert [r["epoch"] for r in history["epochs"]] == [1, 2]  # resumed, one more epoch
-    diff = sh("dvc", "metrics", "diff", "--json", cwd=project)
+    headline = json.loads(sh("dvc", "metrics", "diff", "--json", cwd=project))
+    assert set(headline) == {"metrics/headline.json"}  # DVC's metrics: the headline only
+    assert "stages.wall_seconds" in headline["metrics/headline.json"]
+    files = ["metrics/summary.json"] + [
+        f"metrics/{stage}/digits/{model}/seed0.json"
+        for stage, model in (("train", "pfm"), ("eval", "pfm"), ("train", "plain"))
+    ]
+    diff = sh("dvc", "metrics", "diff", "--json", "--targets", *files, cwd=project)
     changed = json.loads(diff)
     train_diff = changed["metrics/train/digits/pfm/seed0.json"]
     assert train_diff["epochs"] == {"old": 1, "new": 2, "diff": 1}

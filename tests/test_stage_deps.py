@@ -140,3 +140,10 @@ def test_closure_follows_every_kind_of_import(tmp_path: Path) -> None:
     entry = tmp_path / "pfm/a/c.py"  # run as a module, its packages' __init__ run first
     found = {p.as_posix() for p in closure(tmp_path, entry, "pfm.a.c")}
     assert found == set(files) - {"pfm/unused.py", "main.py"}
+
+
+@pytest.mark.parametrize("name", ["train", "unlearn"])
+def test_training_and_unlearning_run_no_attack_code(name: str) -> None:
+    """Only the attacks import ``pfm.attacks``: an attack's edit reruns no model's training."""
+    code = stage_code(STAGES[name]["cmd"])
+    assert not [f for f in code if covers(f"{PACKAGE}/attacks", f)]

@@ -26,7 +26,8 @@ from pfm.specs import model_spec
 from pfm.train import TrainConfig, train
 from pfm.unlearn import METHODS, read_params, suite, unlearn
 from pfm.unlearn.ascent import AscentRecipe
-from pfm.unlearn.base import Request, TrainRecipe
+from pfm.unlearn.base import REFERENCES, Request, TrainRecipe
+from pfm.unlearn.base import method as declare
 from pfm.unlearn.data import CountedSplit, Tally, join
 from pfm.unlearn.manifest import draw_entry, draw_file, keeping, read_manifest, write_manifest
 from pfm.unlearn.salun import saliency_mask
@@ -81,6 +82,21 @@ def accuracy(model: PromptedClassifier, split: Split, classes: tuple[int, ...], 
     labels = data.labels.numpy()
     rows = np.isin(labels, classes) == inside
     return float((predict(model, data, "full_bank", 64) == labels)[rows].mean())
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_method_declares_its_family_and_reference(name: str) -> None:
+    """A method is compared within the architecture it starts from, against that family's
+    exact unlearning; ``retrain`` is its own reference."""
+    declaration = METHODS.get(name).declaration
+    assert declaration.family == METHODS.get(name).base
+    assert declaration.reference == REFERENCES[declaration.family]
+    assert (name == "retrain") == (declaration.reference == name)
+
+
+def test_a_declared_family_must_be_known() -> None:
+    with pytest.raises(ValueError, match="family must be one of"):
+        declare("x", recipe=TrainRecipe, needs_forget=False, needs_retain=True, family="audio")
 
 
 @pytest.mark.parametrize("name", list(METHODS))
@@ -385,10 +401,13 @@ def test_the_benchmark_saves_each_draw_and_scores_methods_and_references(
         assert manifest["method"] == method and [d["k"] for d in manifest["draws"]] == [1, 2]
         metrics = json.loads((out / method / "seed0.json").read_text())
         assert metrics["num_classes"] == 4 and metrics["cost.flops_per_sample"] > 0
+        assert metrics["family"] == METHODS.get(method).base  # the report pairs by these
+        assert metrics["reference"] == REFERENCES[metrics["family"]]
         assert {"no_forget.full_bank.acc", "k1.forget_acc.mean", "k2.val.retain_acc.mean"} <= set(
             metrics
         )
     metrics = json.loads((out / "retrain_prompt/seed0.json").read_text())
+    assert (metrics["family"], metrics["reference"]) == ("prompt", "retrain_prompt")
     assert metrics["k1.cost.unlearn_seconds.mean"] == 1.5
     assert metrics["k2.cost.optimizer_steps.mean"] == 7
     assert metrics["k1.forget_acc.mean"] == accuracy(

@@ -2,9 +2,10 @@
 and adversarial prompt recovery / few-shot relearning (``recovery``, under the registered
 capabilities of ``CAPABILITIES``: trained ones in ``relearn``, the training-free
 ``prototype``; its params in ``protocol``, each model measured against a never-seen
-reference of its own family: ``reference`` and ``targets``). Both read the saved draws
-(``draws``) and report per-draw ``units`` beside their pooled ``.mean``/``.std`` keys;
-``suite`` runs both on one dataset's saved models."""
+reference of its own family: ``targets``, the prompt family's trained by
+``pfm.references``). Both read the saved draws (``pfm.draws``) and report per-draw
+``units`` beside their pooled ``.mean``/``.std`` keys; ``suite`` runs both on one
+dataset's saved models."""
 
 from pfm.attacks import prototype, relearn  # noqa: F401  (registers the capabilities)
 from pfm.attacks.capabilities import CAPABILITIES

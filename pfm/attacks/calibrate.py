@@ -40,7 +40,6 @@ from pfm.attacks.harness import Outcome
 from pfm.attacks.probes import AttackData
 from pfm.attacks.protocol import RecoveryParams
 from pfm.attacks.recovery import attack_saved
-from pfm.attacks.reference import PROMPT_REFERENCE
 from pfm.attacks.targets import PLAIN_REFERENCE, Target, recovery_runs
 from pfm.cli import run_stage
 from pfm.config import from_mapping, load_params, matrix, section
@@ -48,6 +47,7 @@ from pfm.data import load_prepared
 from pfm.files import write_json
 from pfm.parallel import run_all
 from pfm.train import train_device
+from pfm.unlearn.base import PROMPT_REFERENCE
 
 RATES = (0.001, 0.003, 0.01, 0.03, 0.1)  # the default grid of Adam rates tried
 FAMILIES = ((True, PROMPT_REFERENCE), (False, PLAIN_REFERENCE))  # prompted → its reference

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 
-from pfm.attacks.draws import select_draws
 from pfm.attacks.harness import Outcome
 from pfm.attacks.mia import MiaParams
 from pfm.attacks.mia import attack as mia_attack
@@ -36,6 +35,7 @@ from pfm.attacks.targets import (
 )
 from pfm.cli import write_run_metrics
 from pfm.data import PreparedDataset
+from pfm.draws import select_draws
 from pfm.evaluate import pool
 from pfm.files import write_json
 from pfm.models.checkpoint import load_model

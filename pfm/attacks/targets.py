@@ -6,7 +6,7 @@ seed — on a never-seen reference that forgot the same classes:
 
 - a prompt model (any method whose saved model has prompts: ``pfm``, ``pfm_defended``…,
   read from the checkpoint, not from a list) against ``retrain_prompt``: the prompt
-  models stage train fits from scratch without the classes (``pfm.attacks.reference``),
+  models stage train fits from scratch without the classes (``pfm.references``),
   saved with a manifest below ``--prompt-reference`` as ``seed<s>/``;
 - a plain baseline against ``retrain``'s model of that draw.
 
@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pfm.attacks.capabilities import CAPABILITIES
-from pfm.attacks.draws import matching_draw, select_draws
-from pfm.attacks.reference import PROMPT_REFERENCE
+from pfm.draws import matching_draw, select_draws
 from pfm.models.checkpoint import read_spec
+from pfm.unlearn.base import PROMPT_REFERENCE, REFERENCES
 from pfm.unlearn.manifest import read_manifest, run_folder
 
-PLAIN_REFERENCE = "retrain"  # the baselines' never-seen model: trained without the classes
+PLAIN_REFERENCE = REFERENCES["plain"]  # the baselines' never-seen model: without the classes
 SELF_REFERENCES = (PLAIN_REFERENCE, PROMPT_REFERENCE)  # never saw the class: their own
 
 

@@ -29,14 +29,18 @@ is no interval: std and half-width are NaN, never a "± 0".
 
 Families and references. Exact unlearning is the reference, and it must be of the same
 architecture as the method: the plain classifier's is ``retrain``, the prompt model's
-``retrain_prompt`` (a prompt model trained from scratch without the classes). A method
-is of the prompt family when it is one of ``PROMPT_FAMILY`` or its name starts with
-``pfm_`` (a variant of the prompt model); every other method is of the plain family.
+``retrain_prompt`` (a prompt model trained from scratch without the classes). Each
+method declares both (``pfm.unlearn.base.Declaration``) and the unlearn stage writes them
+into its files as the string fields ``"family"`` and ``"reference"`` (a reference names
+itself); a run's other files (train, eval, attacks) take them from it. A run with units
+that no file declares is an error: nothing here guesses them from a name.
 
 Summary keys (``metrics/summary.json``), all flat and stable; ``<run>`` is
 ``<dataset>.<method>``:
 
 - ``<run>.seeds``: how many seeds have a file.
+- ``<run>.family.<family>`` and ``<run>.reference.<method>``: 1, the run's declaration
+  (``declarations`` reads them back), e.g. ``digits.pfm.reference.retrain_prompt``.
 - every flat key ``x`` of the files: ``<run>.x.mean`` and ``.std`` over seeds. A source
   key ``x.mean`` with an ``x.std`` beside it (a mean and population std over draws) gives
   the mean over seeds and the population std over seeds × draws (law of total variance,
@@ -99,8 +103,8 @@ from pfm.stats import (
     values_of,
 )
 
-PROMPT_FAMILY = frozenset({"pfm", "pfm_defended", "retrain_prompt"})
-REFERENCES = {"plain": "retrain", "prompt": "retrain_prompt"}  # family → exact unlearning
+DECLARED = ("family", "reference")  # a file's string fields naming its run's declaration
+DECLARATION = re.compile(r"^([^.]+)\.([^.]+)\.(family|reference)\.([^.]+)$")  # summary keys
 SEED_FILE = re.compile(r"^seed(\d+)\.json$")
 SEED_FOLDER = re.compile(r"^seed(\d+)$")  # a (dataset, seed) unit's folder of methods
 FORGET_K = re.compile(r"^k(\d+)\.(forget|retain)_acc$")
@@ -122,14 +126,24 @@ Curve = tuple[list[float], list[float]]  # (steps, accuracies) of one seed
 Curves = dict[str, dict[str, list[Curve]]]  # dataset → "<method> <name>" → one per seed
 
 
+@dataclass(frozen=True)
+class Declared:
+    """A run's family (``prompt`` | ``plain``) and the method it is measured against, as
+    its method declares them (module docstring: Families and references)."""
+
+    family: str
+    reference: str
+
+
 @dataclass
 class Collected:
-    """Everything the metric files hold: flat keys per seed, units, and which units each
-    stage used."""
+    """Everything the metric files hold: flat keys per seed, units, which units each
+    stage used, and each run's declaration."""
 
     runs: Runs = field(default_factory=dict)
     units: Units = field(default_factory=dict)
     draws: Draws = field(default_factory=dict)
+    declared: dict[tuple[str, str], Declared] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -152,16 +166,6 @@ def rte(seconds: float, reference_seconds: float) -> float:
     if reference_seconds <= 0:
         raise ValueError(f"reference seconds must be > 0, got {reference_seconds}")
     return seconds / reference_seconds
-
-
-def family(method: str) -> str:
-    """``prompt`` or ``plain`` (module docstring: Families and references)."""
-    return "prompt" if method in PROMPT_FAMILY or method.startswith("pfm_") else "plain"
-
-
-def reference_of(method: str) -> str:
-    """The exact-unlearning method a method is measured against."""
-    return REFERENCES[family(method)]
 
 
 def _flatten(payload: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
@@ -244,6 +248,27 @@ def _add_flat(
         record[key], origin[at] = value, path
 
 
+def _add_declared(
+    collected: Collected,
+    run: tuple[str, str],
+    payload: Mapping,
+    path: Path,
+    origin: dict[tuple[str, str], Path],
+) -> None:
+    """File ``payload``'s declaration under ``run``; a file without one adds nothing (its
+    run's unlearn file declares it), two files that disagree are an error."""
+    fields = {name: payload[name] for name in DECLARED if name in payload}
+    if not fields:
+        return
+    if set(fields) != set(DECLARED) or not all(isinstance(v, str) and v for v in fields.values()):
+        raise ValueError(f"{path}: {' and '.join(DECLARED)} must both be non-empty strings")
+    declared = Declared(**fields)
+    known = collected.declared.setdefault(run, declared)
+    if known != declared:
+        raise ValueError(f"{path} declares {declared} but {origin[run]} declares {known}")
+    origin.setdefault(run, path)
+
+
 def run_of(path: Path, folder: Path) -> tuple[str, str, int]:
     """(dataset, method, seed) of a file ``<folder>/…/<dataset>/[seed<s>/]<method>/seed<s>.json``
     (module docstring); a unit folder must name the file's own seed."""
@@ -284,11 +309,13 @@ def collect(folders: Iterable[Path | tuple[str, Path]]) -> Collected:
     are skipped: a stage or a unit that has not run yet simply has no rows)."""
     collected = Collected()
     origin: dict[tuple[str, str, int, str], Path] = {}
+    declared_in: dict[tuple[str, str], Path] = {}
     for entry in folders:
         prefix, folder = entry if isinstance(entry, tuple) else ("", entry)
         for path, dataset, method, seed, payload in run_files(folder, "metrics"):
             _add_flat(collected, (dataset, method, seed), payload, prefix, path, origin)
             _add_units(collected, (dataset, method), seed, payload, prefix, path)
+            _add_declared(collected, (dataset, method), payload, path, declared_in)
     return collected
 
 
@@ -474,17 +501,57 @@ def summarise(collected: Collected, margins: Mapping[str, float]) -> Summary:
             keys.update(_estimate_keys(name, value))
         summary.update({f"{prefix}.{key}": value for key, value in keys.items()})
     for (dataset, method), ours in sorted(estimates.items()):
-        reference = (dataset, reference_of(method))
         units = collected.units.get((dataset, method), {})
-        theirs = collected.units.get(reference, {})
         keys = _no_op_keys(ours, units, collected.runs[dataset, method], margins)
-        if method != reference[1]:  # a residual needs no reference run: it is paired already
-            keys |= _paired_keys(units, theirs, margins)
-        if reference in collected.runs:
-            keys |= _gap_keys(units, theirs)
-            keys |= _rte_keys(summary, f"{dataset}.{method}", ".".join(reference))
+        declared = _declared_for(collected, (dataset, method))
+        if declared is not None:
+            keys |= {f"family.{declared.family}": 1.0, f"reference.{declared.reference}": 1.0}
+            keys |= _reference_keys(collected, summary, (dataset, method), declared, margins)
         summary.update({f"{dataset}.{method}.{key}": value for key, value in sorted(keys.items())})
     return summary
+
+
+def _declared_for(collected: Collected, run: tuple[str, str]) -> Declared | None:
+    """The run's declaration; ``None`` for a run without units (a training run), which
+    is compared with nothing; an error for one with units."""
+    declared = collected.declared.get(run)
+    if declared is None and collected.units.get(run):
+        raise ValueError(
+            f"no metrics file of {'.'.join(run)} says its family and reference (the string "
+            f"fields {' and '.join(DECLARED)} the unlearn stage writes): rerun its unlearn "
+            "stage"
+        )
+    return declared
+
+
+def _reference_keys(
+    collected: Collected,
+    summary: Mapping[str, float],
+    run: tuple[str, str],
+    declared: Declared,
+    margins: Mapping[str, float],
+) -> dict[str, float]:
+    """The paired differences, gaps and RTE of ``run`` against its declared reference."""
+    reference = (run[0], declared.reference)
+    units, theirs = collected.units.get(run, {}), collected.units.get(reference, {})
+    keys: dict[str, float] = {}
+    if run != reference:  # a residual needs no reference run: it is paired already
+        keys |= _paired_keys(units, theirs, margins)
+    if reference in collected.runs:
+        keys |= _gap_keys(units, theirs)
+        keys |= _rte_keys(summary, ".".join(run), ".".join(reference))
+    return keys
+
+
+def declarations(summary: Mapping[str, float], dataset: str) -> dict[str, Declared]:
+    """method → its declaration, for every run of ``dataset`` that has one (read back from
+    the summary's ``family.`` and ``reference.`` keys)."""
+    found: dict[str, dict[str, str]] = {}
+    for key in summary:
+        match = DECLARATION.match(key)
+        if match is not None and match[1] == dataset:
+            found.setdefault(match[2], {})[match[3]] = match[4]
+    return {method: Declared(**fields) for method, fields in found.items()}
 
 
 def to_json(summary: Summary) -> dict[str, float | None]:

@@ -26,11 +26,11 @@ import math
 from collections.abc import Mapping, Sequence
 
 from pfm.reporting.aggregate import (
-    REFERENCES,
     AggregateParams,
     Summary,
     comparison_of,
     datasets_and_methods,
+    declarations,
     lookup,
 )
 from pfm.reporting.recovery import attacks, largest_valid
@@ -55,7 +55,7 @@ def _differences(summary: Summary, dataset: str, methods: Sequence[str], k: int)
     """Each non-reference method's paired forgotten-accuracy difference and verdict."""
     keys = {}
     for method in methods:
-        found = None if is_reference(method) else comparison_of(
+        found = None if is_reference(summary, dataset, method) else comparison_of(
             summary, dataset, method, f"k{k}.forget_acc"
         )  # fmt: skip
         if found is not None:
@@ -91,8 +91,9 @@ def headline(summary: Summary, config: AggregateParams, runs: Sequence[StageRun]
     }
     keys: Summary = {}
     for dataset, methods in datasets_and_methods(summary).items():
-        for method in (STUDIED, REFERENCES["prompt"]):
+        studied = declarations(summary, dataset).get(STUDIED)
+        for method in dict.fromkeys([STUDIED, *([] if studied is None else [studied.reference])]):
             keys |= _means(summary, dataset, method, accuracies)
-        keys |= _differences(summary, dataset, ordered_methods(methods), k)
+        keys |= _differences(summary, dataset, ordered_methods(summary, dataset, methods), k)
         keys |= _residual(summary, dataset, k, config.specificity_max)
     return keys | stage_keys(runs)

@@ -25,7 +25,7 @@ from typing import Any
 
 from pfm.files import write_json
 from pfm.reporting.aggregate import AggregateParams, Curve, datasets_and_methods, split_label
-from pfm.reporting.table import is_reference, ordered_methods
+from pfm.reporting.table import ordered_methods
 from pfm.reporting.verdicts import comparisons
 
 Row = dict[str, Any]
@@ -44,8 +44,7 @@ def forest_rows(
     """Every non-reference method's paired difference on forgotten and retained accuracy."""
     rows = []
     for metric, name in METRICS.items():
-        found = comparisons(summary, dataset, [m for m in methods if not is_reference(m)],
-                            f"k{k}.{name}")  # fmt: skip
+        found = comparisons(summary, dataset, methods, f"k{k}.{name}")
         for method, comparison in found.items():
             low, high = comparison.difference.bounds
             rows.append({
@@ -85,7 +84,7 @@ def write_plot_data(
         (folder / figure).mkdir(parents=True, exist_ok=True)
     files = {}
     for dataset, methods in datasets_and_methods(summary).items():
-        ordered = ordered_methods(methods)
+        ordered = ordered_methods(summary, dataset, methods)
         files[folder / "forest" / f"{dataset}.json"] = forest_rows(
             summary, dataset, ordered, config.k, config.margin
         )

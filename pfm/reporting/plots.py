@@ -147,7 +147,7 @@ def accuracy_vs_k(summary: Mapping[str, float], dataset: str, methods: Sequence[
                     [k for k, _ in points],
                     [v.mean for _, v in points],
                     yerr=[_half(v) for _, v in points],
-                    marker="*" if is_reference(method) else "o",
+                    marker="*" if is_reference(summary, dataset, method) else "o",
                     linestyle=style,
                     capsize=3,
                     color=colours[method],
@@ -307,7 +307,7 @@ def draw_all(
     """Write every dataset's figures under ``folder/<dataset>/``; dataset → title → path."""
     written: dict[str, dict[str, Path]] = {}
     for dataset, methods in datasets_and_methods(summary).items():
-        ordered = ordered_methods(methods)
+        ordered = ordered_methods(summary, dataset, methods)
         figures = {
             "paired differences to the reference": paired_differences(
                 summary, dataset, ordered, config.k, config.margin

@@ -70,7 +70,7 @@ def draw_lines(summary: Mapping[str, float]) -> list[str]:
     lines = []
     for dataset, methods in datasets_and_methods(summary).items():
         by_stage: dict[tuple[str, int], dict[str, tuple[int, int]]] = {}
-        for method in ordered_methods(methods):
+        for method in ordered_methods(summary, dataset, methods):
             for (stage, k), used in draws_of(summary, dataset, method).items():
                 by_stage.setdefault((stage, k), {})[method] = used
         merged: dict[tuple[str, str], list[int]] = {}  # (stage, clause) → its ks

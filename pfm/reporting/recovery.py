@@ -170,7 +170,7 @@ def largest_line(
     pairs = attacks(summary, dataset).get(k, [])
     named, failed, one_seed = [], [], False
     for method in methods:
-        if is_reference(method):
+        if is_reference(summary, dataset, method):
             continue
         heads = [head_of(a, k) for a in pairs]
         checks = [check(summary, dataset, method, h, specificity_max) for h in heads if
@@ -214,7 +214,12 @@ def _table(
               for method, _, head in rows]  # fmt: skip
     keep = [i for i in range(len(columns)) if any(v[i] is not None for v in values)]
     lines = [
-        [label(method), capability, m, *(cell(found[i], columns[i][2], n) for i in keep)]
+        [
+            label(summary, dataset, method),
+            capability,
+            m,
+            *(cell(found[i], columns[i][2], n) for i in keep),
+        ]
         for (method, (capability, m), _), found in zip(rows, values, strict=True)
     ]
     headers = ["method", "capability", "m", *(columns[i][0] for i in keep)]

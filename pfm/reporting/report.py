@@ -28,9 +28,9 @@ from collections.abc import Mapping, Sequence
 
 from pfm.reporting.aggregate import (
     MIA,
-    REFERENCES,
     AggregateParams,
     datasets_and_methods,
+    declarations,
     lookup,
     metric_names,
 )
@@ -92,10 +92,7 @@ def headline_columns(
         scored("retained acc", f"k{k}.retain_acc"),
         Column("gap to ref. ↓", _gap(k)),
     ]
-    notes = [
-        f"References: `{REFERENCES['prompt']}` for the prompt model's rows, "
-        f"`{REFERENCES['plain']}` for the plain ones."
-    ]
+    notes = [_references_note(summary, dataset)]
     if config.primary_mia in _mia_variants(summary, dataset, k):
         columns.append(_mia_column(config.primary_mia, k))
         notes.append(
@@ -110,6 +107,14 @@ def headline_columns(
             "recovery table; — where none passed)."
         )
     return columns + _time_columns(k), notes
+
+
+def _references_note(summary: Mapping[str, float], dataset: str) -> str:
+    """Which reference the rows of each family are measured against, as the runs declare."""
+    references = {d.family: d.reference for d in declarations(summary, dataset).values()}
+    rows = {"prompt": "the prompt model's rows", "plain": "the plain ones"}
+    named = [f"`{references[f]}` for {rows.get(f, f'the {f} family')}" for f in references]
+    return f"References: {', '.join(sorted(named, key=lambda n: 'prompt' not in n))}."
 
 
 def _mia_column(variant: str, k: int) -> Column:
@@ -261,7 +266,7 @@ def dataset_section(
     figures: Mapping[str, str],
 ) -> list[str]:
     """One dataset: headline, findings, attacks, cost, then the rest and its figures."""
-    ordered = ordered_methods(methods)
+    ordered = ordered_methods(summary, dataset, methods)
     classes = next(
         (c for m in ordered if (c := lookup(summary, dataset, m, ["num_classes"]))), None
     )

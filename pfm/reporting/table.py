@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
-from pfm.reporting.aggregate import REFERENCES, lookup, reference_of
+from pfm.reporting.aggregate import Declared, declarations, lookup
 from pfm.stats import Direction, Estimate, metric_of
 
 MISSING = "—"
@@ -47,28 +47,37 @@ def scored(title: str, name: str, kind: str = "fraction", *fallbacks: str) -> Co
     return Column(f"{title} {direction.value}", metric(name, *fallbacks), kind, direction)
 
 
-def is_reference(method: str) -> bool:
-    return method in REFERENCES.values()
+def is_reference(summary: Mapping[str, float], dataset: str, method: str) -> bool:
+    """Whether ``method`` declares itself its own reference (``retrain``, ``retrain_prompt``)."""
+    return f"{dataset}.{method}.reference.{method}" in summary
 
 
-def label(method: str) -> str:
-    return f"{method} (reference)" if is_reference(method) else method
+def label(summary: Mapping[str, float], dataset: str, method: str) -> str:
+    return f"{method} (reference)" if is_reference(summary, dataset, method) else method
 
 
-def ordered_methods(methods: Sequence[str]) -> list[str]:
-    """The prompt model's family first (``pfm``, ``pfm_defended``, other variants, its
-    reference), then ``retrain`` and the plain baselines alphabetically."""
-    prompt_ref, plain_ref = REFERENCES["prompt"], REFERENCES["plain"]
+def ordered_methods(
+    summary: Mapping[str, float], dataset: str, methods: Sequence[str]
+) -> list[str]:
+    """The prompt family first (``pfm``, ``pfm_defended``, the other methods that declare
+    it, its reference), then the plain family's reference and its methods alphabetically,
+    then any run without a declaration (a training run)."""
+    declared = declarations(summary, dataset)
+    references = [m for m in methods if is_reference(summary, dataset, m)]
     leading = [m for m in ("pfm", "pfm_defended") if m in methods]
-    variants = sorted(
-        m for m in methods if reference_of(m) == prompt_ref and m not in leading and m != prompt_ref
-    )
-    plain = sorted(m for m in methods if reference_of(m) == plain_ref and m != plain_ref)
-    refs = [
-        [prompt_ref] if prompt_ref in methods else [],
-        [plain_ref] if plain_ref in methods else [],
-    ]
-    return leading + variants + refs[0] + refs[1] + plain
+
+    def members(family: str) -> list[str]:
+        return sorted(
+            m for m in methods
+            if m in declared and declared[m].family == family and m not in leading + references
+        )  # fmt: skip
+
+    def reference(family: str) -> list[str]:
+        return sorted(m for m in references if declared[m].family == family)
+
+    ordered = leading + members("prompt") + reference("prompt") + reference("plain")
+    ordered += members("plain")
+    return ordered + sorted(m for m in methods if m not in ordered)
 
 
 def number(value: float, kind: str) -> str:
@@ -140,11 +149,13 @@ def winner(
     if column.best is None:
         return None
     scores = []
+    declared: dict[str, Declared] = declarations(summary, dataset)
     for method in methods:
         value = column.read(summary, dataset, method)
-        if is_reference(method) or not isinstance(value, Estimate):
+        if is_reference(summary, dataset, method) or not isinstance(value, Estimate):
             continue
-        reference = column.read(summary, dataset, reference_of(method))
+        found = declared.get(method)
+        reference = None if found is None else column.read(summary, dataset, found.reference)
         score = _score(value, reference if isinstance(reference, Estimate) else None, column)
         if score is not None:
             scores.append((score, method))
@@ -191,7 +202,7 @@ def grid(
             f"**{text}**" if winners[c.title] == method else text
             for text, c in zip(cells, columns, strict=True)
         ]
-        lines.append([label(method), *cells])
+        lines.append([label(summary, dataset, method), *cells])
     return tabulate(
         lines,
         headers=["method", *(c.title for c in columns)],

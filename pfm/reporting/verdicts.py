@@ -29,7 +29,11 @@ def comparisons(
     summary: Mapping[str, float], dataset: str, methods: Sequence[str], name: str
 ) -> dict[str, Comparison]:
     """method → its paired comparison for metric ``name``, references left out."""
-    found = {m: comparison_of(summary, dataset, m, name) for m in methods if not is_reference(m)}
+    found = {
+        m: comparison_of(summary, dataset, m, name)
+        for m in methods
+        if not is_reference(summary, dataset, m)
+    }
     return {m: c for m, c in found.items() if c is not None}
 
 

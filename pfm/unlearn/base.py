@@ -20,7 +20,12 @@ from pfm.registry import Registry
 from pfm.train import TrainConfig, train
 from pfm.unlearn.data import CountedSplit
 
-BASES = ("prompt", "plain")
+# family → its exact-unlearning reference, a model of the same architecture trained without
+# the classes: ``retrain`` (a method) and ``retrain_prompt`` (stage train's never-seen
+# prompt models, ``pfm.references``; no registered method, scored beside them)
+REFERENCES = {"prompt": "retrain_prompt", "plain": "retrain"}
+BASES = tuple(REFERENCES)  # the models a method may start from: one per family
+PROMPT_REFERENCE = REFERENCES["prompt"]
 
 R = TypeVar("R")  # a method's recipe dataclass
 
@@ -46,12 +51,30 @@ MethodFn = Callable[[Request[Any]], PromptedClassifier]
 
 
 @dataclass(frozen=True)
+class Declaration:
+    """What a run's metrics file records about its method, for the report to pair it:
+    its family (``prompt`` | ``plain``) and the method it is measured against (a
+    reference names itself)."""
+
+    family: str
+    reference: str
+
+    def fields(self) -> dict[str, str]:
+        """The metrics file's string fields (``pfm.reporting.aggregate`` reads them)."""
+        return {"family": self.family, "reference": self.reference}
+
+
+PROMPT_REFERENCE_DECLARATION = Declaration("prompt", PROMPT_REFERENCE)
+
+
+@dataclass(frozen=True)
 class Method:
     run: MethodFn
     recipe: type
     needs_forget: bool
     needs_retain: bool
     base: str
+    declaration: Declaration
     variants: Variants | None = None  # other versions of its output worth scoring
 
 
@@ -66,17 +89,26 @@ def method(
     needs_forget: bool,
     needs_retain: bool,
     base: str = "plain",
+    family: str | None = None,
+    reference: str | None = None,
     variants: Variants | None = None,
 ) -> Callable[[MethodFn], MethodFn]:
     """Register the decorated function as unlearning method ``name``. What it returns is
     its headline: scored under the plain keys, saved, and attacked; ``variants`` maps
     that model to other versions the unlearn stage scores beside it, under
-    ``<variant>.`` keys (PI-Prefix's artifact, ``pfm.unlearn.pi_prefix``)."""
+    ``<variant>.`` keys (PI-Prefix's artifact, ``pfm.unlearn.pi_prefix``). ``family``
+    unset is ``base`` (a method is compared within the architecture it starts from),
+    ``reference`` unset is the family's (``REFERENCES``): ``retrain`` is its own."""
     if base not in BASES:
         raise ValueError(f"base must be one of {BASES}, got {base!r}")
+    family = base if family is None else family
+    if family not in REFERENCES:
+        raise ValueError(f"family must be one of {list(REFERENCES)}, got {family!r}")
+    declaration = Declaration(family, REFERENCES[family] if reference is None else reference)
 
     def decorator(run: MethodFn) -> MethodFn:
-        METHODS.register(name)(Method(run, recipe, needs_forget, needs_retain, base, variants))
+        spec = Method(run, recipe, needs_forget, needs_retain, base, declaration, variants)
+        METHODS.register(name)(spec)
         return run
 
     return decorator

@@ -2,7 +2,8 @@
 on the draws every method shares, scored on test and on validation (where recipes are
 chosen), with its cost, its unlearned models saved beside a manifest of them
 (``pfm.unlearn.manifest``); and the same scoring of the never-seen prompt models
-(``retrain_prompt``), whose training cost is their unlearning cost.
+(``retrain_prompt``), whose training cost is their unlearning cost. Each run's metrics
+file names the run's family and reference (``pfm.unlearn.base.Declaration``).
 
 Runs go side by side in ``workers`` single-thread processes (``pfm.parallel``). Every
 output is written where ``place`` says (``pfm.files.Staging.path``: aside, until all
@@ -13,7 +14,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pfm.attacks.reference import PROMPT_REFERENCE
 from pfm.batches import SplitTensors
 from pfm.cli import write_run_metrics
 from pfm.config import matrix, section
@@ -24,7 +24,7 @@ from pfm.models.checkpoint import load_model, load_model_for
 from pfm.models.prompted import PromptedClassifier
 from pfm.parallel import run_all
 from pfm.train import train_device
-from pfm.unlearn.base import METHODS
+from pfm.unlearn.base import METHODS, PROMPT_REFERENCE, PROMPT_REFERENCE_DECLARATION
 from pfm.unlearn.manifest import keeping, read_manifest, run_folder, write_manifest
 from pfm.unlearn.run import read_params, unlearn_params, unlearner
 
@@ -71,6 +71,7 @@ def unlearn_one(
     device = next(model.parameters()).device
     test, val = (SplitTensors(dataset.splits[s], model.input_size, device) for s in ("test", "val"))
     metrics: dict[str, Any] = {
+        **METHODS.get(method).declaration.fields(),
         "num_classes": dataset.num_classes,
         "no_forget.full_bank.acc": no_forget,
     }
@@ -127,7 +128,10 @@ def score_references(
     plan: dict[int, tuple[list[tuple[int, ...]], bool]] = {}
     for classes in by_classes:
         plan.setdefault(len(classes), ([], False))[0].append(classes)
-    metrics: dict[str, Any] = {"num_classes": dataset.num_classes}
+    metrics: dict[str, Any] = {
+        **PROMPT_REFERENCE_DECLARATION.fields(),
+        "num_classes": dataset.num_classes,
+    }
     metrics.update(forget_k(load, test, plan, seed, config.batch_size, val, None, config.precision))
     metrics["cost.flops_per_sample"] = model_cost(first, next(test.batches(2))[0], device)[
         "cost.flops_per_sample"
