@@ -2,7 +2,6 @@
 OOD probe) are refused by stage ``validate`` from the registry's descriptions, before
 any data is prepared and so before DVC removes any other stage's outputs."""
 
-import copy
 import subprocess
 import sys
 from pathlib import Path
@@ -17,20 +16,12 @@ from pfm.data import DATASETS, build_dataset
 from pfm.data.prepared import DATA_TYPES
 from pfm.data.registry import DESCRIPTIONS, describe
 from pfm.validate import check_params
+from tests.test_params_validation import merged
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 MARKER = "reports/params_checked.txt"
 TWENTY_WORDS = [f"w{i}" for i in range(20)]
-
-
-def merged(base: dict, overrides: dict) -> dict:
-    """``base`` with ``overrides`` laid over it, section by section (lists replaced)."""
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        both = isinstance(value, dict) and isinstance(out.get(key), dict)
-        out[key] = merged(out[key], value) if both else value
-    return out
 
 
 def refusal(overrides: dict) -> str:
