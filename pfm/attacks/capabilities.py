@@ -67,8 +67,12 @@ class Capability(ABC):
     prompted: bool | None  # fits prompt models (True), plain ones (False) or both (None)
     head_only: bool  # nothing before the head changes: its inputs may be cached
     min_shots: int = 0  # the fewest labelled shots per class it needs
-    budget_key: str | None = None  # its entry in attacks.recovery.budget; None: no training
     fresh_prompts: bool = False  # adds a fresh prompt row for each class without one
+
+    @property
+    def budget_key(self) -> str | None:
+        """Its entry in attacks.recovery.budget; ``None``: it trains nothing."""
+        return None
 
     def fits(self, prompted: bool) -> bool:
         return self.prompted is None or self.prompted == prompted

@@ -48,6 +48,11 @@ class Relearn(Capability):
 
     trains: Trains = field(kw_only=True)
 
+    @property
+    def budget_key(self) -> str:
+        """A trained capability's budget is the entry of its own name."""
+        return self.name
+
     def masks(
         self, model: PromptedClassifier, classes: Sequence[int], adapters: Sequence[str]
     ) -> Masks:
@@ -102,10 +107,7 @@ def head_and_adapters(
 
 
 PROMPT = {"prompted": True, "head_only": False, "fresh_prompts": True}
-register(Relearn("prompt", **PROMPT, budget_key="prompt", trains=prompt_rows))
-register(Relearn("prompt_head", **PROMPT, budget_key="prompt_head", trains=prompt_and_head_rows))
-register(Relearn("head", prompted=False, head_only=True, budget_key="head", trains=whole_head))
-register(
-    Relearn("head_lora", prompted=False, head_only=False, budget_key="head_lora",
-            trains=head_and_adapters)
-)  # fmt: skip
+register(Relearn("prompt", **PROMPT, trains=prompt_rows))
+register(Relearn("prompt_head", **PROMPT, trains=prompt_and_head_rows))
+register(Relearn("head", prompted=False, head_only=True, trains=whole_head))
+register(Relearn("head_lora", prompted=False, head_only=False, trains=head_and_adapters))
