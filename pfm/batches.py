@@ -1,31 +1,28 @@
 """Batches of backbone-ready tensors from a prepared split, converted one batch at a time.
 
-On an accelerator the stored arrays (uint8 images, float16 features, labels) are copied
-to the device once, when the split is built, and every batch is sliced and converted
-there: a training step then moves no data from the host and waits on no copy. Stored
-arrays are compact (full Fashion-MNIST is 47 MB), while the converted float inputs of a
-224 px dataset would need gigabytes, which is why conversion stays per batch. On the CPU
-nothing is copied and batches are exactly what they were.
+On an accelerator the stored arrays (uint8 images, float16 features, int32 tokens,
+labels) are copied to the device once, when the split is built, and every batch is
+sliced and converted there: a training step then moves no data from the host and waits
+on no copy. Stored arrays are compact (full Fashion-MNIST is 47 MB), while the converted
+float inputs of a 224 px dataset would need gigabytes, which is why conversion stays per
+batch. On the CPU nothing is copied and batches are exactly what they were.
 """
 
 from collections.abc import Iterator
 
 import torch
 
+from pfm.data.modalities import MODALITIES
 from pfm.data.prepared import Split
-from pfm.data.transforms import to_input_values, to_pixel_values
-
-# data_type → (stored inputs, backbone input length) → backbone input
-CONVERTERS = {"image": to_pixel_values, "audio": to_input_values}
 
 
 class SplitTensors:
     """A split held as stored tensors, yielding (backbone inputs, labels) batches.
 
     ``input_size`` is the backbone's input length in its modality: pixels per side for
-    images, frames for audio. ``images`` and ``labels`` hold the stored inputs of either
-    modality and their labels on the host (what callers read as arrays); batches come
-    from their copies on ``device``."""
+    images, frames for audio, positions for text. ``images`` and ``labels`` hold the
+    stored inputs of any modality and their labels on the host (what callers read as
+    arrays); batches come from their copies on ``device``."""
 
     def __init__(self, split: Split, input_size: int, device: torch.device) -> None:
         self.images = torch.from_numpy(split.images)
@@ -47,7 +44,7 @@ class SplitTensors:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
         order = torch.arange(len(self)) if order is None else order
         order = order.to(self._images.device, non_blocking=True)  # one copy, no wait
-        convert = CONVERTERS[self.data_type]
+        convert = MODALITIES.get(self.data_type).to_encoder
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             yield convert(self._images[idx], self.input_size), self._labels[idx]

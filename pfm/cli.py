@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pfm.files import NO_SPACE, write_json
-from pfm.stage_clock import write_stage_cost
+from pfm.stage_clock import reset_parts, write_stage_cost
 
 # bad params or input files, and paths that cannot be read as asked: what a user fixes
 USER_ERRORS = (
@@ -53,10 +53,12 @@ def run_stage(main: Callable[[], None], stage: str) -> None:
     each as it comes, and keeps the lines of side-by-side workers whole.
 
     With ``--times PATH`` on the command line, ``stage``'s wall seconds, CPU seconds and
-    peak memory (``pfm.stage_clock``) are written to PATH once ``main`` has returned, its
-    outputs committed: a failed run writes none."""
+    peak memory (``pfm.stage_clock``), and the parts its runs were charged to, are
+    written to PATH once ``main`` has returned, its outputs committed: a failed run
+    writes none."""
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     times = take_times_option(sys.argv)
+    reset_parts()
     try:
         main()
         if times is not None:

@@ -97,6 +97,77 @@ class NonEmpty:
     """A list that must hold at least one item."""
 
 
+@dataclass(frozen=True)
+class LogUniform:
+    """A searched number, drawn log-uniformly from [low, high] by stage tune (``pfm.tune``):
+    ``lr: Annotated[Rate, LogUniform(1e-5, 1e-2)]``. Scales that span decades (learning
+    rates, loss weights) are searched on a log scale."""
+
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        if not 0 < self.low < self.high:
+            raise ValueError(f"LogUniform needs 0 < low < high, got {self.low}, {self.high}")
+
+    def ends(self) -> tuple[float, ...]:
+        """The values the search can reach at its extremes: each must suit the field."""
+        return (self.low, self.high)
+
+    def suggest(self, trial: Any, name: str) -> float:
+        """``trial``'s value of ``name`` (an Optuna trial, duck-typed: no import here)."""
+        return trial.suggest_float(name, self.low, self.high, log=True)
+
+    def __str__(self) -> str:
+        return f"log-uniform [{self.low:g}, {self.high:g}]"
+
+
+@dataclass(frozen=True)
+class Uniform:
+    """A searched number, drawn uniformly from [low, high] by stage tune: for a share
+    (``saliency``), where every part of the range is as likely to matter."""
+
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        if not self.low < self.high:
+            raise ValueError(f"Uniform needs low < high, got {self.low}, {self.high}")
+
+    def ends(self) -> tuple[float, ...]:
+        return (self.low, self.high)
+
+    def suggest(self, trial: Any, name: str) -> float:
+        return trial.suggest_float(name, self.low, self.high)
+
+    def __str__(self) -> str:
+        return f"uniform [{self.low:g}, {self.high:g}]"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A searched value, one of ``options``, by stage tune: a categorical field (a forget
+    target) or a few meaningful settings (a distillation temperature)."""
+
+    options: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.options) < 2:
+            raise ValueError(f"Choice needs at least two options, got {self.options}")
+
+    def ends(self) -> tuple[Any, ...]:
+        return self.options
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        return trial.suggest_categorical(name, list(self.options))
+
+    def __str__(self) -> str:
+        return "one of " + ", ".join(shown(option) for option in self.options)
+
+
+Search = LogUniform | Uniform | Choice  # the markers stage tune reads off a recipe's fields
+
+
 def is_device(name: str) -> bool:
     """``auto`` or a device torch can parse whose type this project runs on. Imported late:
     the aggregate stage reads params without loading torch."""

@@ -8,7 +8,9 @@ gives them here, before any data is prepared, through the rules the stages apply
 (``pfm.evaluate.check_k``/``check_cap``/``sets_per_k``). What is valid but does less
 than asked (an OOD probe on the very dataset it probes, skipped there) is returned as a
 warning rather than refused: a matrix over two image datasets may name one as the
-other's probe.
+other's probe. The backbone each dataset's modality picks must read that modality, where
+it is known before training (``pfm.models.backbones.backbone_reads``), and read the
+input size asked (``model.input_size``, ``pfm.models.backbones.size_refusal``).
 """
 
 from collections.abc import Mapping, Sequence
@@ -16,9 +18,11 @@ from typing import Any
 
 from pfm.attacks import MiaParams, RecoveryParams
 from pfm.config import ParamError, bad_value
+from pfm.data.modalities import MODALITIES
 from pfm.data.registry import DatasetInfo, describe
 from pfm.evaluate import check_cap, check_k, k_values, sets_per_k
-from pfm.specs import EvaluateParams
+from pfm.models.backbones import backbone_config, backbone_reads, size_refusal
+from pfm.specs import EvaluateParams, ModelParams, check_modality
 from pfm.unlearn import UnlearnParams
 
 Caps = int | None | Sequence[int | None]  # a section's max_sets: one cap, or one per k
@@ -97,6 +101,33 @@ def ood_warnings(
     return []
 
 
+def check_backbone(model: ModelParams, name: str, info: DatasetInfo) -> None:
+    """Refuse the backbone dataset ``name``'s modality picks if it reads another one."""
+    backbone = model.backbone_for(info.data_type)
+    reads = backbone_reads(backbone)
+    if reads is not None:
+        try:
+            check_modality(backbone, reads, info.data_type)
+        except ValueError as error:
+            key = f"model.{MODALITIES.get(info.data_type).backbone_param}"
+            raise ParamError(f"{key}: on dataset {name}, {error.args[0]}") from None
+
+
+def check_input_size(model: ModelParams, name: str, info: DatasetInfo) -> None:
+    """Refuse a ``model.input_size`` the image backbone of dataset ``name`` cannot read
+    (``pfm.models.backbones.size_refusal``), where its config is known before training."""
+    if model.input_size is None or info.data_type != "image":
+        return
+    backbone = model.backbone_for(info.data_type)
+    config = backbone_config(backbone)
+    refusal = None if config is None else size_refusal(config, model.input_size)
+    if refusal is not None:
+        raise ParamError(
+            f"model.input_size: {model.input_size} px on dataset {name}, but backbone "
+            f"{backbone!r} {refusal}"
+        )
+
+
 def check_dataset_limits(
     datasets: Sequence[str],
     data: Mapping[str, Any],
@@ -104,12 +135,17 @@ def check_dataset_limits(
     evaluate: EvaluateParams,
     mia: MiaParams,
     recovery: RecoveryParams,
+    model: ModelParams | None = None,
 ) -> list[str]:
     """Raise the first limit a listed dataset breaks (``ParamError``, one line naming the
-    key, the dataset and the limit); return the warnings, one line each."""
+    key, the dataset and the limit); return the warnings, one line each. ``model``: the
+    backbones, checked against each dataset's modality (None: not checked)."""
     warnings: list[str] = []
     for name in datasets:
         info = describe(name, data.get(name) or {}, f"data.{name}")
+        if model is not None:
+            check_backbone(model, name, info)
+            check_input_size(model, name, info)
         run = forget_sizes("unlearn", unlearn.k, unlearn.max_sets, name, info)
         forget_sizes("evaluate", evaluate.k, evaluate.max_sets, name, info)
         check_attacked("attacks.mia.k", mia.k, run, name, info)

@@ -26,14 +26,23 @@ from typing import TypeVar
 
 import torch
 
+from pfm.stage_clock import charge
+
 T = TypeVar("T")
 
 _jobs: Sequence[Callable[[], object]] = ()  # what forked workers inherit; set by run_all
 
 
-def _run_job(index: int) -> object:
+def _run_job(index: int) -> tuple[object, float]:
     torch.set_num_threads(1)
-    return _jobs[index]()
+    return _timed(_jobs[index])
+
+
+def _timed(job: Callable[[], T]) -> tuple[T, float]:
+    """``job``'s result and the wall seconds it took where it ran."""
+    start = time.perf_counter()
+    result = job()
+    return result, time.perf_counter() - start
 
 
 class Progress:
@@ -53,22 +62,31 @@ class Progress:
             print(f"runs: {self.done}/{self.total} done, {elapsed:.0f} s", file=sys.stderr)
 
 
-def run_all(jobs: Sequence[Callable[[], T]], workers: int, device: torch.device) -> list[T]:
+def run_all(
+    jobs: Sequence[Callable[[], T]],
+    workers: int,
+    device: torch.device,
+    parts: Sequence[str] | None = None,
+) -> list[T]:
     """Every job's result, in job order: in ``workers`` forked single-thread processes on
     the CPU, in this process for one worker, one job or a CUDA device. A job's exception
     is raised here once the running jobs have ended; jobs not yet started then never
     start. Jobs that write a stage's outputs write them staged (``pfm.files.staged``), so
     that a failed job leaves every output as it was, its neighbours' included. Progress
-    goes to stderr (``Progress``)."""
+    goes to stderr (``Progress``). ``parts`` names each job's part of the stage: the
+    seconds each job ran are charged to its part (``pfm.stage_clock.charge``), so the
+    stage's cost file says where its time went."""
     if workers < 1:
         raise ValueError(f"workers must be ≥ 1, got {workers}")
+    if parts is not None and len(parts) != len(jobs):
+        raise ValueError(f"{len(parts)} parts named for {len(jobs)} jobs")
     progress = Progress(len(jobs))
     if workers == 1 or len(jobs) < 2 or device.type != "cpu":
-        results = []
+        timed = []
         for job in jobs:
-            results.append(job())
+            timed.append(_timed(job))
             progress.finished_one()
-        return results
+        return _charged(timed, parts)
     global _jobs
     _jobs = jobs
     sys.stdout.flush()  # a forked worker would print what is still buffered here again
@@ -81,7 +99,15 @@ def run_all(jobs: Sequence[Callable[[], T]], workers: int, device: torch.device)
             if future.exception() is not None:
                 raise future.exception()
             progress.finished_one()
-        return [future.result() for future in futures]
+        return _charged([future.result() for future in futures], parts)
     finally:
         pool.shutdown(cancel_futures=True)  # after a failure, run no job not yet started
         _jobs = ()
+
+
+def _charged(timed: list[tuple[T, float]], parts: Sequence[str] | None) -> list[T]:
+    """The results of ``timed``, their seconds charged to ``parts`` where named."""
+    if parts is not None:
+        for part, (_, seconds) in zip(parts, timed, strict=True):
+            charge(part, seconds)
+    return [result for result, _ in timed]

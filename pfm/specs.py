@@ -4,9 +4,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pfm.config import Count, Counts, Natural, NonEmpty, from_mapping
-from pfm.data.prepared import DATA_TYPES
+from pfm.config import Count, Counts, Natural, NonEmpty, OneOf, from_mapping
+from pfm.data.modalities import MODALITIES
 from pfm.models.adapters import LoraSpec
+from pfm.models.insertion import READOUTS
 from pfm.models.prompted import ModelSpec
 from pfm.modes import ModeName
 from pfm.precision import Precision
@@ -14,18 +15,27 @@ from pfm.precision import Precision
 
 @dataclass(frozen=True)
 class ModelParams:
-    """The ``model`` section. ``backbone`` serves image datasets, ``audio_backbone`` audio
-    ones (a dataset's ``data_type`` picks); ``input_size`` overrides the image backbone's
-    pixels only — an audio backbone's frame count is fixed by its position embeddings."""
+    """The ``model`` section. One backbone per modality: ``backbone`` serves image
+    datasets, ``audio_backbone`` audio ones, ``text_backbone`` text ones (a dataset's
+    ``data_type`` picks; each modality names its key, ``Modality.backbone_param``);
+    ``input_size`` overrides a resizable input only (image pixels) — an audio or text
+    backbone's length is fixed by its position embeddings. ``readout``: what the head
+    reads, ``cls`` or ``mean`` (over the input's real tokens); null: the backbone's own."""
 
     backbone: str
     audio_backbone: str = "ast-tiny"
+    text_backbone: str = "bert-tiny"
     init_seed: Natural = 0
     prompt_len: Count = 1
     final_layernorm: bool = False
     allow_download: bool = False
     input_size: Count | None = None
     lora: Mapping[str, Any] | None = None
+    readout: Annotated[str, OneOf(READOUTS, "readout")] | None = None
+
+    def backbone_for(self, data_type: str) -> str:
+        """The backbone that reads ``data_type`` datasets, by the key its modality names."""
+        return getattr(self, MODALITIES.get(data_type).backbone_param)
 
 
 @dataclass(frozen=True)
@@ -42,19 +52,19 @@ def model_spec(
 ) -> ModelSpec:
     params = from_mapping(ModelParams, values, "model")
     lora = from_mapping(LoraSpec, params.lora or {}, "model.lora")
-    if data_type not in DATA_TYPES:
-        raise ValueError(f"data_type must be one of {DATA_TYPES}, got {data_type!r}")
-    audio = data_type == "audio"
+    if data_type not in MODALITIES:
+        raise ValueError(f"data_type must be one of {tuple(MODALITIES)}, got {data_type!r}")
     return ModelSpec(
-        backbone=params.audio_backbone if audio else params.backbone,
+        backbone=params.backbone_for(data_type),
         num_classes=num_classes,
         prompt_len=params.prompt_len,
         with_prompts=with_prompts,
         final_layernorm=params.final_layernorm,
         init_seed=params.init_seed,
         allow_download=params.allow_download,
-        input_size=None if audio else params.input_size,
+        input_size=params.input_size if MODALITIES.get(data_type).resizable else None,
         lora=lora,
+        readout=params.readout,
     )
 
 
@@ -62,8 +72,8 @@ def check_modality(backbone: str, reads: str, data_type: str) -> None:
     """Refuse a backbone that reads ``reads`` input on a ``data_type`` dataset, naming the
     param that picks it (an image model fed features would fail deep inside transformers)."""
     if reads != data_type:
-        key = "model.audio_backbone" if data_type == "audio" else "model.backbone"
+        key = f"model.{MODALITIES.get(data_type).backbone_param}"
         raise ValueError(
             f"backbone {backbone!r} reads {reads} input but the dataset holds {data_type}: "
-            f"set {key} to an {data_type} backbone"
+            f"set {key} to a backbone that reads {data_type}"
         )

@@ -11,6 +11,10 @@ and peak memory, written as a flat metrics file that ``dvc metrics diff`` compar
   process or its largest worker). Forked workers share the parent's pages copy-on-write
   and each counts them as resident, so a sum would count those pages once per worker;
   with ``workers`` processes the stage may hold up to about ``workers`` times this.
+- Parts: a stage whose work is many runs (the attack: hundreds of them) charges each run's
+  wall seconds to a named part (``charge``; ``pfm.parallel.run_all`` does it for jobs it
+  is told the parts of), written as ``stage.<stage>.part.<part>.{seconds,runs}``. Runs
+  side by side overlap, so parts sum to about ``workers`` × the wall time they span.
 """
 
 import resource
@@ -23,6 +27,7 @@ import psutil
 from pfm.files import write_json
 
 MEASURES = ("wall_seconds", "cpu_seconds", "peak_rss_mib")  # a metric file's keys, per stage
+_parts: dict[str, list[float]] = {}  # part → seconds of each run charged to it, this process
 # ru_maxrss is in KiB on Linux and in bytes on macOS
 RSS_UNIT_MIB = 1 / 2**20 if sys.platform == "darwin" else 1 / 2**10
 
@@ -43,12 +48,32 @@ def stage_cost() -> dict[str, float]:
     return {"wall_seconds": wall, "cpu_seconds": cpu, "peak_rss_mib": peak}
 
 
+def reset_parts() -> None:
+    """Forget every charged part: a stage's cost file holds its own runs only."""
+    _parts.clear()
+
+
+def charge(part: str, seconds: float) -> None:
+    """Count one run of ``seconds`` toward ``part`` of this process's stage."""
+    _parts.setdefault(part, []).append(seconds)
+
+
+def part_keys(stage: str) -> dict[str, float]:
+    """``stage.<stage>.part.<part>.seconds`` and ``.runs`` of every charged part."""
+    keys: dict[str, float] = {}
+    for part, runs in sorted(_parts.items()):
+        keys[f"stage.{stage}.part.{part}.seconds"] = round(sum(runs), 2)
+        keys[f"stage.{stage}.part.{part}.runs"] = len(runs)
+    return keys
+
+
 def write_stage_cost(path: Path, stage: str) -> None:
     """Write the cost of ``stage``'s run so far to ``path`` (atomically) and print it.
     Called once the stage has succeeded: a failed run leaves no file that looks like one
     finished."""
     cost = stage_cost()
-    write_json(path, {metric_key(stage, measure): round(cost[measure], 2) for measure in MEASURES})
+    measured = {metric_key(stage, measure): round(cost[measure], 2) for measure in MEASURES}
+    write_json(path, {**measured, **part_keys(stage)})
     print(
         f"stage {stage}: {cost['wall_seconds']:.1f} s wall, {cost['cpu_seconds']:.1f} s CPU, "
         f"peak {cost['peak_rss_mib']:.0f} MiB → {path}"

@@ -9,8 +9,11 @@ checks what no single stage sees: every top-level key is known, the datasets and
 methods of the matrix are registered, every ``data.<name>`` block fits its builder,
 every recipe a method needs is there and every device exists here, and every limit that
 depends on a listed dataset (``pfm.limits``: k < C, shots within a class's train samples),
-from the registry's description of it, before any data is prepared. It checks params as
-loaded (``pfm.config.load_params``): with the derived keys filled (``pfm.derive``).
+from the registry's description of it, before any data is prepared. Stage tune's section
+is checked with the search spaces the listed methods declare on their recipes (a range a
+field does not take is refused, ``pfm.tune.space``) and the tuning sets it will draw
+(enough sets the report does not score, ``pfm.tune.sets``). It checks params as loaded
+(``pfm.config.load_params``): with the derived keys filled (``pfm.derive``).
 """
 
 from collections.abc import Mapping
@@ -18,17 +21,21 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pfm.attacks import MIA_VARIANTS, MiaParams, RecoveryParams
-from pfm.config import Matrix, NonEmpty, bad_value, from_mapping
+from pfm.config import Matrix, NonEmpty, ParamError, bad_value, from_mapping
 from pfm.data import DATASETS
-from pfm.data.registry import DatasetName, check_options
+from pfm.data.registry import DatasetName, check_options, describe
 from pfm.derive import PLAIN_EVAL_MODES, completed
-from pfm.limits import check_dataset_limits
+from pfm.limits import check_dataset_limits, check_sizes
 from pfm.models import convert
 from pfm.pretrain import PretrainParams
 from pfm.reporting.aggregate import AggregateParams
-from pfm.specs import EvaluateParams, model_spec
+from pfm.specs import EvaluateParams, ModelParams, model_spec
 from pfm.train import TrainConfig, resolve_device
-from pfm.unlearn import read_params, unlearn_params
+from pfm.tune.params import TuneParams
+from pfm.tune.recipes import RecipeSource
+from pfm.tune.sets import scored_sets, tuning_sets
+from pfm.tune.space import check_space
+from pfm.unlearn import METHODS, UnlearnParams, read_params, unlearn_params
 from pfm.unlearn.base import MethodName
 
 
@@ -46,9 +53,11 @@ class ParamsFile(Matrix):
     evaluate: Mapping[str, Any]
     train_base: Mapping[str, Any]
     unlearn: Mapping[str, Any]
+    tune: Mapping[str, Any]
     attacks: Mapping[str, Any]
     aggregate: Mapping[str, Any]
     convert: Mapping[str, Any] | None = None  # read by the converters' command lines
+    recipes: RecipeSource = "hand"  # which recipes stage unlearn runs (pfm.tune.recipes)
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,24 @@ def check_data(blocks: Mapping[str, Any]) -> None:
         if name not in DATASETS:
             raise bad_value("data", f"blocks named after datasets ({', '.join(DATASETS)})", name)
         check_options(name, options or {}, f"data.{name}")
+
+
+def check_tune(top: ParamsFile, unlearn: UnlearnParams) -> None:
+    """Stage tune's section, the search space of every listed method, and the tuning sets
+    on every listed dataset: enough of them that no report unit is among them."""
+    tune = from_mapping(TuneParams, top.tune, "tune")
+    if tune.seed not in top.seeds:
+        raise bad_value("tune.seed", f"one of seeds {list(top.seeds)}", tune.seed)
+    for method in top.methods:
+        check_space(METHODS.get(method).recipe, f"unlearn.{method}")
+    for name in top.datasets:
+        info = describe(name, top.data.get(name) or {}, f"data.{name}")
+        check_sizes("tune.k", tune.k, name, info)
+        scored = scored_sets(info.num_classes, unlearn, top.seeds)
+        try:
+            tuning_sets(info.num_classes, tune.k, tune.sets, scored, tune.seed)
+        except ValueError as error:
+            raise ParamError(f"{error.args[0]} on dataset {name}") from None
 
 
 def check_params(params: Mapping[str, Any], devices: bool = True) -> list[str]:
@@ -99,8 +126,10 @@ def check_params(params: Mapping[str, Any], devices: bool = True) -> list[str]:
         )
     convert.check_params(top.convert or {})
     warnings = check_dataset_limits(
-        top.datasets, top.data, unlearn_params(top.unlearn), evaluate, mia, recovery
-    )
+        top.datasets, top.data, unlearn_params(top.unlearn), evaluate, mia, recovery,
+        from_mapping(ModelParams, top.model, "model"),
+    )  # fmt: skip
+    check_tune(top, unlearn_params(top.unlearn))  # its sets assume the limits above hold
     if not devices:
         return warnings
     for key, device in (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pfm.cli import run_stage
 from pfm.config import from_mapping, load_params, section
-from pfm.files import write_atomic, write_json
+from pfm.files import staged, write_json
 from pfm.reporting.aggregate import (
     AggregateParams,
     collect,
@@ -40,23 +40,26 @@ def main() -> None:
     params = load_params()
     config = from_mapping(AggregateParams, section(params, "aggregate"), "aggregate")
     summary = summarise(collect(args.metrics), config.margins())
-    write_json(args.summary, to_json(summary))
     curves = read_relearn_curves(args.curves)
-    figures = draw_all(summary, curves, config, args.figures)
-    links = {
-        dataset: {title: os.path.relpath(path, args.report.parent) for title, path in f.items()}
-        for dataset, f in figures.items()
-    }
     header = provenance(params, config, git_commit(), summary)
-    guide = os.path.relpath(GUIDE, args.report.parent)
     runs = [] if args.stage_times is None else read_stage_times(args.stage_times)
-    if args.headline is not None:
-        write_json(args.headline, to_json(headline(summary, config, runs)))
-    if args.plot_data is not None:
-        write_plot_data(summary, curves, config, args.plot_data)
-    times = stage_time_lines(runs)
-    text = render(summary, config, header, links, guide, times)
-    write_atomic(args.report, lambda tmp: tmp.write_text(text))
+    with staged() as stage:  # killed or failed half-way, every output stays as it was
+        write_json(stage.path(args.summary), to_json(summary))
+        figures = draw_all(summary, curves, config, stage.path(args.figures))
+        links = {
+            dataset: {
+                title: os.path.relpath(stage.final(path), args.report.parent)
+                for title, path in f.items()
+            }
+            for dataset, f in figures.items()
+        }
+        if args.headline is not None:
+            write_json(stage.path(args.headline), to_json(headline(summary, config, runs)))
+        if args.plot_data is not None:
+            write_plot_data(summary, curves, config, stage.path(args.plot_data))
+        guide = os.path.relpath(GUIDE, args.report.parent)
+        text = render(summary, config, header, links, guide, stage_time_lines(runs))
+        stage.path(args.report).write_text(text)
     print(f"aggregate: {len(summary)} summary keys, {len(figures)} dataset(s) → {args.report}")
 
 

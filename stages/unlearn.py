@@ -8,6 +8,9 @@ method ``retrain_prompt``: the never-seen prompt models stage train fitted witho
 attacked draw's classes, scored by the same forget-k path on their own draws, their
 training cost as the unlearning cost (``retrain`` is the plain family's).
 
+Under top-level ``recipes: tuned`` every method runs its recipe with the fields stage
+tune chose (``--tuned``, ``pfm.tune.recipes``); under ``hand`` the file is not read.
+
 One process per (dataset, seed) — dvc.yaml's unit of work, ``--seed``; without it every
 seed of params — (each method costs seconds, the interpreter start ~9 s), its (method,
 seed) runs spread over ``workers`` single-thread processes (``pfm.parallel``)."""
@@ -19,6 +22,7 @@ from pfm.cli import run_stage
 from pfm.config import load_params, matrix_runs, section
 from pfm.data import load_prepared
 from pfm.files import staged
+from pfm.tune.recipes import applied
 from pfm.unlearn import read_params
 from pfm.unlearn.suite import base_model, benchmark
 
@@ -34,8 +38,9 @@ def main() -> None:
         "--prompt-references", type=Path, help="stage train's never-seen prompt models"
     )
     parser.add_argument("--seed", type=int, help="this seed of params' seeds only (default: all)")
+    parser.add_argument("--tuned", type=Path, help="stage tune's recipes, read if recipes: tuned")
     args = parser.parse_args()
-    params = load_params()
+    params = applied(load_params(), args.tuned)
     runs = matrix_runs(params, args.seed)
     for method, _ in runs:  # a bad recipe fails before any method runs
         read_params(section(params, "unlearn"), method)

@@ -144,7 +144,7 @@ def test_mixed_modalities_and_unknown_splits_are_refused() -> None:
         PreparedDataset("x", data.class_names, {**data.splits, "real": image}, "audio")
     with pytest.raises(ValueError, match="plus optionally"):
         PreparedDataset("x", data.class_names, {**data.splits, "extra": image}, "audio")
-    with pytest.raises(ValueError, match="uint8 images .* or float features"):
+    with pytest.raises(ValueError, match="float features .* uint8 images .* token ids"):
         Split(np.zeros((2, 3), np.float32), np.array([0, 1]))
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from transformers import Dinov2Config
 
 from pfm.cli import EXIT_BAD_INPUT
 from pfm.data import DATASETS, build_dataset
@@ -118,6 +119,11 @@ BAD: dict[str, tuple[dict[str, Any], str]] = {
         "attacks.recovery.anchor_shots: expected at most 180 per class (the smallest class of "
         "dataset fashion-mnist has at most 180 train samples), got 181",
     ),  # fmt: skip
+    "an input size a ViT does not read": (
+        {"model": {"input_size": 24}},
+        "model.input_size: 24 px on dataset digits, but backbone 'vit-tiny' reads 16 px only "
+        "(its position embeddings are not interpolated)",
+    ),
     "an audio OOD probe": (
         {"attacks": {"recovery": {"ood_dataset": "spoken-words"}}},
         "attacks.recovery.ood_dataset: expected an image dataset (the OOD probe of image "
@@ -135,7 +141,8 @@ def test_each_dataset_limit_is_one_line_naming_key_dataset_and_limit(case: str) 
 def test_what_only_does_less_than_asked_passes() -> None:
     """A cap above C-choose-k takes every set (as null does); an OOD probe on the attacked
     dataset itself is skipped there, with a warning; an audio dataset has no OOD probe."""
-    above = {"unlearn": {"k": [1, 9], "max_sets": 50}, **RECOVERY_K9}
+    # every k = 1 set scored: stage tune draws its sets at a size the report does not score
+    above = {"unlearn": {"k": [1, 9], "max_sets": 50}, "tune": {"k": 2}, **RECOVERY_K9}
     assert check_params(merged(PARAMS, above), devices=False) == []
     both = {"datasets": ["digits", "fashion-mnist"]}
     assert check_params(merged(PARAMS, both), devices=False) == [
@@ -194,3 +201,16 @@ def test_the_validate_stage_refuses_k_equal_to_c_and_changes_nothing(tmp_path: P
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
     assert written == ["params.yaml", "reports", MARKER]  # nothing prepared
     assert marker.read_text() == "checked before\n"
+
+
+def test_an_input_size_is_checked_against_the_backbones_patches(tmp_path: Path) -> None:
+    """DINOv2 interpolates its position embeddings: any whole number of its 14 px patches
+    passes (28 px, the evidence profile's), a size that would drop pixels does not."""
+    Dinov2Config(image_size=518, patch_size=14).save_pretrained(tmp_path / "dinov2")
+    backbone = str(tmp_path / "dinov2")
+    assert check_params(merged(PARAMS, {"model": {"backbone": backbone, "input_size": 28}}),
+                        devices=False) == []  # fmt: skip
+    assert refusal({"model": {"backbone": backbone, "input_size": 30}}) == (
+        f"model.input_size: 30 px on dataset digits, but backbone {backbone!r} cuts inputs "
+        "into 14 px patches: 30 px would drop the last 2"
+    )

@@ -52,7 +52,7 @@ PARAMS = with_builder_defaults(load_params(ROOT / "params.yaml"))
 # where zero means something (a seed, a weight that switches a term off, data-free shots)
 ZERO_ALLOWED = (
     "seeds[*]", "*.seed", "*.split_seed", "*.init_seed", "train*.kl_weight",
-    "unlearn.*.retain_weight", "unlearn.scrub.alpha", "unlearn.scrub.gamma",
+    "unlearn.*.retain_weight", "unlearn.scrub.alpha", "unlearn.scrub.gamma", "tune.weights.*",
     "unlearn.scrub.max_epochs", "attacks.recovery.anchor_shots", "attacks.recovery.shots[*]",
     "model.lora.dropout", "data.spoken-words.pitches[*]", "data.spoken-words.semitones[*]",
     "data.spoken-words.gain_db[*]", "data.spoken-words.snr_db[*]",
@@ -66,7 +66,7 @@ NAMES = (
     "pretrain.architecture", "pretrain.dataset", "attacks.recovery.capabilities[*]",
     "attacks.recovery.prompt_init", "attacks.recovery.ood_dataset", "unlearn.*.target",
     "model.lora.targets", "data.*.features", "data.*.train_split", "*.precision",
-    "aggregate.primary_mia",
+    "aggregate.primary_mia", "recipes",
 )  # fmt: skip
 HASHES = ("convert.*.sha256",)  # text that must be 64 hex digits: "nosuch" is refused too
 

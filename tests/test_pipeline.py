@@ -5,14 +5,19 @@ depends on it."""
 
 import json
 import os
+import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
+
+from pfm.files import STAGED
 
 ROOT = Path(__file__).resolve().parents[1]
 PLACEHOLDERS = ("metrics/attacks/README.md", "reports/relearn/README.md")  # aggregate's deps
@@ -163,9 +168,16 @@ def make_project(project: Path, params: dict) -> Path:
     return project
 
 
-def test_dvc_repro_then_experiment_and_metrics_diff(tmp_path: Path) -> None:
-    project = make_project(tmp_path / "project", tiny_params())
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny project after one ``dvc repro``. Tests that change it work on a copy."""
+    project = make_project(tmp_path_factory.mktemp("repro") / "project", tiny_params())
     sh("dvc", "repro", cwd=project)
+    return project
+
+
+def test_dvc_repro_then_experiment_and_metrics_diff(reproduced: Path, tmp_path: Path) -> None:
+    project = shutil.copytree(reproduced, tmp_path / "project", symlinks=True)
 
     metrics = json.loads((project / "metrics/eval/digits/pfm/seed0.json").read_text())
     for k in (1, 5, 9):
@@ -236,3 +248,130 @@ def test_dvc_repro_then_experiment_and_metrics_diff(tmp_path: Path) -> None:
     summary = json.loads((project / "metrics/summary.json").read_text())
     assert {f"digits.pfm.{key}" for key in untouched} <= set(summary)  # they exist ...
     assert not {f"digits.pfm.{key}" for key in untouched} & set(summary_diff)  # ... unchanged
+
+
+def stage_outputs(project: Path, stage: str) -> dict[str, bytes]:
+    """Every file ``stage`` writes (dvc.lock's outs), but its own wall-clock record."""
+    outs = yaml.safe_load((project / "dvc.lock").read_text())["stages"][stage]["outs"]
+    files: dict[str, bytes] = {}
+    for out in outs:
+        if out["path"].startswith("metrics/stages/"):
+            continue
+        path = project / out["path"]
+        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if file.is_file():
+                files[str(file.relative_to(project))] = file.read_bytes()
+    return files
+
+
+def staging_left(project: Path) -> list[str]:
+    return [str(p) for p in project.rglob("*") if STAGED in p.name]
+
+
+def kill_at(project: Path, command: str, after: float) -> bool:
+    """Run ``command`` as the stage would and SIGKILL its whole process group ``after``
+    seconds in; whether it was still running then."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    process = subprocess.Popen(
+        command, shell=True, cwd=project, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        process.wait(timeout=after)
+        return False
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        return True
+
+
+@pytest.mark.parametrize("stage", ["aggregate", "attack@digits-0"])
+def test_a_stage_killed_at_a_random_point_changes_nothing_and_reruns_identically(
+    reproduced: Path, tmp_path: Path, stage: str
+) -> None:
+    """SIGKILL, as a power cut or the OOM killer would, of the stage's real command at a
+    point drawn uniformly from its uninterrupted run: its outputs are what they were,
+    and the rerun (with the killed run's staging left on disk) writes the same bytes.
+    The draw's seed is in the failure message, so a failing point can be replayed."""
+    project = shutil.copytree(reproduced, tmp_path / "project", symlinks=True)
+    before = stage_outputs(project, stage)
+    command = yaml.safe_load((project / "dvc.lock").read_text())["stages"][stage]["cmd"]
+    started = time.monotonic()
+    sh("dvc", "repro", "--force", "--single-item", stage, cwd=project)  # uninterrupted
+    duration = time.monotonic() - started
+    assert stage_outputs(project, stage) == before, "an uninterrupted rerun differs"
+    seed = int(os.environ.get("PFM_KILL_SEED", time.time_ns() % 2**32))
+    fraction = random.Random(seed).uniform(0.1, 0.9)
+    assert kill_at(project, command, fraction * duration), f"finished early (seed {seed})"
+    assert stage_outputs(project, stage) == before, f"killed at {fraction:.2f}, seed {seed}"
+    sh("dvc", "repro", "--force", "--single-item", stage, cwd=project)
+    assert stage_outputs(project, stage) == before, f"rerun after kill, seed {seed}"
+    assert not staging_left(project)
+
+
+def test_the_attack_stage_writes_nothing_when_one_model_is_damaged(
+    reproduced: Path, tmp_path: Path
+) -> None:
+    """Every attack runs in one staged pool: one unreadable unlearned model (the first
+    draw of ``retrain``, an attacked one) stops the stage with one line naming it, and
+    not one of the outputs of the attacks that did finish changes."""
+    project = shutil.copytree(reproduced, tmp_path / "project", symlinks=True)
+    stage = "attack@digits-0"
+    before = stage_outputs(project, stage)
+    folder = project / "models/unlearned/digits/seed0/retrain/seed0"
+    damaged = folder / json.loads((folder / "manifest.json").read_text())["draws"][0]["model"]
+    damaged.unlink()
+    damaged.write_bytes(b"not a checkpoint")
+    command = yaml.safe_load((project / "dvc.lock").read_text())["stages"][stage]["cmd"]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        command, shell=True, cwd=project, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(damaged.relative_to(project)) in errors[0], result.stderr
+    assert stage_outputs(project, stage) == before and not staging_left(project)
+
+
+def experiment_results(project: Path, name: str) -> dict[str, object]:
+    """What experiment ``name`` measured: its summary and headline, committed to its git
+    ref by DVC, without the keys that time the run."""
+    refs = sh("git", "for-each-ref", "--format=%(refname)", "refs/exps", cwd=project).split()
+    ref = next(r for r in refs if r.endswith(f"/{name}"))
+    results: dict[str, object] = {}
+    for path in ("metrics/summary.json", "metrics/headline.json"):
+        payload = json.loads(sh("git", "show", f"{ref}:{path}", cwd=project))
+        results |= {f"{path}:{k}": v for k, v in payload.items() if "seconds" not in k}
+    return results
+
+
+def test_two_queued_experiments_at_once_equal_each_run_alone(
+    reproduced: Path, tmp_path: Path
+) -> None:
+    """``dvc exp run --queue`` twice and ``dvc queue start --jobs 2``: both run at once in
+    their own workspaces against one cache and finish, and each measures what the same
+    experiment measures run alone in the workspace (times excluded)."""
+    project = shutil.copytree(reproduced, tmp_path / "project", symlinks=True)
+    sh("git", "add", "-A", cwd=project)
+    sh("git", "commit", "-qm", "baseline", cwd=project)
+    settings = {v: f"aggregate.primary_mia={v}" for v in ("efficacy", "loss_logreg")}
+    for name, setting in settings.items():
+        sh("dvc", "exp", "run", "--queue", "-S", setting, "-n", f"queued-{name}", cwd=project)
+    sh("dvc", "queue", "start", "--jobs", "2", cwd=project)
+    deadline = time.monotonic() + 600
+    while True:
+        status = sh("dvc", "queue", "status", cwd=project)
+        if not re.search(r"\b(Queued|Running)\b", status) or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    assert status.count("Success") == 2, status
+    for name, setting in settings.items():
+        sh("dvc", "exp", "run", "-S", setting, "-n", f"alone-{name}", cwd=project)
+    for variant in settings:  # each experiment's own setting reached its headline
+        assert f"metrics/headline.json:digits.pfm.mia_{variant}" in experiment_results(
+            project, f"queued-{variant}"
+        )
+    for name in settings:
+        assert experiment_results(project, f"queued-{name}") == experiment_results(
+            project, f"alone-{name}"
+        ), name

@@ -4,14 +4,17 @@ report's table of them (``pfm.reporting.stage_times``)."""
 import multiprocessing
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
+import torch
 
 from pfm.cli import EXIT_BAD_INPUT, run_stage
 from pfm.files import read_json, write_json
+from pfm.parallel import run_all
 from pfm.reporting.stage_times import read_stage_times, stage_time_lines
-from pfm.stage_clock import stage_cost
+from pfm.stage_clock import charge, stage_cost
 
 
 def busy(seconds: float, mib: int) -> None:
@@ -120,3 +123,45 @@ def test_a_file_outside_the_layout_is_an_error(
     write_json(tmp_path / rel, keys)
     with pytest.raises(ValueError, match=message):
         read_stage_times(tmp_path)
+
+
+def test_runs_are_charged_to_their_parts_in_the_cost_file(tmp_path: Path, monkeypatch) -> None:
+    """Where a stage's time went, by part: each job's own seconds (not the pool's), the
+    same whether the jobs ran in forked workers or in this process."""
+    out = tmp_path / "attack" / "digits" / "seed0.json"
+    monkeypatch.setattr(sys, "argv", ["attack.py", "--times", str(out)])
+    jobs = [partial(time.sleep, 0.3), partial(time.sleep, 0.1), partial(time.sleep, 0.1)]
+
+    def main() -> None:
+        run_all(jobs, 2, torch.device("cpu"), ["slow", "fast", "fast"])
+        run_all(jobs[1:], 1, torch.device("cpu"), ["fast", "fast"])
+
+    charge("left over from another stage", 5.0)
+    run_stage(main, "attack")
+    cost = read_json(out)
+    parts = {k: v for k, v in cost.items() if ".part." in k}
+    assert set(parts) == {
+        f"stage.attack.part.{p}.{m}" for p in ("slow", "fast") for m in ("seconds", "runs")
+    }
+    assert (parts["stage.attack.part.slow.runs"], parts["stage.attack.part.fast.runs"]) == (1, 4)
+    assert 0.3 <= parts["stage.attack.part.slow.seconds"] < 0.3 + 0.2
+    assert 0.4 <= parts["stage.attack.part.fast.seconds"] < 0.4 + 0.2
+    write_json(
+        tmp_path / "attack" / "digits" / "seed1.json",
+        {**cost, "stage.attack.part.slow.seconds": 9.7, "stage.attack.part.slow.runs": 3},
+    )  # another seed: the parts add up over the stage's runs
+    runs = read_stage_times(tmp_path)
+    assert [r.parts["slow"][1] for r in runs] == [1, 3]
+    lines = stage_time_lines(runs)
+    start = lines.index("| stage   | part   | runs   | run s (sum)   | s / run   | share   |")
+    slow, fast = (line.split("|")[2:-1] for line in lines[start + 2 : start + 4])
+    seconds = cost["stage.attack.part.slow.seconds"] + 9.7
+    share = seconds / (seconds + 2 * parts["stage.attack.part.fast.seconds"])
+    expected = ["slow", "4", f"{seconds:.0f}", f"{seconds / 4:.1f}", f"{share:.0%}"]
+    assert [c.strip() for c in slow] == expected
+    assert [c.strip() for c in fast][:2] == ["fast", "8"]
+
+
+def test_parts_must_name_every_job() -> None:
+    with pytest.raises(ValueError, match="2 parts named for 3 jobs"):
+        run_all([int, int, int], 1, torch.device("cpu"), ["a", "b"])

@@ -8,9 +8,11 @@ adversary never sees (``pfm.attacks.harness``).
 
 The specificity probes ask where inputs of no forgotten class go after the attack. The
 noise probe is drawn from another law and another seed than the attack's own noise
-(smooth, low-frequency images instead of per-pixel uniform ones; uniform audio features
-instead of Gaussian ones), so a data-free attack that maps "its" noise to the class is
-not credited with specificity by construction.
+(each modality declares both laws, ``pfm.data.modalities``: smooth, low-frequency images
+instead of per-pixel uniform ones; uniform audio features instead of Gaussian ones;
+token sequences at the data's word frequencies and lengths instead of uniform ids), so a
+data-free attack that maps "its" noise to the class is not credited with specificity by
+construction.
 """
 
 from collections.abc import Mapping, Sequence
@@ -18,13 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from pfm.data import PreparedDataset, build_dataset
+from pfm.data.modalities import MODALITIES
 from pfm.data.prepared import Split
 
 PROBE_STREAM = 2  # seeds the specificity probes apart from the attack's own draws
-SMOOTH_CELL = 4  # pixels per cell of the smooth noise probe's coarse grid
 
 
 @dataclass(frozen=True)
@@ -90,25 +91,8 @@ def draw_shots(split: Split, classes: Sequence[int], m: int, seed: int) -> Split
 
 
 def random_inputs(like: Split, shape: tuple[int, ...], generator: torch.Generator) -> np.ndarray:
-    """The attack's data-free inputs in ``like``'s modality: per-pixel uniform uint8
-    images, or audio features drawn like normalised ones (N(0, 0.5²), the AST recipe
-    ``pfm.data`` follows)."""
-    if like.data_type == "image":
-        return torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8).numpy()
-    return (0.5 * torch.randn(shape, generator=generator)).to(torch.float16).numpy()
-
-
-def smooth_inputs(like: Split, shape: tuple[int, ...], generator: torch.Generator) -> np.ndarray:
-    """The noise probe's inputs, of another law than ``random_inputs``: images are uniform
-    noise on a coarse grid (``SMOOTH_CELL`` px cells) upsampled bilinearly, so
-    neighbouring pixels agree; audio features are uniform on [−1, 1]."""
-    if like.data_type != "image":
-        return (2 * torch.rand(shape, generator=generator) - 1).to(torch.float16).numpy()
-    n, height, width, channels = shape
-    coarse_size = (n, channels, -(-height // SMOOTH_CELL) + 1, -(-width // SMOOTH_CELL) + 1)
-    coarse = 255 * torch.rand(coarse_size, generator=generator)
-    fine = F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=True)
-    return fine.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    """The attack's data-free inputs in ``like``'s modality, by its declared ``noise`` law."""
+    return MODALITIES.get(like.data_type).noise(like.images, shape, generator)
 
 
 def unlabelled(inputs: np.ndarray) -> Split:
@@ -117,11 +101,12 @@ def unlabelled(inputs: np.ndarray) -> Split:
 
 
 def noise_probe(like: Split, n: int, seed: int) -> Split:
-    """n smooth-noise inputs in ``like``'s modality (``smooth_inputs``), seeded by (seed,
-    ``PROBE_STREAM``): the same for every model attacked with ``seed``."""
+    """n inputs of ``like``'s modality's ``probe`` law, seeded by (seed, ``PROBE_STREAM``):
+    the same for every model attacked with ``seed``."""
     stream = np.random.SeedSequence([seed, PROBE_STREAM]).generate_state(1)[0]
     generator = torch.Generator().manual_seed(int(stream))
-    return unlabelled(smooth_inputs(like, (n, *like.images.shape[1:]), generator))
+    probe = MODALITIES.get(like.data_type).probe
+    return unlabelled(probe(like.images, (n, *like.images.shape[1:]), generator))
 
 
 def ood_probe(ood: Split, n: int, seed: int) -> Split:

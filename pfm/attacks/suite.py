@@ -123,7 +123,8 @@ def attack_all(
         )
         for method, seed in runs
     ]  # fmt: skip
-    results = run_all(jobs, workers, device)
+    parts = [f"recovery.{cap}" for _, cap in attacks_to_run] + ["mia"] * len(runs)
+    results = run_all(jobs, workers, device, parts)
     outcomes = dict(zip(attacks_to_run, results[: len(attacks_to_run)], strict=True))
     for run in planned:
         if not recovery.capabilities_for(run.prompted):

@@ -3,7 +3,14 @@
 Importing this package registers every source (one module per source).
 """
 
-from pfm.data import embedded, medmnist_sets, spoken_words, urbansound8k  # noqa: F401  (registry)
+from pfm.data import (  # noqa: F401  (registry)
+    bbc_news,
+    embedded,
+    medmnist_sets,
+    spoken_words,
+    urbansound8k,
+    wordnet,
+)
 from pfm.data.prepared import PreparedDataset, Split, load_prepared, save_prepared
 from pfm.data.registry import DATASETS, build_dataset
 

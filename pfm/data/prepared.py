@@ -10,9 +10,13 @@ split's ``images`` array holds the model inputs of its modality (``data_type``):
   train split's statistics (``feature_norm``: mean, std, kept for the record). Features
   are computed once here, never per epoch (``pfm.data.audio_features``); float16 halves
   the file and is far finer than the features' noise.
+- ``text``: int32 token ids and attention mask (N, 2, T), tokenised once here
+  (``pfm.data.tokens``).
 
-The attribute keeps the name ``images`` for both modalities (read it as "inputs"), so
-the code that slices splits by class stays modality-blind.
+Each layout is declared once, by its modality (``pfm.data.modalities``). The attribute
+keeps the name ``images`` for every modality (read it as "inputs"), so the code that
+slices splits by class stays modality-blind. ``source`` (where the data come from:
+licence, source files' SHA-256) is written to ``counts.json`` and read back.
 
 Splits are exactly train/val/test plus, optionally, ``EXTRA_SPLITS``: ``real`` holds
 recordings of another origin than train (real speech for a synthesised set), evaluated
@@ -26,40 +30,29 @@ foreign ``.npz``, a missing or garbled ``counts.json`` — into one error naming
 import zipfile
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pfm.data.modalities import MODALITIES, modality_of
 from pfm.files import read_json, write_atomic, write_json
 
 SPLITS = ("train", "val", "test")
 EXTRA_SPLITS = ("real",)
-DATA_TYPES = ("image", "audio")
+DATA_TYPES = tuple(MODALITIES)
 ARRAYS_FILE = "data.npz"
 COUNTS_FILE = "counts.json"
 
 
-def input_kind(inputs: np.ndarray) -> str:
-    """The modality an input array holds, or a clear error for any other layout."""
-    if inputs.dtype == np.uint8 and inputs.ndim == 4:
-        return "image"
-    if inputs.dtype in (np.float16, np.float32) and inputs.ndim == 3:
-        return "audio"
-    raise ValueError(
-        f"inputs must be uint8 images (N, H, W, C) or float features (N, frames, mel), "
-        f"got {inputs.dtype} {inputs.shape}"
-    )
-
-
 @dataclass(frozen=True)
 class Split:
-    images: np.ndarray  # inputs: (N, H, W, C) uint8 images or (N, frames, mel) float features
+    images: np.ndarray  # inputs in a modality's stored layout (pfm.data.modalities)
     labels: np.ndarray  # (N,) int64
 
     def __post_init__(self) -> None:
-        input_kind(self.images)
+        modality_of(self.images)
         if self.labels.shape != (len(self.images),):
             raise ValueError(
                 f"labels shape {self.labels.shape} does not match {len(self.images)} inputs"
@@ -67,7 +60,7 @@ class Split:
 
     @property
     def data_type(self) -> str:
-        return input_kind(self.images)
+        return modality_of(self.images)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -80,6 +73,7 @@ class PreparedDataset:
     splits: Mapping[str, Split]
     data_type: str = "image"
     feature_norm: tuple[float, float] | None = None  # audio: train (mean, std) applied
+    source: Mapping[str, str] | None = None  # provenance: licence, source files' SHA-256
 
     def __post_init__(self) -> None:
         extra = set(self.splits) - set(SPLITS)
@@ -139,6 +133,7 @@ def save_prepared(dataset: PreparedDataset, out_dir: str | Path) -> None:
             "input_shape": list(dataset.splits["train"].images.shape[1:]),
             "totals": {s: len(split) for s, split in dataset.splits.items()},
             "per_class": counts,
+            **({"source": dict(dataset.source)} if dataset.source else {}),
         },
     )
 
@@ -176,12 +171,15 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: damaged archive: {error or type(error).__name__}") from None
 
 
-def _dataset_name(path: Path) -> str:
+def _counts_header(path: Path) -> tuple[str, dict[str, str] | None]:
+    """The dataset name and its ``source`` record (None where none was written)."""
     if not path.is_file():
         raise FileNotFoundError(f"prepared dataset file {path} not found; run the prepare stage")
     try:
-        return str(read_json(path)["name"])
-    except (ValueError, KeyError, TypeError) as error:
+        counts = read_json(path)
+        name, source = str(counts["name"]), counts.get("source")
+        return name, None if source is None else {str(k): str(v) for k, v in source.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
         reason = f"{type(error).__name__}: {error}"
         raise ValueError(f"{path}: not a prepared counts file ({reason})") from None
 
@@ -191,10 +189,10 @@ def load_prepared(data_dir: str | Path) -> PreparedDataset:
     arrays_path = data_dir / ARRAYS_FILE
     if not arrays_path.is_file():
         raise FileNotFoundError(f"prepared dataset {arrays_path} not found; run the prepare stage")
-    name = _dataset_name(data_dir / COUNTS_FILE)
+    name, source = _counts_header(data_dir / COUNTS_FILE)
     arrays = _read_arrays(arrays_path)
     try:
-        return _assemble(name, arrays)
+        return replace(_assemble(name, arrays), source=source)
     except KeyError as error:
         raise ValueError(f"{arrays_path}: no array {error} (not a prepared dataset)") from None
     except ValueError as error:

@@ -1,5 +1,7 @@
 """Seeded, stratified splitting and per-class subsampling shared by every source."""
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 
 
@@ -45,3 +47,24 @@ def subsample_per_class(labels: np.ndarray, per_class: int | None, seed: int) ->
         for class_id in np.unique(labels)
     ]
     return np.sort(np.concatenate(chosen))
+
+
+def draw_splits(
+    per_class: Sequence[Sequence[str]], caps: Mapping[str, int], seed: int
+) -> dict[str, tuple[list[str], np.ndarray]]:
+    """Split → (texts, labels): per class a permutation seeded by (seed, class id) gives
+    ``caps["test"]`` test, ``caps["val"]`` val, then train up to ``caps["train"]``."""
+    out: dict[str, tuple[list[str], list[int]]] = {s: ([], []) for s in ("train", "val", "test")}
+    for label, texts in enumerate(per_class):
+        need = caps["test"] + caps["val"] + 1
+        if len(texts) < need:
+            raise ValueError(
+                f"class {label} has {len(texts)} texts, fewer than test + val + 1 = {need}"
+            )
+        order = np.random.default_rng([seed, label]).permutation(len(texts))
+        bounds = {"test": (0, caps["test"]), "val": (caps["test"], caps["test"] + caps["val"])}
+        bounds["train"] = (bounds["val"][1], bounds["val"][1] + caps["train"])
+        for split, (start, stop) in bounds.items():
+            out[split][0].extend(texts[i] for i in order[start:stop])
+            out[split][1].extend([label] * len(order[start:stop]))
+    return {s: (texts, np.array(labels, dtype=np.int64)) for s, (texts, labels) in out.items()}

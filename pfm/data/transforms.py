@@ -4,7 +4,9 @@ Images are converted per batch rather than once per dataset because MedMNIST at 
 would need gigabytes as float tensors. The recipe follows the authors' code: grey images
 repeated to three channels, values scaled to [0, 1] then normalised with mean = std = 0.5.
 Audio features are already normalised log-mel frames (``pfm.data.audio_features``); a
-batch only becomes float32 at the backbone's frame count.
+batch only becomes float32 at the backbone's frame count. Token sequences are ids and
+their mask, already padded by prepare to the dataset's longest row; a batch only becomes
+int64 (what embedding lookups take).
 """
 
 import torch
@@ -41,3 +43,15 @@ def to_input_values(features: torch.Tensor, frames: int) -> torch.Tensor:
     if x.shape[1] < frames:
         x = F.pad(x, (0, 0, 0, frames - x.shape[1]))
     return x
+
+
+def to_token_inputs(tokens: torch.Tensor, length: int) -> torch.Tensor:
+    """(B, 2, T) int token ids and mask → (B, 2, min(T, length)) int64. Prepare pads to the
+    dataset's longest row, not to the backbone's ``length`` (512 positions for BERT), so a
+    batch is never padded here, only cut where it would exceed the position table."""
+    if tokens.is_floating_point() or tokens.ndim != 3 or tokens.shape[1] != 2:
+        raise ValueError(
+            f"expected (B, 2, T) integer token ids and mask, got {tokens.dtype} "
+            f"{tuple(tokens.shape)}"
+        )
+    return tokens[:, :, :length].long()

@@ -1,13 +1,15 @@
 """Backbone registry: frozen transformer encoders that prompts are prepended into.
 
 A registered name builds a small model from a ``transformers`` config (CPU profile):
-``vit-tiny`` for images, ``ast-tiny`` (Audio Spectrogram Transformer) for audio;
-any other name is treated as a Hugging Face model id or a local directory and loaded
-with ``from_pretrained`` — offline by default, so a missing weight fails with the path
-to put it at instead of a download attempt. The ``pretrain`` stage saves its backbone
-as such a directory, so a self-pretrained tiny ViT and ``google/vit-base-patch16-224``
-take the same code path. Whisper's encoder (``pfm.models.convert.whisper_ct2``) loads the
-same way, and differs in how prompts enter it (``TokenLayout``).
+``vit-tiny`` for images, ``ast-tiny`` (Audio Spectrogram Transformer) for audio,
+``bert-tiny`` for text (random init; the pretrained text encoder is MiniLM-L6, converted
+by ``pfm.models.convert.minilm``); any other name is treated as a Hugging Face model id
+or a local directory and loaded with ``from_pretrained`` — offline by default, so a
+missing weight fails with the path to put it at instead of a download attempt. The
+``pretrain`` stage saves its backbone as such a directory, so a self-pretrained tiny ViT
+and ``google/vit-base-patch16-224`` take the same code path. Whisper's encoder
+(``pfm.models.convert.whisper_ct2``) loads the same way, and differs in how prompts enter
+it (``TokenLayout``). What each reads is declared by its model type (``INPUT_KINDS``).
 
 Every backbone runs PyTorch's scaled-dot-product attention (``sdpa``: fused flash or
 memory-efficient kernels on CUDA, including under bf16 autocast), pinned here rather
@@ -30,6 +32,8 @@ from transformers import (
     ASTModel,
     AutoConfig,
     AutoModel,
+    BertConfig,
+    BertModel,
     PretrainedConfig,
     PreTrainedModel,
     ViTConfig,
@@ -77,7 +81,8 @@ class Backbone:
     addressed by name, and CLS stays first after them — unless ``layout`` (chosen by the
     model type, ``token_layout``) puts them elsewhere. ``input_size`` is the input
     length in the backbone's modality (``input_kind``): pixels per side for an image
-    model, frames for an audio model (AST's and Whisper's position embeddings fix it).
+    model, frames for an audio model (AST's and Whisper's position embeddings fix it),
+    positions for a text model (the most tokens a row may have).
     """
 
     model: nn.Module
@@ -88,41 +93,100 @@ class Backbone:
 
 
 class InputKind(NamedTuple):
-    data_type: str  # image | audio
+    data_type: str  # the modality it reads (pfm.data.modalities): image | audio | text
     input_name: str  # the forward's input keyword
     size_attr: str  # the config attribute holding the input length
     units: int = 1  # input frames (or pixels) per unit of ``size_attr``
     bins_first: bool = False  # audio read as (B, bins, frames) rather than (B, frames, bins)
+    width_attr: str | None = None  # the config attribute fixing the last input axis (mel bins)
+    mask_name: str | None = None  # the forward's attention-mask keyword (text: padding)
+    # position embeddings interpolated to any input of whole patches (DINOv2 does it on
+    # every forward); False: the input must be the config's own size (ViT, as pfm calls it)
+    interpolates: bool = False
 
 
-INPUT_KINDS = {  # config.model_type → its input; anything else reads images
-    "audio-spectrogram-transformer": InputKind("audio", "input_values", "max_length"),
-    # Whisper: one position per 2 frames (its second convolution has stride 2)
-    "whisper": InputKind("audio", "input_features", "max_source_positions", 2, True),
-}
 IMAGE_INPUT = InputKind("image", "pixel_values", "image_size")
+INPUT_KINDS = {  # config.model_type → what it reads; a model type not listed is refused
+    "vit": IMAGE_INPUT,
+    "dinov2": IMAGE_INPUT._replace(interpolates=True),
+    "audio-spectrogram-transformer": InputKind(
+        "audio", "input_values", "max_length", width_attr="num_mel_bins"
+    ),
+    # Whisper: one position per 2 frames (its second convolution has stride 2)
+    "whisper": InputKind(
+        "audio", "input_features", "max_source_positions", 2, True, width_attr="num_mel_bins"
+    ),
+    "bert": InputKind("text", "input_ids", "max_position_embeddings", mask_name="attention_mask"),
+}
 # model_type → the class a saved encoder loads as, where AutoModel would build the whole
 # encoder-decoder (Whisper's converted encoder is a WhisperEncoder, not a WhisperModel)
 ENCODER_CLASSES: dict[str, type[PreTrainedModel]] = {"whisper": WhisperEncoder}
 
 
 def input_kind(config: PretrainedConfig) -> InputKind:
-    """What a transformers encoder reads, by its ``config.model_type``."""
-    return INPUT_KINDS.get(config.model_type, IMAGE_INPUT)
+    """What a transformers encoder reads, by its ``config.model_type``: declared in
+    ``INPUT_KINDS``, never guessed (an unlisted model would be fed images silently)."""
+    try:
+        return INPUT_KINDS[config.model_type]
+    except KeyError:
+        raise ValueError(
+            f"model type {config.model_type!r} has no declared input; "
+            f"declared: {', '.join(sorted(INPUT_KINDS))} (pfm.models.backbones.INPUT_KINDS)"
+        ) from None
 
 
-BACKBONES: Registry[Callable[[int], Backbone]] = Registry("backbone")
+@dataclass(frozen=True)
+class Registered:
+    """A registered backbone: its config, known without building it (what it reads), and
+    the encoder class built on it."""
+
+    config: Callable[[], PretrainedConfig]
+    build: Callable[[PretrainedConfig], nn.Module]
+
+
+BACKBONES: Registry[Registered] = Registry("backbone")
 BackboneName = Annotated[str, OneOf(BACKBONES)]  # a params field naming a registered one
 
 
-@BACKBONES.register("vit-tiny")
-def vit_tiny(init_seed: int) -> Backbone:
+def backbone_config(name: str) -> PretrainedConfig | None:
+    """Backbone ``name``'s config, known without loading weights: a registered one's, a
+    saved directory's ``config.json``; None for one not there yet (a directory a stage
+    will write), checked once built."""
+    if name in BACKBONES:
+        return BACKBONES.get(name).config()
+    if not (Path(name) / "config.json").is_file():
+        return None
+    return AutoConfig.from_pretrained(name, local_files_only=True)
+
+
+def backbone_reads(name: str) -> str | None:
+    """The modality backbone ``name`` reads (``backbone_config``; None: not known yet,
+    checked once built by ``check_modality``)."""
+    config = backbone_config(name)
+    return None if config is None else input_kind(config).data_type
+
+
+def size_refusal(config: PretrainedConfig, size: int) -> str | None:
+    """Why an image encoder of ``config`` cannot read ``size`` px inputs, or None. A ViT
+    refuses any size but its own deep in its first forward, after prepare and pretrain
+    have run; a size that is not whole patches would lose its last rows and columns."""
+    kind = input_kind(config)
+    own = getattr(config, kind.size_attr) * kind.units
+    if not kind.interpolates and size != own:
+        return f"reads {own} px only (its position embeddings are not interpolated)"
+    patch = getattr(config, "patch_size", 1)
+    if size % patch:
+        return f"cuts inputs into {patch} px patches: {size} px would drop the last {size % patch}"
+    return None
+
+
+def vit_tiny_config() -> ViTConfig:
     """A ViT small enough for 2 CPU cores: 16 px, patch 4, width 192, 6 layers.
 
     16 px loses nothing on ``digits`` (8×8 at source) and gives 16 patch tokens instead
     of 64 at 32 px, so every stage runs ~2.7× faster (measured: docs/backbones.md, "The
     tiny ViT's geometry")."""
-    config = ViTConfig(
+    return ViTConfig(
         image_size=16,
         patch_size=4,
         num_channels=3,
@@ -131,15 +195,13 @@ def vit_tiny(init_seed: int) -> Backbone:
         num_attention_heads=3,
         intermediate_size=768,
     )
-    return random_init(lambda: ViTModel(config, add_pooling_layer=False), init_seed, "vit-tiny")
 
 
-@BACKBONES.register("ast-tiny")
-def ast_tiny(init_seed: int) -> Backbone:
+def ast_tiny_config() -> ASTConfig:
     """An AST small enough for 2 CPU cores: 1 s (100 frames) × 128 mel bins cut into
     non-overlapping 16 × 16 patches (strides 16), 8 × 6 = 48 patch tokens; AST's own
     overlap (stride 10) would give 12 × 9 = 108. Width 192, 6 layers, as ``vit-tiny``."""
-    config = ASTConfig(
+    return ASTConfig(
         hidden_size=192,
         num_hidden_layers=6,
         num_attention_heads=3,
@@ -150,7 +212,28 @@ def ast_tiny(init_seed: int) -> Backbone:
         max_length=100,
         num_mel_bins=128,
     )
-    return random_init(lambda: ASTModel(config), init_seed, "ast-tiny")
+
+
+def bert_tiny_config() -> BertConfig:
+    """A BERT small enough for 2 CPU cores and tests without the MiniLM wheel: MiniLM's
+    vocabulary (30,522 word pieces, so the same prepared tokens serve both), width 96,
+    2 layers, 128 positions."""
+    return BertConfig(
+        hidden_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=384,
+        max_position_embeddings=128,
+    )
+
+
+BACKBONES.register("vit-tiny")(
+    Registered(vit_tiny_config, lambda config: ViTModel(config, add_pooling_layer=False))
+)
+BACKBONES.register("ast-tiny")(Registered(ast_tiny_config, ASTModel))
+BACKBONES.register("bert-tiny")(
+    Registered(bert_tiny_config, lambda config: BertModel(config, add_pooling_layer=False))
+)
 
 
 def describe(model: nn.Module, name: str) -> Backbone:
@@ -218,11 +301,12 @@ def use_sdpa(model: nn.Module) -> None:
 
 
 def build_backbone(name: str, init_seed: int = 0, allow_download: bool = False) -> Backbone:
-    backbone = (
-        BACKBONES.get(name)(init_seed)
-        if name in BACKBONES
-        else load_pretrained(name, init_seed, allow_download)
-    )
+    if name in BACKBONES:
+        entry = BACKBONES.get(name)
+        config = entry.config()
+        backbone = random_init(lambda: entry.build(config), init_seed, name)
+    else:
+        backbone = load_pretrained(name, init_seed, allow_download)
     return ready(backbone, name)
 
 

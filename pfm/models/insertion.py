@@ -5,8 +5,9 @@ both. ViT, AST and DINOv2 take prompts on their embeddings output and are read a
 exactly as in the authors' code. Whisper's encoder has neither an embeddings submodule
 nor a CLS token (its positions are added inside its forward), so its prompts go in
 front of the first block's hidden-states input and the head reads the mean over the
-non-prompt tokens. Only public hooks are used, on the module ``embeddings_attr`` names or on the
-blocks ``encoder_layers`` finds; leaving the context removes them.
+non-prompt tokens (a text encoder's mean skips its padding). Only public hooks are used,
+on the module ``embeddings_attr`` names or on the blocks ``encoder_layers`` finds;
+leaving the context removes them.
 """
 
 from collections.abc import Iterator
@@ -65,10 +66,24 @@ def last_block_output(model: nn.Module) -> Iterator[list[torch.Tensor]]:
         handle.remove()
 
 
-def readout(hidden: torch.Tensor, n_prompt_tokens: int, layout: TokenLayout) -> torch.Tensor:
-    """(b, T, D) encoder output → (b, D): the token the head reads."""
+READOUTS = ("cls", "mean")  # what the head may read (TokenLayout.readout)
+
+
+def readout(
+    hidden: torch.Tensor,
+    n_prompt_tokens: int,
+    layout: TokenLayout,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(b, T, D) encoder output → (b, D): the token the head reads. ``mask`` (b, T − n),
+    1 on the input's real tokens: the mean skips padding (text), as sentence-transformers
+    pools; None: every input token counts."""
     if layout.readout == "cls":
         return hidden[:, n_prompt_tokens]  # CLS sits right after the prompts (AST: DIST next)
     if layout.readout == "mean":
-        return hidden[:, n_prompt_tokens:].mean(dim=1)  # the input's own tokens only
+        own = hidden[:, n_prompt_tokens:]  # the input's own tokens only
+        if mask is None:
+            return own.mean(dim=1)
+        weights = mask.to(own.dtype)[..., None]  # (b, T − n, 1)
+        return (own * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
     raise ValueError(f"unknown readout {layout.readout!r}")

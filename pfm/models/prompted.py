@@ -40,7 +40,7 @@ from pfm.models.backbones import (
     input_kind,
     token_layout,
 )
-from pfm.models.insertion import last_block_output, prompts_inserted, readout
+from pfm.models.insertion import READOUTS, last_block_output, prompts_inserted, readout
 from pfm.models.prefix import deep_prefix
 
 PAD = -1  # class-id padding in prompt lists; pads sit at the end of a row
@@ -62,6 +62,7 @@ class ModelSpec:
     tuning: str = "lora"
     input_size: int | None = None  # input length (px, or frames); None: the backbone's own
     prefix_len: int = 0  # p: deep-prefix key/value rows per encoder block; 0: no prefixes
+    readout: str | None = None  # what the head reads: cls | mean; None: the backbone's own
 
 
 class Bank(NamedTuple):
@@ -121,13 +122,16 @@ class PromptedClassifier(nn.Module):
 
     @property
     def data_type(self) -> str:
-        """The modality the encoder reads: ``image`` or ``audio``."""
+        """The modality the encoder reads (``pfm.data.modalities``), as its model type
+        declares (``INPUT_KINDS``)."""
         return input_kind(self.backbone.config).data_type
 
     @property
     def layout(self) -> TokenLayout:
-        """Where prompts enter the encoder and what the head reads, by its model type."""
-        return token_layout(self.backbone.config)
+        """Where prompts enter the encoder, by its model type, and what the head reads:
+        the spec's ``readout`` where set, else the model type's."""
+        layout = token_layout(self.backbone.config)
+        return layout._replace(readout=self.spec.readout) if self.spec.readout else layout
 
     @property
     def bank_classes(self) -> list[int]:
@@ -155,13 +159,16 @@ class PromptedClassifier(nn.Module):
         if len(unique_counts) == 1:
             n = int(unique_counts[0])
             return self._forward_group(pixel_values, ids[:, :n] if n else None)
-        logits = pixel_values.new_empty(len(pixel_values), self.num_classes)
+        logits: torch.Tensor | None = None  # (B, C): at least fp32, whatever the inputs hold
         for n in unique_counts.tolist():
             rows = counts == n
             on_device = rows.to(pixel_values.device, non_blocking=True)
-            logits[on_device] = self._forward_group(
-                pixel_values[on_device], ids[rows, :n] if n else None
-            )
+            group = self._forward_group(pixel_values[on_device], ids[rows, :n] if n else None)
+            if logits is None:
+                dtype = torch.promote_types(group.dtype, torch.float32)  # token ids are ints
+                logits = group.new_empty(len(pixel_values), self.num_classes, dtype=dtype)
+            logits[on_device] = group
+        assert logits is not None  # unique_counts is never empty
         return logits
 
     def _host_prompt_classes(self) -> torch.Tensor:
@@ -210,16 +217,16 @@ class PromptedClassifier(nn.Module):
         # Whisper's last recorded hidden state is the normed output
         by_hook = not self.spec.final_layernorm and layout != CLS_LAYOUT
         recorded = last_block_output(self.backbone) if by_hook else nullcontext([])
+        inputs, mask = self._encoder_inputs(pixel_values, n_tokens)
         with inserted, self._prefix_hooks(), recorded as last_block:
             out = self.encoder(
-                **{self.input_name: self._encoder_input(pixel_values)},
-                output_hidden_states=not self.spec.final_layernorm and not by_hook,
+                **inputs, output_hidden_states=not self.spec.final_layernorm and not by_hook
             )
         if self.spec.final_layernorm:
             hidden = out.last_hidden_state
         else:
             hidden = last_block[-1] if by_hook else out.hidden_states[-1]
-        return readout(hidden, n_tokens, layout)
+        return readout(hidden, n_tokens, layout, mask)
 
     @staticmethod
     def _logits(features: torch.Tensor, head: nn.Linear, masked: torch.Tensor) -> torch.Tensor:
@@ -278,21 +285,31 @@ class PromptedClassifier(nn.Module):
             [self._logits(features[s], bank.head, bank.masked) for s, bank in enumerate(banks)]
         )
 
-    def _encoder_input(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Batches arrive as the prepared arrays store them; the one place they are laid
-        out for an encoder that reads audio as (B, bins, frames) (Whisper). Features of
-        another recipe (AST's 128 bins for Whisper's 80) are refused here by name."""
+    def _encoder_inputs(
+        self, inputs: torch.Tensor, n_tokens: int
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """The encoder's keyword inputs for a batch as its modality converts it, and the
+        mask of the input's own tokens (None: no padding). The one place a batch is laid
+        out for its encoder: audio as (B, bins, frames) for Whisper; text (B, 2, T) split
+        into ids and mask, the mask opened for ``n_tokens`` prompts in front (they see and
+        are seen by every real token). Features of another recipe (AST's 128 bins for
+        Whisper's 80) are refused here by name."""
         config = self.backbone.config
-        bins = getattr(config, "num_mel_bins", None)
-        if self.data_type == "audio" and bins is not None and inputs.shape[-1] != bins:
+        kind = input_kind(config)
+        width = getattr(config, kind.width_attr) if kind.width_attr else None
+        if width is not None and inputs.shape[-1] != width:
             raise ValueError(
-                f"the backbone reads {bins} mel bins, the features have {inputs.shape[-1]}: "
+                f"the backbone reads {width} mel bins, the features have {inputs.shape[-1]}: "
                 f"prepare the dataset with the features it reads (data.<dataset>.features: "
                 f"ast for AST's 128, whisper for Whisper's 80)"
             )
-        if input_kind(config).bins_first:
-            return inputs.transpose(1, 2)  # (B, frames, bins) → (B, bins, frames)
-        return inputs
+        if kind.mask_name is not None:
+            ids, mask = inputs[:, 0], inputs[:, 1]  # (B, T) each
+            opened = torch.cat([mask.new_ones(len(mask), n_tokens), mask], dim=1)  # (B, n+T)
+            return {kind.input_name: ids, kind.mask_name: opened}, mask
+        if kind.bins_first:
+            inputs = inputs.transpose(1, 2)  # (B, frames, bins) → (B, bins, frames)
+        return {kind.input_name: inputs}, None
 
     def _prefix_hooks(self) -> AbstractContextManager:
         if self.prefixes is None:
@@ -413,6 +430,8 @@ def assemble(spec: ModelSpec, backbone: Backbone, seed: int) -> PromptedClassifi
         raise ValueError(f"prefix_len must be ≥ 0, got {spec.prefix_len}")
     if spec.num_classes < 2:
         raise ValueError(f"need at least 2 classes, got {spec.num_classes}")
+    if spec.readout is not None and spec.readout not in READOUTS:
+        raise ValueError(f"readout must be one of {READOUTS} or None, got {spec.readout!r}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if spec.tuning == "lora":

@@ -5,12 +5,13 @@ Layout below the folder (dvc.yaml's ``--times`` paths; each matrix item owns its
 as DVC outputs may not overlap): ``<stage>/<dataset>/seed<s>.json`` for a (dataset, seed)
 item, ``<stage>/<name>.json`` for a stage run once per dataset or model (``prepare``,
 ``convert``, ``pretrain``). A file holds ``stage.<stage>.<measure>`` for each of
-``MEASURES``. Torch-free: the report reads it.
+``MEASURES``, and, where the stage charged its runs to parts (``pfm.stage_clock.charge``),
+``stage.<stage>.part.<part>.{seconds,runs}``. Torch-free: the report reads it.
 """
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tabulate import tabulate
@@ -20,6 +21,7 @@ from pfm.stage_clock import MEASURES, metric_key
 
 LAYOUT = re.compile(r"^[^/]+/(?P<name>[^/]+?)(?:/seed(?P<seed>\d+))?\.json$")
 KEY = re.compile(rf"^stage\.(?P<stage>[^.]+)\.(?:{'|'.join(MEASURES)})$")
+PART = re.compile(r"^stage\.[^.]+\.part\.(?P<part>.+)\.seconds$")
 TOTAL = "total"
 
 
@@ -32,6 +34,7 @@ class StageRun:
     name: str
     seed: int | None
     cost: Mapping[str, float]
+    parts: Mapping[str, tuple[float, int]] = field(default_factory=dict)  # → (seconds, runs)
 
 
 def read_stage_times(root: Path) -> list[StageRun]:
@@ -54,8 +57,22 @@ def read_stage_times(root: Path) -> list[StageRun]:
             raise ValueError(f"{path}: missing {', '.join(missing)}")
         seed = place.group("seed")
         cost = {measure: float(payload[key]) for measure, key in keys.items()}
-        runs.append(StageRun(stage, place.group("name"), None if seed is None else int(seed), cost))
+        place_seed = None if seed is None else int(seed)
+        runs.append(StageRun(stage, place.group("name"), place_seed, cost, _parts(payload)))
     return runs
+
+
+def _parts(payload: Mapping[str, float]) -> dict[str, tuple[float, int]]:
+    """part → (seconds, runs) of a cost file's ``stage.<stage>.part.<part>.*`` keys."""
+    parts = {}
+    for key, value in payload.items():
+        found = PART.match(key)
+        if found is not None:
+            parts[found.group("part")] = (
+                float(value),
+                int(payload[f"{key[: -len('seconds')]}runs"]),
+            )
+    return parts
 
 
 def total(runs: list[StageRun]) -> dict[str, float]:
@@ -85,7 +102,44 @@ def stage_time_lines(runs: list[StageRun]) -> list[str]:
         rows.append([f"**{stage}**", TOTAL, "", *_cells(total(by_stage[stage]))])
     rows.append([f"**{TOTAL}**", "", "", *_cells(total(runs))])
     headers = ["stage", "dataset / model", "seed", "wall s", "CPU s", "peak RSS MiB"]
-    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True).splitlines()
+    table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    return [*table.splitlines(), *part_lines(runs)]
+
+
+def part_lines(runs: list[StageRun]) -> list[str]:
+    """Markdown lines: where the runs of each stage that charged parts went, summed over
+    its (dataset, seed) runs, the largest part first; none if no stage charged any.
+    Runs side by side overlap, so a stage's parts add up to about ``workers`` × its wall."""
+    sums: dict[tuple[str, str], list[float]] = {}
+    for run in runs:
+        for part, (seconds, count) in run.parts.items():
+            entry = sums.setdefault((run.stage, part), [0.0, 0])
+            entry[0] += seconds
+            entry[1] += count
+    if not sums:
+        return []
+    stage_sums: dict[str, float] = {}
+    for (stage, _), (seconds, _) in sums.items():
+        stage_sums[stage] = stage_sums.get(stage, 0.0) + seconds
+    order = sorted(sums, key=lambda key: (key[0], -sums[key][0]))
+    rows = []
+    for stage, part in order:
+        seconds, count = sums[stage, part]
+        share = seconds / stage_sums[stage]
+        rows.append(
+            [
+                stage,
+                part,
+                f"{count:.0f}",
+                f"{seconds:.0f}",
+                f"{seconds / count:.1f}",
+                f"{share:.0%}",
+            ]
+        )
+    headers = ["stage", "part", "runs", "run s (sum)", "s / run", "share"]
+    table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    intro = "Within a stage, by part (each run's own wall seconds, summed over its workers):"
+    return ["", intro, "", *table.splitlines()]
 
 
 def _cells(cost: Mapping[str, float]) -> list[str]:

@@ -18,11 +18,12 @@ number of forgotten classes the way passes over the forget data would.
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 
-from pfm.config import Count, Rate, Weight
+from pfm.config import Count, LogUniform, Rate, Weight
 from pfm.models.prompted import PromptedClassifier
 from pfm.unlearn.base import Request
 from pfm.unlearn.data import endless
@@ -34,13 +35,14 @@ RetainLoss = Callable[[PromptedClassifier, torch.Tensor, torch.Tensor], torch.Te
 class AscentRecipe:
     steps: Count  # forget batches to ascend on, at most (the forget data cycled)
     batch_size: Count
-    lr: Rate  # Adam
+    lr: Annotated[Rate, LogUniform(1e-5, 1e-2)]  # Adam
     stop_at_chance: bool  # stop once a forget batch's cross-entropy reaches ln C
 
 
 @dataclass(frozen=True)
 class RegularisedAscentRecipe(AscentRecipe):
-    retain_weight: Weight  # weight of the retain term against the ascent term
+    # weight of the retain term against the ascent term
+    retain_weight: Annotated[Weight, LogUniform(0.1, 10.0)]
 
 
 def gradient_ascent(

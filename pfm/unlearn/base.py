@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
-from pfm.config import Count, OneOf, Rate
+from pfm.config import Count, LogUniform, OneOf, Rate
 from pfm.evaluate import Variants
 from pfm.losses import Objective
 from pfm.models.prompted import PromptedClassifier
@@ -118,9 +118,9 @@ def method(
 class TrainRecipe:
     """Epochs of the one training loop (Adam, no scheduler) over a method's data."""
 
-    epochs: Count
+    epochs: Count  # budget: never searched
     batch_size: Count
-    lr: Rate
+    lr: Annotated[Rate, LogUniform(1e-4, 1e-1)]  # Adam
 
 
 def fit(

@@ -52,7 +52,7 @@ from typing import Annotated
 
 import torch
 
-from pfm.config import Count, OneOf
+from pfm.config import Choice, Count, OneOf
 from pfm.cost import transform_timer
 from pfm.losses import FORGET_TARGETS, relabelled_objective
 from pfm.models.backbones import encoder_layers
@@ -65,7 +65,9 @@ from pfm.unlearn.data import CountedSplit, join
 class PrefixRecipe(TrainRecipe):
     prefix_len: Count  # p: prefix key rows (and as many value rows) per encoder block
     # forget samples' target: uniform | random_label
-    target: Annotated[str, OneOf(FORGET_TARGETS, "forget target")] = "uniform"
+    target: Annotated[str, OneOf(FORGET_TARGETS, "forget target"), Choice(FORGET_TARGETS)] = (
+        "uniform"
+    )
 
 
 def pinv_transpose(prefixes: torch.Tensor) -> torch.Tensor:

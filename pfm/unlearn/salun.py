@@ -12,11 +12,12 @@ elements do not move at all.
 """
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 
-from pfm.config import Share
+from pfm.config import Share, Uniform
 from pfm.models.prompted import PromptedClassifier
 from pfm.unlearn.base import Request, TrainRecipe, method
 from pfm.unlearn.data import CountedSplit
@@ -25,7 +26,8 @@ from pfm.unlearn.random_label import random_label
 
 @dataclass(frozen=True)
 class SalunRecipe(TrainRecipe):
-    saliency: Share  # fraction of trainable elements the update may change
+    # fraction of trainable elements the update may change
+    saliency: Annotated[Share, Uniform(0.1, 1.0)]
 
 
 def forget_gradients(

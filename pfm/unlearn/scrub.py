@@ -15,11 +15,12 @@ phases (the paper uses SGD; we use Adam as every other method here).
 
 import copy
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 
-from pfm.config import Count, Natural, Rate, Weight
+from pfm.config import Choice, Count, LogUniform, Natural, Rate, Weight
 from pfm.losses import kl_to_reference
 from pfm.models.prompted import PromptedClassifier
 from pfm.unlearn.base import Request, method
@@ -31,10 +32,11 @@ class ScrubRecipe:
     epochs: Count  # min epochs over the retain data
     max_epochs: Natural  # of which the first ones are preceded by a max epoch over the forget data
     batch_size: Count
-    lr: Rate  # Adam
-    alpha: Weight  # weight of KL-to-teacher on retain
+    lr: Annotated[Rate, LogUniform(1e-5, 1e-2)]  # Adam
+    alpha: Annotated[Weight, LogUniform(1e-4, 1.0)]  # weight of KL-to-teacher on retain
     gamma: Weight  # weight of cross-entropy on retain
-    temperature: Rate  # of the KL (the authors' distillation temperature)
+    # of the KL (the authors' distillation temperature)
+    temperature: Annotated[Rate, Choice((1.0, 2.0, 4.0, 8.0))]
 
 
 @method("scrub", recipe=ScrubRecipe, needs_forget=True, needs_retain=True)

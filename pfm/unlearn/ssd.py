@@ -30,11 +30,12 @@ Mixed batches make []_D a property of the data, not of its layout.
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 
-from pfm.config import Count, Rate
+from pfm.config import Count, LogUniform, Rate
 from pfm.models.prompted import PromptedClassifier
 from pfm.unlearn.base import Request, method
 from pfm.unlearn.data import Batch, epochs_of, join
@@ -43,8 +44,8 @@ from pfm.unlearn.data import Batch, epochs_of, join
 @dataclass(frozen=True)
 class SsdRecipe:
     batch_size: Count  # of the importance estimate (a squared *batch* gradient)
-    selection_weighting: Rate  # α
-    dampening_constant: Rate  # λ
+    selection_weighting: Annotated[Rate, LogUniform(0.1, 100.0)]  # α
+    dampening_constant: Annotated[Rate, LogUniform(0.1, 10.0)]  # λ
 
 
 def importance(model: PromptedClassifier, batches: Iterable[Batch]) -> dict[str, torch.Tensor]:

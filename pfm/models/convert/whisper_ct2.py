@@ -40,8 +40,8 @@ import torch
 from transformers import WhisperConfig
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
+from pfm.data.packaged import packaged_file
 from pfm.models.convert import relative_difference
-from pfm.models.convert.packaged import packaged_file
 
 LICENSE = (
     "Whisper tiny.en encoder weights (Radford et al., 2022; MIT, OpenAI), as shipped in the "
