@@ -9,7 +9,7 @@ gives them here, before any data is prepared, through the rules the stages apply
 than asked (an OOD probe on the very dataset it probes, skipped there) is returned as a
 warning rather than refused: a matrix over two image datasets may name one as the
 other's probe. The backbone each dataset's modality picks must read that modality, where
-it is known before training (``pfm.models.backbones.backbone_reads``), and read the
+it is known before training (``pfm.models.backbones.backbone_config``), and read the
 input size asked (``model.input_size``, ``pfm.models.backbones.size_refusal``).
 """
 
@@ -21,7 +21,7 @@ from pfm.config import ParamError, bad_value
 from pfm.data.modalities import MODALITIES
 from pfm.data.registry import DatasetInfo, describe
 from pfm.evaluate import check_cap, check_k, k_values, sets_per_k
-from pfm.models.backbones import backbone_config, backbone_reads, size_refusal
+from pfm.models.backbones import backbone_config, input_kind, size_refusal
 from pfm.specs import EvaluateParams, ModelParams, check_modality
 from pfm.unlearn import UnlearnParams
 
@@ -102,25 +102,23 @@ def ood_warnings(
 
 
 def check_backbone(model: ModelParams, name: str, info: DatasetInfo) -> None:
-    """Refuse the backbone dataset ``name``'s modality picks if it reads another one."""
-    backbone = model.backbone_for(info.data_type)
-    reads = backbone_reads(backbone)
-    if reads is not None:
-        try:
-            check_modality(backbone, reads, info.data_type)
-        except ValueError as error:
-            key = f"model.{MODALITIES.get(info.data_type).backbone_param}"
-            raise ParamError(f"{key}: on dataset {name}, {error.args[0]}") from None
-
-
-def check_input_size(model: ModelParams, name: str, info: DatasetInfo) -> None:
-    """Refuse a ``model.input_size`` the image backbone of dataset ``name`` cannot read
-    (``pfm.models.backbones.size_refusal``), where its config is known before training."""
-    if model.input_size is None or info.data_type != "image":
-        return
+    """Refuse the backbone dataset ``name``'s modality picks if it reads another modality,
+    or cannot read ``model.input_size`` (``pfm.models.backbones.size_refusal``; only a
+    resizable modality's input takes the size, ``pfm.specs.model_spec``). Checked where
+    its config is known before training (``pfm.models.backbones.backbone_config``)."""
     backbone = model.backbone_for(info.data_type)
     config = backbone_config(backbone)
-    refusal = None if config is None else size_refusal(config, model.input_size)
+    if config is None:
+        return
+    modality = MODALITIES.get(info.data_type)
+    try:
+        check_modality(backbone, input_kind(config).data_type, info.data_type)
+    except ValueError as error:
+        key = f"model.{modality.backbone_param}"
+        raise ParamError(f"{key}: on dataset {name}, {error.args[0]}") from None
+    if model.input_size is None or not modality.resizable:
+        return
+    refusal = size_refusal(config, model.input_size)
     if refusal is not None:
         raise ParamError(
             f"model.input_size: {model.input_size} px on dataset {name}, but backbone "
@@ -145,7 +143,6 @@ def check_dataset_limits(
         info = describe(name, data.get(name) or {}, f"data.{name}")
         if model is not None:
             check_backbone(model, name, info)
-            check_input_size(model, name, info)
         run = forget_sizes("unlearn", unlearn.k, unlearn.max_sets, name, info)
         forget_sizes("evaluate", evaluate.k, evaluate.max_sets, name, info)
         check_attacked("attacks.mia.k", mia.k, run, name, info)

@@ -159,13 +159,6 @@ def backbone_config(name: str) -> PretrainedConfig | None:
     return AutoConfig.from_pretrained(name, local_files_only=True)
 
 
-def backbone_reads(name: str) -> str | None:
-    """The modality backbone ``name`` reads (``backbone_config``; None: not known yet,
-    checked once built by ``check_modality``)."""
-    config = backbone_config(name)
-    return None if config is None else input_kind(config).data_type
-
-
 def size_refusal(config: PretrainedConfig, size: int) -> str | None:
     """Why an image encoder of ``config`` cannot read ``size`` px inputs, or None. A ViT
     refuses any size but its own deep in its first forward, after prepare and pretrain
