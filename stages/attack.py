@@ -1,7 +1,7 @@
 """Stage attack: both attacks — membership inference and prompt recovery / few-shot
 relearning (``pfm.attacks.suite``) — on every method's saved unlearned models on one
 dataset, and on the never-seen prompt models (``retrain_prompt``) as a run of their own.
-The recovery attack's out-of-distribution probe is ``attacks.recovery.ood_dataset``,
+The recovery attack's out-of-distribution probe is ``attacks.recovery.ood_datasets``,
 built from its ``data.<name>`` params.
 
 One stage rather than one per attack: a stage start costs ~12 s of imports, and in one

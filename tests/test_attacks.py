@@ -38,7 +38,7 @@ from pfm.attacks.probes import (
     AttackData,
     draw_shots,
     noise_probe,
-    ood_images,
+    ood_inputs,
     ood_probe,
     random_inputs,
 )
@@ -74,7 +74,7 @@ QUICK = RecoveryParams(
     k=(1,), draws=1, shots=(0, 1), capabilities=(*TRAINED, "prototype"),
     budget=dict.fromkeys(TRAINED, Budget(4, 0.01)), eval_every=2, curve_samples=64,
     collapse_fraction=0.8, prototype_weight=1.0, relearn_threshold=0.5, anchor_shots=1,
-    noise_inputs=2, prompt_init="normal", ood_dataset=None, ood_samples=8, batch_size=64,
+    noise_inputs=2, prompt_init="normal", ood_datasets={}, ood_samples=8, batch_size=64,
 )  # fmt: skip
 FORGET = (1,)  # forgotten by the plain models' tests
 HIDDEN = (2,)  # the class whose prompt deletion forgets it in the toy prompt model
@@ -657,17 +657,20 @@ def test_specificity_probes_are_seeded_and_apart_from_the_attacks_noise() -> Non
     assert len(ood_probe(ood, 500, 0)) == 40
 
 
-def test_the_ood_probe_is_another_image_dataset_built_from_its_params() -> None:
+def test_the_ood_probe_is_another_dataset_of_the_attacked_modality() -> None:
     data_params = PARAMS["data"]
-    digits = ood_images("digits", data_params, DATA)
+    digits = ood_inputs({"image": "digits"}, data_params, DATA)
     assert digits is not None and digits.data_type == "image" and len(digits) > 100
-    assert ood_images(None, data_params, DATA) is None
-    assert ood_images("toy", data_params, DATA) is None  # the attacked set is not OOD
+    assert ood_inputs({}, data_params, DATA) is None
+    assert ood_inputs({"image": None, "text": "bbc-news"}, data_params, DATA) is None
+    assert ood_inputs({"image": "toy"}, data_params, DATA) is None  # the attacked set is not OOD
     features = Split(np.zeros((4, 10, 8), dtype=np.float16), np.arange(4) % 2)
     audio = PreparedDataset(
         "sounds", ("a", "b"), dict.fromkeys(("train", "val", "test"), features), "audio"
     )
-    assert ood_images("digits", data_params, audio) is None
+    assert ood_inputs({"image": "digits"}, data_params, audio) is None  # none for audio
+    with pytest.raises(ValueError, match="^ood_datasets.audio: digits holds image, not audio$"):
+        ood_inputs({"audio": "digits"}, data_params, audio)
 
 
 # --- prompt recovery: metrics ----------------------------------------------------------
@@ -882,7 +885,7 @@ STAGE_RECOVERY = {
     "budget": {c: {"steps": 2, "lr": 0.01} for c in TRAINED}, "eval_every": 1,
     "curve_samples": 4, "collapse_fraction": 0.8, "prototype_weight": 1.0,
     "relearn_threshold": 0.5, "anchor_shots": 1, "noise_inputs": 2, "prompt_init": "normal",
-    "ood_dataset": "digits", "ood_samples": 8, "batch_size": 64,
+    "ood_datasets": {"image": "digits"}, "ood_samples": 8, "batch_size": 64,
 }  # fmt: skip
 ATTACK_ARGS = (
     "--data", "data", "--models", "unlearned", "--prompt-reference", "ref", "--mia", "mia",

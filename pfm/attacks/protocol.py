@@ -13,6 +13,7 @@ from typing import Annotated
 
 from pfm.attacks.capabilities import CAPABILITIES, INITS, Budget, Capability, CapabilityName
 from pfm.config import Count, Counts, Natural, Naturals, NonEmpty, OneOf, Share
+from pfm.data.modalities import ModalityName
 from pfm.data.registry import DatasetName
 from pfm.precision import Precision
 
@@ -35,7 +36,9 @@ class RecoveryParams:
     anchor_shots: Natural  # labelled train samples per retained class, kept at their labels
     noise_inputs: Count  # data-free positives per class and step
     prompt_init: Annotated[str, OneOf(INITS, "prompt init")]  # normal | zeros
-    ood_dataset: DatasetName | None  # registry name of the out-of-distribution probe; null: none
+    # per modality, the dataset whose test split is the out-of-distribution probe of every
+    # attacked dataset of that modality; a modality not listed (or null) has none
+    ood_datasets: Mapping[ModalityName, DatasetName | None]
     ood_samples: Count  # inputs of each specificity probe (noise, OOD)
     batch_size: Count  # evaluation batch
     precision: Precision = "fp32"  # of the attack's steps and scoring: fp32 | bf16

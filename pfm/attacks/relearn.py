@@ -34,7 +34,7 @@ from pfm.attacks.capabilities import (
     head_rows,
     register,
 )
-from pfm.attacks.harness import Forward
+from pfm.attacks.harness import Batch, Forward
 from pfm.attacks.probes import AdversaryView
 from pfm.attacks.protocol import RecoveryParams
 from pfm.models.prompted import PromptedClassifier
@@ -72,10 +72,8 @@ class Relearn(Capability):
         optimizer = torch.optim.Adam([t.parameter for t in trained], lr=budget.lr)
         record(0)
         for step in range(1, budget.steps + 1):
-            x, y = shots if shots is not None else forward.whole(view.noise())
-            loss = F.cross_entropy(forward.logits(x, y), y)
-            if anchors is not None:
-                loss = loss + F.cross_entropy(forward.logits(*anchors), anchors[1])
+            positives = shots if shots is not None else forward.whole(view.noise())
+            loss = anchored_loss(forward, positives, anchors)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for t in trained:
@@ -84,6 +82,18 @@ class Relearn(Capability):
             optimizer.step()
             record(step)
         return budget.steps
+
+
+def anchored_loss(forward: Forward, positives: Batch, anchors: Batch | None) -> torch.Tensor:
+    """Mean cross-entropy of the positives plus mean cross-entropy of the anchors, from
+    one forward over both: a step's cost is its samples', and two small forwards cost
+    about 15 % more than one of their union (measured on DINOv2-S, one thread)."""
+    if anchors is None:
+        return F.cross_entropy(forward.logits(*positives), positives[1])
+    x, y = (torch.cat(parts) for parts in zip(positives, anchors, strict=True))
+    logits = forward.logits(x, y)
+    n = len(positives[1])
+    return F.cross_entropy(logits[:n], y[:n]) + F.cross_entropy(logits[n:], y[n:])
 
 
 def prompt_rows(model: PromptedClassifier, classes: Sequence[int], _: Sequence[str]) -> Masks:

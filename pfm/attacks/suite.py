@@ -23,7 +23,7 @@ import torch
 from pfm.attacks.harness import Outcome
 from pfm.attacks.mia import MiaParams
 from pfm.attacks.mia import attack as mia_attack
-from pfm.attacks.probes import AttackData, ood_images
+from pfm.attacks.probes import AttackData, ood_inputs
 from pfm.attacks.protocol import RecoveryParams
 from pfm.attacks.recovery import DrawResult, attack_saved, summarise
 from pfm.attacks.targets import (
@@ -37,11 +37,10 @@ from pfm.cli import write_run_metrics
 from pfm.data import PreparedDataset
 from pfm.draws import select_draws
 from pfm.evaluate import pool
-from pfm.files import write_json
+from pfm.files import Place, write_json
 from pfm.models.checkpoint import load_model
 from pfm.parallel import run_all
 from pfm.unlearn.manifest import read_manifest, run_folder
-from pfm.unlearn.suite import Place
 
 Outcomes = dict[tuple[Target, str], dict[int, Outcome]]  # (target, capability) → m → …
 
@@ -103,13 +102,13 @@ def attack_all(
 ) -> None:
     """Both attacks on every (method, seed) of ``runs`` (``retrain_prompt`` among them
     where it is to be attacked); ``data_params`` (params ``data``) builds the recovery
-    attack's out-of-distribution probe, ``recovery.ood_dataset``."""
+    attack's out-of-distribution probe, ``recovery.ood_datasets``."""
     planned = recovery_runs(
         folders.models, folders.prompt_reference, runs, recovery.k, recovery.draws
     )
     data = AttackData(  # no validation split: the budget is fixed, nothing is chosen
         dataset.splits["train"], dataset.splits["test"],
-        ood_images(recovery.ood_dataset, data_params, dataset),
+        ood_inputs(recovery.ood_datasets, data_params, dataset),
     )  # fmt: skip
     attacks_to_run = distinct_attacks(planned, recovery.capabilities_for)
     jobs = [

@@ -301,10 +301,12 @@ def render(
     figures: Mapping[str, Mapping[str, str]],
     guide: str = f"../{GUIDE}",
     stage_times: Sequence[str] = (),
+    recipes: Sequence[str] = (),
 ) -> str:
     """The whole markdown report; ``header``: the provenance lines, shown last;
     ``figures`` maps dataset → title → relative path; ``guide``: the link to the
-    definitions, relative to the report; ``stage_times``: the table of where the
+    definitions, relative to the report; ``recipes``: which recipes the rows ran and what
+    the search found (``pfm.reporting.recipes``); ``stage_times``: the table of where the
     pipeline's time went (``pfm.reporting.stage_times``), shown before the provenance."""
     parts = ["# Results", "", "Built by `dvc repro` (stage `aggregate`); do not edit.", ""]
     parts += [legend(guide, config.margin), ""]
@@ -313,6 +315,8 @@ def render(
         parts += ["No metric files found.", ""]
     for dataset, methods in found.items():
         parts += dataset_section(summary, dataset, methods, config, figures.get(dataset, {}))
+    if recipes:
+        parts += ["## Recipes: hand and tuned", "", *recipes, ""]
     if stage_times:
         parts += ["## Where the time went", "", *stage_times, ""]
     if header:

@@ -9,6 +9,7 @@ by its tuned fields (``with_tuned``); budget fields stay as params sets them, an
 result is validated like any recipe. Imports no Optuna: stage unlearn reads this."""
 
 import copy
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -60,10 +61,27 @@ def with_tuned(params: Mapping[str, Any], tuned: Mapping[str, Mapping[str, Any]]
     return out
 
 
+def recipe_source(params: Mapping[str, Any]) -> RecipeSource:
+    """Params' top-level ``recipes`` (``hand`` where unset)."""
+    return one_key(params, "recipes", RecipeSource, "", "hand")
+
+
+def recipe_record(recipe: Any, source: RecipeSource) -> dict[str, Any]:
+    """A run's recipe as flat metric keys: ``recipe.source`` and every scalar field as
+    ``recipe.<field>``, so ``dvc metrics diff`` between a hand and a tuned run shows
+    which recipe each number came from."""
+    scalars = {
+        f"recipe.{field.name}": getattr(recipe, field.name)
+        for field in dataclasses.fields(recipe)
+        if isinstance(getattr(recipe, field.name), int | float | str)
+    }
+    return {"recipe.source": source, **scalars}
+
+
 def applied(params: Mapping[str, Any], tuned: Path | None) -> dict:
     """``params`` as stage unlearn runs them: as they are under top-level ``recipes:
     hand``, with the tuned recipes of file ``tuned`` under ``recipes: tuned``."""
-    if one_key(params, "recipes", RecipeSource, "", "hand") == "hand":
+    if recipe_source(params) == "hand":
         return dict(params)
     if tuned is None:
         raise ValueError("recipes: tuned needs stage tune's file (--tuned, as dvc.yaml passes it)")

@@ -52,14 +52,16 @@ def best_trial(trials: Sequence[FrozenTrial]) -> FrozenTrial:
 
 
 def summary(trials: Sequence[FrozenTrial]) -> dict[str, Any]:
-    """What the tuned-recipes file records of a study: trials run, the best one, and the
-    objective of the hand recipe (trial 0) and of the best."""
+    """What the tuned-recipes file records of a study: trials run, the best one, the
+    objective of the hand recipe (trial 0) and of the best, and the hand recipe's
+    searched fields (the report sets them beside the tuned ones)."""
     best = best_trial(trials)
     return {
         "trials": len(trials),
         "best_trial": best.number,
         "hand_objective": trials[0].value,
         "best_objective": best.value,
+        "hand": dict(trials[0].params),
     }
 
 

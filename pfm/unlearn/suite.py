@@ -20,15 +20,15 @@ from pfm.config import matrix, section
 from pfm.cost import CostRecord, model_cost
 from pfm.data import PreparedDataset
 from pfm.evaluate import forget_k, forget_plan, mode_accuracies
+from pfm.files import Place
 from pfm.models.checkpoint import load_model, load_model_for
 from pfm.models.prompted import PromptedClassifier
 from pfm.parallel import run_all
 from pfm.train import train_device
+from pfm.tune.recipes import recipe_record, recipe_source
 from pfm.unlearn.base import METHODS, PROMPT_REFERENCE, PROMPT_REFERENCE_DECLARATION
 from pfm.unlearn.manifest import keeping, read_manifest, run_folder, write_manifest
 from pfm.unlearn.run import read_params, unlearn_params, unlearner
-
-Place = Callable[[Path], Path]  # an output's final path → where to write it for now
 
 
 def base_model(method: str, seed: int, prompt_models: Path, plain_models: Path) -> Path:
@@ -74,6 +74,7 @@ def unlearn_one(
         **METHODS.get(method).declaration.fields(),
         "num_classes": dataset.num_classes,
         "no_forget.full_bank.acc": no_forget,
+        **recipe_record(recipe, recipe_source(params)),
     }
     draws: list[dict] = []
     method_run = unlearner(method, model, dataset.splits["train"], recipe, seed, config.precision)

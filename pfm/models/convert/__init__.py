@@ -1,9 +1,9 @@
 """Converters (our own code) from real pretrained transformers that ship inside registry
 packages to ``transformers`` models, each checked against its source runtime.
 
-They need onnx, onnxruntime, ctranslate2 and the three packages that ship the weights,
-all in the default install; stages ``convert-dinov2``, ``convert-whisper`` and
-``convert-minilm`` run them.
+They need onnx, onnxruntime, ctranslate2, gguf, xllamacpp (llama.cpp) and the four
+packages that ship the weights, all in the default install; stages ``convert-dinov2``,
+``convert-whisper``, ``convert-minilm`` and ``convert-smollm2`` run them.
 """
 
 import re
@@ -43,8 +43,20 @@ class MinilmParams:
     sha256: Sha256
 
 
+@dataclass(frozen=True)
+class Smollm2Params:
+    """``convert.smollm2-135m``: the source GGUF file's hash."""
+
+    sha256: Sha256
+
+
 # ``convert.<name>`` block → what it holds (stage convert-<...> passes it to the command line)
-PARAMS = {"dinov2-small": Dinov2Params, "whisper-tiny-en": WhisperParams, "minilm-l6": MinilmParams}
+PARAMS = {
+    "dinov2-small": Dinov2Params,
+    "whisper-tiny-en": WhisperParams,
+    "minilm-l6": MinilmParams,
+    "smollm2-135m": Smollm2Params,
+}
 
 
 def check_params(blocks: Mapping[str, Any]) -> None:

