@@ -10,16 +10,21 @@ than asked (an OOD probe on the very dataset it probes, skipped there) is return
 warning rather than refused: a matrix over two image datasets may name one as the
 other's probe. The backbone each dataset's modality picks must read that modality, where
 it is known before training (``pfm.models.backbones.backbone_config``), and read the
-input size asked (``model.input_size``, ``pfm.models.backbones.size_refusal``).
+input size asked (``model.input_size``, ``pfm.models.backbones.size_refusal``); a text
+backbone must have the vocabulary of the tokenizer the dataset is prepared with
+(``pfm.data.tokens``), or its ids would name other tokens, or none.
 """
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from transformers import PretrainedConfig
+
 from pfm.attacks import MiaParams, RecoveryParams
 from pfm.config import ParamError, bad_value
 from pfm.data.modalities import MODALITIES
 from pfm.data.registry import DatasetInfo, describe
+from pfm.data.tokens import TOKENIZERS
 from pfm.evaluate import check_cap, check_k, k_values, sets_per_k
 from pfm.models.backbones import backbone_config, input_kind, size_refusal
 from pfm.specs import EvaluateParams, ModelParams, check_modality
@@ -110,7 +115,8 @@ def check_backbone(model: ModelParams, name: str, info: DatasetInfo) -> None:
     """Refuse the backbone dataset ``name``'s modality picks if it reads another modality,
     or cannot read ``model.input_size`` (``pfm.models.backbones.size_refusal``; only a
     resizable modality's input takes the size, ``pfm.specs.model_spec``). Checked where
-    its config is known before training (``pfm.models.backbones.backbone_config``)."""
+    its config is known before training (``pfm.models.backbones.backbone_config``), and
+    one whose ``config.vocab_size`` is not the size of the dataset's tokenizer."""
     backbone = model.backbone_for(info.data_type)
     config = backbone_config(backbone)
     if config is None:
@@ -121,6 +127,8 @@ def check_backbone(model: ModelParams, name: str, info: DatasetInfo) -> None:
     except ValueError as error:
         key = f"model.{modality.backbone_param}"
         raise ParamError(f"{key}: on dataset {name}, {error.args[0]}") from None
+    if info.tokenizer is not None:
+        check_vocabulary(backbone, config, name, info.tokenizer, modality.backbone_param)
     if model.input_size is None or not modality.resizable:
         return
     refusal = size_refusal(config, model.input_size)
@@ -128,6 +136,21 @@ def check_backbone(model: ModelParams, name: str, info: DatasetInfo) -> None:
         raise ParamError(
             f"model.input_size: {model.input_size} px on dataset {name}, but backbone "
             f"{backbone!r} {refusal}"
+        )
+
+
+def check_vocabulary(
+    backbone: str, config: PretrainedConfig, name: str, tokenizer: str, param: str
+) -> None:
+    """Refuse backbone ``backbone`` (``model.<param>``) on dataset ``name`` where its
+    vocabulary is not the one tokenizer ``tokenizer`` writes ids in."""
+    expected = TOKENIZERS.get(tokenizer).vocab_size
+    found = getattr(config, "vocab_size", None)
+    if found != expected:
+        raise ParamError(
+            f"data.{name}.tokenizer: {tokenizer} writes ids of a {expected}-token vocabulary "
+            f"but model.{param} {backbone!r} reads {found}: tokenise with the backbone's "
+            f"tokenizer ({', '.join(TOKENIZERS)}) or pick a backbone of that vocabulary"
         )
 
 

@@ -20,7 +20,8 @@ class ModelParams:
     ``data_type`` picks; each modality names its key, ``Modality.backbone_param``);
     ``input_size`` overrides a resizable input only (image pixels) — an audio or text
     backbone's length is fixed by its position embeddings. ``readout``: what the head
-    reads, ``cls`` or ``mean`` (over the input's real tokens); null: the backbone's own."""
+    reads, ``cls``, ``mean`` (over the input's real tokens) or ``last`` (the last real
+    token, a causal language model's); null: the backbone's own."""
 
     backbone: str
     audio_backbone: str = "ast-tiny"

@@ -65,7 +65,8 @@ NAMES = (
     "datasets[*]", "methods[*]", "train*.eval_modes[*]", "evaluate.modes[*]", "*.device",
     "pretrain.architecture", "pretrain.dataset", "attacks.recovery.capabilities[*]",
     "attacks.recovery.prompt_init", "attacks.recovery.ood_datasets.*", "unlearn.*.target",
-    "model.lora.targets", "data.*.features", "data.*.train_split", "*.precision",
+    "model.lora.targets", "data.*.features", "data.*.train_split", "data.*.tokenizer",
+    "*.precision",
     "aggregate.primary_mia", "recipes",
 )  # fmt: skip
 HASHES = ("convert.*.sha256",)  # text that must be 64 hex digits: "nosuch" is refused too

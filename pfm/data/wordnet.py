@@ -10,7 +10,8 @@ shared by synsets of two supersenses is dropped, one shared within a class kept 
 
 Classes: ``classes`` (lexicographer file names, any part of speech), or else the
 ``largest`` noun supersenses by synset count. Per class a seeded permutation gives test,
-then val, then train at most their caps. Tokenised once here (``pfm.data.tokens``).
+then val, then train at most their caps. Tokenised once here by ``tokenizer``
+(``pfm.data.tokens``: ``minilm`` word pieces, or ``smollm2`` for a llama backbone).
 """
 
 from collections import defaultdict
@@ -22,7 +23,7 @@ from pfm.config import Bounds, Count, Natural, NonEmpty, OneOf
 from pfm.data.prepared import PreparedDataset
 from pfm.data.registry import DATASETS, DESCRIPTIONS, DatasetInfo
 from pfm.data.splits import draw_splits
-from pfm.data.tokens import token_splits, tokenizer_digest
+from pfm.data.tokens import TokenizerName, token_splits, tokenizer_source
 from pfm.files import file_digest
 
 LEXNAMES = (
@@ -109,18 +110,20 @@ def wordnet_supersenses(
     test_per_class: Count = 50,
     max_tokens: Annotated[int, Bounds(3, 512)] = 32,
     split_seed: Natural = 0,
+    tokenizer: TokenizerName = "minilm",
 ) -> PreparedDataset:
     """Supersense-labelled WordNet definitions, tokenised (module docstring). Set
     ``largest`` to null to use ``classes``."""
     root_path = Path(root)
     chosen = chosen_classes(root_path, classes, largest)
     caps = {"train": train_per_class, "val": val_per_class, "test": test_per_class}
-    splits = token_splits(draw_splits(list(chosen.values()), caps, split_seed), max_tokens)
+    drawn = draw_splits(list(chosen.values()), caps, split_seed)
+    splits = token_splits(drawn, max_tokens, tokenizer)
     files = sorted({data_file(root_path, name) for name in chosen})
     source = {
         "licence": LICENCE,
         **{f"{path.name} sha256": file_digest(path) for path in files},
-        "tokenizer.json sha256": tokenizer_digest(),
+        **tokenizer_source(tokenizer),
     }
     return PreparedDataset(
         name="wordnet-supersenses",
@@ -135,4 +138,4 @@ def wordnet_supersenses(
 def describe_wordnet(args: Mapping[str, Any]) -> DatasetInfo:
     classes = args["classes"]
     count = len(classes) if classes is not None else args["largest"]
-    return DatasetInfo("text", count, args["train_per_class"])  # a cap: a bound
+    return DatasetInfo("text", count, args["train_per_class"], args["tokenizer"])  # a cap

