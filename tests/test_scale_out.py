@@ -24,7 +24,7 @@ MEASURED = re.compile(r"seconds|memory|\.rte$")  # times, their ratios, peak mem
 UNIT_STAGES = ("train", "evaluate", "unlearn", "attack")  # one item per (dataset, seed)
 SHARED_STAGES = (
     "validate", "prepare@digits", "pretrain", "convert-dinov2", "convert-whisper",
-    "convert-minilm", "tune@digits",
+    "convert-minilm", "convert-smollm2", "tune@digits",
 )  # fmt: skip
 
 
