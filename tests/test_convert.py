@@ -171,3 +171,34 @@ def test_dinov2_truncation_keeps_the_first_blocks_and_their_exact_output(tmp_pat
         assert torch.allclose(short(pixel_values=x).last_hidden_state, full.layernorm(hidden))
     with pytest.raises(ValueError, match="blocks must be in 1..4"):
         keep_blocks(full, 5)
+
+
+def test_a_model_no_backbone_param_selects_is_left_as_a_note_that_a_load_reports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its stage reads no source file and writes only the note; loading the directory then
+    fails with that note's text instead of a missing-config error."""
+    from pfm.models import convert
+    from pfm.models.backbones import NOT_CONVERTED, load_pretrained
+    from pfm.models.convert import __main__ as stage
+
+    def untouched() -> Path:
+        raise AssertionError("an unselected model's source file was read")
+
+    entry = stage.CONVERTERS["minilm-l6"]
+    monkeypatch.setitem(stage.CONVERTERS, "minilm-l6", type(entry)(convert, untouched))
+    out = tmp_path / "models/backbones/minilm-l6"
+    argv = ["convert", "minilm-l6", str(out), "--if-selected", "vit-tiny", "ast-tiny", "bert-tiny"]
+    monkeypatch.setattr("sys.argv", argv)
+    stage.main()
+    assert [path.name for path in out.iterdir()] == [NOT_CONVERTED]
+    with pytest.raises(FileNotFoundError, match="minilm-l6 is not converted here"):
+        load_pretrained(str(out))
+
+
+def test_a_model_is_selected_however_its_directory_is_spelled(tmp_path: Path) -> None:
+    from pfm.models.convert.__main__ import selected
+
+    out = tmp_path / "models/backbones/minilm-l6"
+    assert selected(out, ["vit-tiny", str(tmp_path / "models/x/../backbones/minilm-l6")])
+    assert not selected(out, ["vit-tiny", str(tmp_path / "models/backbones/minilm-l6-v2")])

@@ -226,6 +226,10 @@ def test_dvc_repro_then_experiment_and_metrics_diff(reproduced: Path, tmp_path: 
     plots = json.loads(sh("dvc", "plots", "show", "--json", cwd=project))
     assert "reports/figures/digits/accuracy_vs_k.png" in json.dumps(plots)
     assert (project / "models/backbones/pretrained/config.json").is_file()
+    assert (project / "models/backbones/minilm-l6/config.json").is_file()  # model.text_backbone
+    for unselected in ("dinov2-small", "whisper-tiny-en-1s", "smollm2-135m"):  # named by none
+        folder = project / "models/backbones" / unselected
+        assert [path.name for path in folder.iterdir()] == ["NOT_CONVERTED.txt"]
     assert "up to date" in sh("dvc", "status", cwd=project)
 
     sh("git", "add", "-A", cwd=project)

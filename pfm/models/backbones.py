@@ -169,6 +169,7 @@ class Registered:
 
 
 BACKBONES: Registry[Registered] = Registry("backbone")
+NOT_CONVERTED = "NOT_CONVERTED.txt"  # a convert stage's note in place of a model no param selects
 BackboneName = Annotated[str, OneOf(BACKBONES)]  # a params field naming a registered one
 
 
@@ -307,6 +308,9 @@ def load_pretrained(
     fingerprint the frozen weights. A model type in ``ENCODER_CLASSES`` loads as that
     class, the rest through ``AutoModel`` (a saved causal language model as its decoder)."""
     local = Path(name_or_path)
+    note = local / NOT_CONVERTED
+    if note.is_file():
+        raise FileNotFoundError(f"backbone {name_or_path!r}: {note.read_text().strip()}")
     offline = not allow_download and not local.is_dir()
     try:
         config = AutoConfig.from_pretrained(name_or_path, local_files_only=offline)

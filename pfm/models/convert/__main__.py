@@ -9,7 +9,10 @@ tokenizer, checked against llama.cpp). The check always runs on the full release
 model; then ``--blocks L`` (DINOv2) keeps its first L blocks and ``--seconds S``
 (Whisper) its first S seconds of input window. ``--sha256`` refuses a source file other
 than the one the project measured, so a DVC stage that records the hash as a param
-reruns exactly when the source changes.
+reruns exactly when the source changes. ``--if-selected B ...`` (the stage passes every
+``model.*backbone`` param) converts only when OUT_DIR is one of them and otherwise leaves
+a note there, so a pipeline spends neither time nor disk (SmolLM2: 517 MB in the
+workspace and as much in DVC's cache) on a backbone no dataset of it reads.
 """
 
 import argparse
@@ -21,6 +24,7 @@ from typing import Any
 
 from pfm.cli import run_stage
 from pfm.files import file_digest
+from pfm.models.backbones import NOT_CONVERTED
 from pfm.models.convert import dinov2_onnx, minilm, smollm2_gguf, whisper_ct2
 
 TOLERANCE = 1e-3  # largest |converted − source| / max |source| accepted on the fixed input
@@ -57,6 +61,23 @@ CONVERTERS = {
 }
 
 
+def selected(out: Path, backbones: list[str]) -> bool:
+    """Whether some backbone param names ``out`` (however the path is spelled)."""
+    return any(Path(name).resolve() == out.resolve() for name in backbones)
+
+
+def leave_note(out: Path, name: str) -> None:
+    """What stands in OUT for an unselected model: why it is empty and how to convert it.
+    The text names no param value, so a change of another modality's backbone leaves the
+    note's hash, and every stage that depends on it, as they were."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / NOT_CONVERTED).write_text(
+        f"{name} is not converted here: no backbone param named {out} when its stage ran. "
+        f"Set model.backbone, model.audio_backbone or model.text_backbone to {out} and "
+        "`dvc repro` converts it.\n"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("name", choices=list(CONVERTERS))
@@ -66,11 +87,21 @@ def main() -> None:
         "--seconds", type=float, help="whisper-tiny-en: keep an S-second input window (1: 1 s)"
     )
     parser.add_argument("--sha256", help="the source file's expected SHA-256; others refused")
+    parser.add_argument(
+        "--if-selected",
+        nargs="+",
+        metavar="BACKBONE",
+        help="convert only if OUT is one of these backbones; otherwise leave a note in OUT",
+    )
     args = parser.parse_args()
     entry = CONVERTERS[args.name]
     for name, other in CONVERTERS.items():
         if other is not entry and other.option and getattr(args, other.option) is not None:
             parser.error(f"--{other.option} applies to {name} only")
+    if args.if_selected is not None and not selected(args.out, args.if_selected):
+        leave_note(args.out, args.name)
+        print(f"{args.name}: no backbone param selects {args.out}; not converted")
+        return
     converter = entry.module
     source_file = entry.source_file()
     source = source_file.parent if entry.source_is_dir else source_file
