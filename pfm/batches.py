@@ -20,18 +20,18 @@ class SplitTensors:
     """A split held as stored tensors, yielding (backbone inputs, labels) batches.
 
     ``input_size`` is the backbone's input length in its modality: pixels per side for
-    images, frames for audio, positions for text. ``images`` and ``labels`` hold the
+    images, frames for audio, positions for text. ``inputs`` and ``labels`` hold the
     stored inputs of any modality and their labels on the host (what callers read as
     arrays); batches come from their copies on ``device``."""
 
     def __init__(self, split: Split, input_size: int, device: torch.device) -> None:
-        self.images = torch.from_numpy(split.images)
+        self.inputs = torch.from_numpy(split.inputs)
         self.labels = torch.from_numpy(split.labels)
         self.data_type = split.data_type
         self.input_size = input_size
         self.device = device
         resident = device.type != "cpu"
-        self._images = self.images.to(device) if resident else self.images
+        self._inputs = self.inputs.to(device) if resident else self.inputs
         self._labels = self.labels.to(device) if resident else self.labels
 
     def __len__(self) -> int:
@@ -43,8 +43,8 @@ class SplitTensors:
         if batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
         order = torch.arange(len(self)) if order is None else order
-        order = order.to(self._images.device, non_blocking=True)  # one copy, no wait
+        order = order.to(self._inputs.device, non_blocking=True)  # one copy, no wait
         convert = MODALITIES.get(self.data_type).to_encoder
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            yield convert(self._images[idx], self.input_size), self._labels[idx]
+            yield convert(self._inputs[idx], self.input_size), self._labels[idx]

@@ -335,8 +335,8 @@ def test_draw_shots_are_nested_and_seeded() -> None:
     split = DATA.splits["train"]
     one, five = draw_shots(split, FORGET, 1, 0), draw_shots(split, FORGET, 5, 0)
     assert list(one.labels) == [1] and list(five.labels) == [1] * 5
-    assert np.array_equal(one.images[0], five.images[0])  # m = 1 ⊂ m = 5
-    assert np.array_equal(draw_shots(split, FORGET, 5, 0).images, five.images)
+    assert np.array_equal(one.inputs[0], five.inputs[0])  # m = 1 ⊂ m = 5
+    assert np.array_equal(draw_shots(split, FORGET, 5, 0).inputs, five.inputs)
     with pytest.raises(ValueError, match="fewer than m = 99"):
         draw_shots(split, FORGET, 99, 0)
 
@@ -544,7 +544,7 @@ def test_a_head_row_kept_with_the_class_signal_recovers_more_than_retrain(
     suppressed class and not the never-seen one."""
     leaky = copy.deepcopy(plain)
     samples = Split(
-        np.concatenate([DATA.splits[s].images for s in ("train", "val", "test")]),
+        np.concatenate([DATA.splits[s].inputs for s in ("train", "val", "test")]),
         np.concatenate([DATA.splits[s].labels for s in ("train", "val", "test")]),
     )
     ones = SplitTensors(class_slice(samples, FORGET, True), leaky.input_size, CPU)
@@ -639,21 +639,21 @@ def test_specificity_probes_are_seeded_and_apart_from_the_attacks_noise() -> Non
     audio features against Gaussian ones; another seed too."""
     like = DATA.splits["train"]
     probe = noise_probe(like, 64, 0)
-    assert probe.images.shape == (64, 8, 8, 1) and probe.images.dtype == np.uint8
-    assert np.array_equal(probe.images, noise_probe(like, 64, 0).images)
-    assert not np.array_equal(probe.images, noise_probe(like, 64, 1).images)
+    assert probe.inputs.shape == (64, 8, 8, 1) and probe.inputs.dtype == np.uint8
+    assert np.array_equal(probe.inputs, noise_probe(like, 64, 0).inputs)
+    assert not np.array_equal(probe.inputs, noise_probe(like, 64, 1).inputs)
     attack_noise = random_inputs(like, (64, 8, 8, 1), torch.Generator().manual_seed(1))
-    assert neighbour_correlation(probe.images) > 0.5 > 0.1 > abs(
+    assert neighbour_correlation(probe.inputs) > 0.5 > 0.1 > abs(
         neighbour_correlation(attack_noise)
     )  # fmt: skip
     features = Split(np.zeros((2, 10, 8), dtype=np.float16), np.zeros(2, dtype=np.int64))
-    audio_probe = noise_probe(features, 256, 0).images.astype(np.float32)
+    audio_probe = noise_probe(features, 256, 0).inputs.astype(np.float32)
     assert audio_probe.dtype == np.float32 and abs(audio_probe).max() <= 1.0
     assert abs(float(audio_probe.std()) - 1 / np.sqrt(3)) < 0.02  # uniform, not N(0, 0.5²)
     ood = Split(np.arange(40, dtype=np.uint8).reshape(40, 1, 1, 1), np.zeros(40, np.int64))
     picked = ood_probe(ood, 5, 0)
-    assert len(picked) == 5 and len(set(picked.images.ravel())) == 5
-    assert np.array_equal(picked.images, ood_probe(ood, 5, 0).images)
+    assert len(picked) == 5 and len(set(picked.inputs.ravel())) == 5
+    assert np.array_equal(picked.inputs, ood_probe(ood, 5, 0).inputs)
     assert len(ood_probe(ood, 500, 0)) == 40
 
 

@@ -123,7 +123,7 @@ def test_prepared_audio_round_trip_keeps_type_norm_and_real_split(tmp_path: Path
     loaded = load_prepared(tmp_path)
     assert loaded.data_type == "audio" and loaded.feature_norm == (-4.0, 3.0)
     assert set(loaded.splits) == {"train", "val", "test", "real"}
-    assert loaded.splits["real"].images.tobytes() == data.splits["real"].images.tobytes()
+    assert loaded.splits["real"].inputs.tobytes() == data.splits["real"].inputs.tobytes()
 
 
 def test_image_files_written_before_data_type_still_load(tmp_path: Path) -> None:
@@ -182,7 +182,7 @@ def test_urbansound8k_splits_by_official_fold(tmp_path: Path) -> None:
     assert data.data_type == "audio" and data.class_names == US8K_CLASSES
     sizes = {s: len(split) for s, split in data.splits.items()}
     assert sizes == {"train": 12, "val": 6, "test": 6}  # 3 classes × 2 slices × folds
-    assert data.splits["test"].images.shape == (6, 60, MEL_BINS)
+    assert data.splits["test"].inputs.shape == (6, 60, MEL_BINS)
     assert set(data.counts()["test"].values()) == {2}
     capped = build_dataset("urbansound8k", {**options, "per_class": 1})
     assert {s: len(split) for s, split in capped.splits.items()} == {
@@ -244,14 +244,14 @@ def test_synthesis_deduplicates_by_content_and_repeats_exactly() -> None:
 def test_spoken_words_builds_audio_splits_and_a_real_split() -> None:
     data = build_dataset("spoken-words", {**TINY_WORDS, "frames": 80})
     assert data.data_type == "audio" and data.class_names == ("zero", "one")
-    assert data.splits["train"].images.shape[1:] == (80, MEL_BINS)
+    assert data.splits["train"].inputs.shape[1:] == (80, MEL_BINS)
     assert sum(len(data.splits[s]) for s in ("train", "val", "test")) == 12
     if Path("/usr/share/asterisk/sounds/en/digits/0.wav").is_file():
         assert data.splits["real"].labels.tolist() == [0, 1]  # one studio take per word
     no_real = build_dataset("spoken-words", {**TINY_WORDS, "frames": 80, "real_root": None})
     assert "real" not in no_real.splits
     # the real split is normalised with the train statistics, so it changes no other split
-    assert no_real.splits["test"].images.tobytes() == data.splits["test"].images.tobytes()
+    assert no_real.splits["test"].inputs.tobytes() == data.splits["test"].inputs.tobytes()
 
 
 @needs_tools
@@ -265,7 +265,7 @@ def test_prepare_stage_builds_spoken_words_end_to_end(tmp_path: Path) -> None:
     prepared = load_prepared(tmp_path / "out")
     assert prepared.data_type == "audio" and prepared.feature_norm is not None
     again = build_dataset("spoken-words", params["data"]["spoken-words"])
-    assert prepared.splits["train"].images.tobytes() == again.splits["train"].images.tobytes()
+    assert prepared.splits["train"].inputs.tobytes() == again.splits["train"].inputs.tobytes()
 
 
 # ---- the prompted model on ast-tiny ----

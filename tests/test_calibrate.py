@@ -138,7 +138,7 @@ def poisoned(dataset: PreparedDataset, split: str) -> PreparedDataset:
     """``dataset`` with ``split``'s images replaced by noise and its labels shifted."""
     old = dataset.splits[split]
     rng = np.random.default_rng(9)
-    images = rng.integers(0, 256, old.images.shape, dtype=np.uint8)
+    images = rng.integers(0, 256, old.inputs.shape, dtype=np.uint8)
     bad = Split(images, (old.labels + 1) % dataset.num_classes)
     return PreparedDataset(dataset.name, dataset.class_names, {**dataset.splits, split: bad})
 

@@ -25,7 +25,7 @@ def test_digits_are_real_stratified_and_seeded() -> None:
     data = build_dataset("digits", {})
     sizes = {name: len(split) for name, split in data.splits.items()}
     assert sum(sizes.values()) == 1797 and data.num_classes == 10
-    assert data.splits["train"].images.shape[1:] == (8, 8, 1)  # stored at source size
+    assert data.splits["train"].inputs.shape[1:] == (8, 8, 1)  # stored at source size
     counts = data.counts()
     for name in data.class_names:  # stratified: every class split 60/10/30 up to rounding
         total = sum(counts[s][name] for s in counts)
@@ -34,12 +34,12 @@ def test_digits_are_real_stratified_and_seeded() -> None:
     again = build_dataset("digits", {})
     assert np.array_equal(again.splits["test"].labels, data.splits["test"].labels)
     other = build_dataset("digits", {"split_seed": 1})
-    assert not np.array_equal(other.splits["test"].images, data.splits["test"].images)
+    assert not np.array_equal(other.splits["test"].inputs, data.splits["test"].inputs)
 
 
 def test_splits_do_not_overlap() -> None:
     data = build_dataset("digits", {})
-    seen = [{img.tobytes() for img in data.splits[s].images} for s in ("train", "val", "test")]
+    seen = [{img.tobytes() for img in data.splits[s].inputs} for s in ("train", "val", "test")]
     # digits has a few exact duplicate images; overlaps must stay at that level
     assert len(seen[0] & seen[2]) < 10 and len(seen[1] & seen[2]) < 5
 
@@ -50,7 +50,7 @@ def test_prepared_round_trip_and_counts(tmp_path: Path) -> None:
     loaded = load_prepared(tmp_path)
     assert loaded.class_names == data.class_names and loaded.name == "digits"
     for split in ("train", "val", "test"):
-        assert np.array_equal(loaded.splits[split].images, data.splits[split].images)
+        assert np.array_equal(loaded.splits[split].inputs, data.splits[split].inputs)
     counts = (tmp_path / "counts.json").read_text()
     assert '"totals"' in counts and '"per_class"' in counts
 
@@ -79,7 +79,7 @@ def test_fashion_mnist_reads_idx_files_and_subsamples(tmp_path: Path) -> None:
     )
     assert len(data.splits["train"]) + len(data.splits["val"]) == 200
     assert len(data.splits["test"]) == 50
-    assert data.splits["train"].images.shape[1:] == (28, 28, 1)
+    assert data.splits["train"].inputs.shape[1:] == (28, 28, 1)
     assert data.class_names[9] == "ankle boot"
 
 
@@ -112,7 +112,7 @@ def test_medmnist_loads_through_the_package_api(tmp_path: Path) -> None:
     _fake_medmnist_npz(tmp_path / "bloodmnist.npz", rgb=True)
     data = build_dataset("bloodmnist", {"root": str(tmp_path), "size": 28})
     assert data.num_classes == 8 and data.class_names[0] == "basophil"
-    assert data.splits["train"].images.shape == (40, 28, 28, 3)
+    assert data.splits["train"].inputs.shape == (40, 28, 28, 3)
     assert data.splits["test"].labels.shape == (16,)
 
 
@@ -122,7 +122,7 @@ def test_medmnist_train_on_val_as_the_authors_do_for_octmnist(tmp_path: Path) ->
         "bloodmnist", {"root": str(tmp_path), "train_split": "val", "val_fraction": 0.5}
     )
     assert len(data.splits["train"]) + len(data.splits["val"]) == 16
-    assert data.splits["train"].images.shape[1:] == (28, 28, 1)
+    assert data.splits["train"].inputs.shape[1:] == (28, 28, 1)
 
 
 def test_medmnist_missing_offline_names_file_and_folder(tmp_path: Path) -> None:

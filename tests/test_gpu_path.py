@@ -124,7 +124,7 @@ def test_batches_come_from_the_devices_copy() -> None:
     """On an accelerator the stored arrays are copied once and batches sliced there (the
     meta device stands in for one), while ``images`` and ``labels`` stay on the host."""
     data = SplitTensors(DATA.splits["test"], 16, torch.device("meta"))
-    assert data.labels.device == CPU and data.images.device == CPU
+    assert data.labels.device == CPU and data.inputs.device == CPU
     x, y = next(data.batches(5, torch.randperm(len(data))))
     assert x.device.type == "meta" and x.shape == (5, 3, 16, 16) and y.shape == (5,)
 
@@ -223,7 +223,7 @@ def test_batched_forget_k_keeps_nan_for_a_class_without_samples(
     model = prompt_model
     split = FIVE.splits["test"]
     keep = split.labels != 2
-    data = SplitTensors(Split(split.images[keep], split.labels[keep]), model.input_size, CPU)
+    data = SplitTensors(Split(split.inputs[keep], split.labels[keep]), model.input_size, CPU)
     forget = unlearner("pfm", model, None, PromptForgetRecipe(False), 0)
     plan = forget_plan(5, [1], None, seed=0)
     units = forget_k(forget, data, plan, 0, 16)["units"]
@@ -232,7 +232,7 @@ def test_batched_forget_k_keeps_nan_for_a_class_without_samples(
 
 def test_batched_forget_k_scores_an_empty_split(prompt_model: PromptedClassifier) -> None:
     split = FIVE.splits["test"]
-    empty = SplitTensors(Split(split.images[:0], split.labels[:0]), prompt_model.input_size, CPU)
+    empty = SplitTensors(Split(split.inputs[:0], split.labels[:0]), prompt_model.input_size, CPU)
     forget = unlearner("pfm", prompt_model, None, PromptForgetRecipe(False), 0)
     units = forget_k(forget, empty, forget_plan(5, [1], 2, seed=0), 0, 16)["units"]
     assert all(u["forget_acc"] != u["forget_acc"] for u in units)  # NaN: no sample

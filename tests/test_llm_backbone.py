@@ -97,7 +97,7 @@ def test_smollm2_rows_open_with_their_text_and_noise_drawn_like_them_is_valid(
     assert TOKENIZERS.get("smollm2").file() == gguf_file()  # the model's own file
     data = build_dataset("wordnet-supersenses", options)
     assert "SmolLM2-135M-Instruct.Q4_1.gguf sha256" in data.source
-    like = data.splits["train"].images
+    like = data.splits["train"].inputs
     ids, mask = like[:, 0], like[:, 1]
     assert ids.max() < 49152 and (mask[:, 0] == 1).all() and (np.diff(mask, axis=1) <= 0).all()
     assert (ids[:, 0] == tokenise(["a"], 8, "smollm2")[0, 0, 0]).all()  # "a …": no BOS

@@ -131,7 +131,7 @@ def test_shots_are_read_only_from_train() -> None:
     """The m shots come from the train split only: a test split of other inputs changes
     the score, not what was trained."""
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, DATA.splits["test"].images.shape, dtype=np.uint8)
+    images = rng.integers(0, 256, DATA.splits["test"].inputs.shape, dtype=np.uint8)
     other = AttackData(SPLITS.train, Split(images, DATA.splits["test"].labels))
     model = make_model().forget(FORGET)
     budget = params(steps=2, lr=0.1)

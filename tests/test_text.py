@@ -109,12 +109,12 @@ def test_the_builder_draws_capped_seeded_splits_and_records_its_source(tmp_path:
     }
     info = describe("wordnet-supersenses", options)
     assert (info.data_type, info.num_classes, info.train_per_class) == ("text", 2, 3)
-    tokens = data.splits["train"].images
+    tokens = data.splits["train"].inputs
     assert tokens.dtype == np.int32 and tokens.shape[1:] == (2, 8)  # cut at max_tokens
     assert (tokens[:, 0, 0] == 101).all() and (tokens[:, 1, 0] == 1).all()  # [CLS] first
     assert set(data.source) == {"licence", "data.noun sha256", "tokenizer.json sha256"}
     again = build_dataset("wordnet-supersenses", options)
-    assert np.array_equal(again.splits["test"].images, data.splits["test"].images)
+    assert np.array_equal(again.splits["test"].inputs, data.splits["test"].inputs)
     with pytest.raises(ValueError, match="fewer than test"):
         build_dataset("wordnet-supersenses", {**options, "val_per_class": 4})
 
@@ -136,7 +136,7 @@ def test_bbc_news_is_what_its_description_says() -> None:
     assert data.class_names == ("business", "entertainment", "politics", "sports", "tech")
     assert (info.data_type, info.num_classes) == (data.data_type, data.num_classes)
     assert info.train_per_class == int(np.bincount(data.splits["train"].labels).min()) == 4
-    assert data.splits["test"].images.shape == (10, 2, 16) and "articles sha256" in data.source
+    assert data.splits["test"].inputs.shape == (10, 2, 16) and "articles sha256" in data.source
 
 
 def text_dataset() -> PreparedDataset:
@@ -166,14 +166,14 @@ def test_token_arrays_round_trip(tmp_path: Path) -> None:
     assert (loaded.data_type, loaded.class_names, loaded.source) == ("text", ("a", "b", "c"),
                                                                      {"licence": "x"})  # fmt: skip
     for name, split in data.splits.items():
-        assert np.array_equal(loaded.splits[name].images, split.images)
+        assert np.array_equal(loaded.splits[name].inputs, split.inputs)
         assert np.array_equal(loaded.splits[name].labels, split.labels)
 
 
 @pytest.mark.parametrize("name", list(MODALITIES))
 def test_every_modality_draws_noise_and_probes_in_its_own_layout(name: str) -> None:
     like = {"image": np.zeros((4, 8, 8, 1), np.uint8), "audio": np.zeros((4, 10, 16), np.float16),
-            "text": text_dataset().splits["train"].images}[name]  # fmt: skip
+            "text": text_dataset().splits["train"].inputs}[name]  # fmt: skip
     modality = MODALITIES.get(name)
     for law in (modality.noise, modality.probe):
         drawn = law(like, (5, *like.shape[1:]), torch.Generator().manual_seed(0))
@@ -181,7 +181,7 @@ def test_every_modality_draws_noise_and_probes_in_its_own_layout(name: str) -> N
 
 
 def test_text_noise_is_a_valid_token_sequence_of_the_datas_vocabulary() -> None:
-    like = text_dataset().splits["train"].images
+    like = text_dataset().splits["train"].inputs
     for law in (MODALITIES.get("text").noise, MODALITIES.get("text").probe):
         drawn = law(like, (50, 2, 6), torch.Generator().manual_seed(0))
         ids, mask = drawn[:, 0], drawn[:, 1]
@@ -242,7 +242,7 @@ def test_forgetting_a_class_removes_its_prompt_and_changes_nothing_else(
 def test_a_text_batch_trains_the_prompts_and_lora_only() -> None:
     model = make_model(num_classes=3, backbone="bert-tiny")
     x = MODALITIES.get("text").to_encoder(
-        torch.from_numpy(text_dataset().splits["train"].images), 128
+        torch.from_numpy(text_dataset().splits["train"].inputs), 128
     )
     model(x[:4], torch.tensor([[0], [1], [2], [0]])).sum().backward()
     trained = {n for n, p in model.named_parameters() if p.grad is not None}
@@ -304,7 +304,7 @@ def test_a_text_model_is_probed_with_another_text_set_at_its_own_length() -> Non
     options = {"bbc-news": {"train_per_class": 4, "val_per_class": 2, "test_per_class": 4,
                             "max_tokens": 16}}  # fmt: skip
     ood = ood_inputs({"image": "digits", "text": "bbc-news"}, options, data)
-    assert ood is not None and ood.images.shape == (20, 2, 16) != data.splits["test"].images.shape
+    assert ood is not None and ood.inputs.shape == (20, 2, 16) != data.splits["test"].inputs.shape
     model = make_model(num_classes=3, backbone="bert-tiny").eval()
     given = AttackData(data.splits["train"], data.splits["test"], ood)
     attack = recover(model, given, (1,), 1, "prompt", TEXT_RECOVERY, seed=0)

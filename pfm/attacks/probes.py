@@ -54,7 +54,7 @@ class AdversaryView:
         """Fresh data-free positives: ``noise_per_class`` uniform-noise inputs per class,
         labelled with it."""
         labels = np.repeat(np.array(self.classes, dtype=np.int64), self.noise_per_class)
-        shape = (len(labels), *self.anchors.images.shape[1:])
+        shape = (len(labels), *self.anchors.inputs.shape[1:])
         return Split(random_inputs(self.anchors, shape, self.generator), labels)
 
 
@@ -71,7 +71,7 @@ def adversary_view(
     forgotten classes' samples are not even looked up."""
     retained = [c for c in range(num_classes) if c not in classes]
     anchors = draw_shots(train, retained, anchor_shots, seed)
-    none = Split(anchors.images[:0], anchors.labels[:0])
+    none = Split(anchors.inputs[:0], anchors.labels[:0])
     shots = draw_shots(train, classes, m, seed) if m > 0 else none
     generator = torch.Generator().manual_seed(seed + 1)
     return AdversaryView(classes, shots, anchors, noise_per_class, generator)
@@ -87,12 +87,12 @@ def draw_shots(split: Split, classes: Sequence[int], m: int, seed: int) -> Split
             raise ValueError(f"class {c} has {len(where)} train samples, fewer than m = {m}")
         rows.append(where[np.random.default_rng([seed, int(c)]).permutation(len(where))[:m]])
     picked = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
-    return Split(split.images[picked], split.labels[picked])
+    return Split(split.inputs[picked], split.labels[picked])
 
 
 def random_inputs(like: Split, shape: tuple[int, ...], generator: torch.Generator) -> np.ndarray:
     """The attack's data-free inputs in ``like``'s modality, by its declared ``noise`` law."""
-    return MODALITIES.get(like.data_type).noise(like.images, shape, generator)
+    return MODALITIES.get(like.data_type).noise(like.inputs, shape, generator)
 
 
 def unlabelled(inputs: np.ndarray) -> Split:
@@ -106,14 +106,14 @@ def noise_probe(like: Split, n: int, seed: int) -> Split:
     stream = np.random.SeedSequence([seed, PROBE_STREAM]).generate_state(1)[0]
     generator = torch.Generator().manual_seed(int(stream))
     probe = MODALITIES.get(like.data_type).probe
-    return unlabelled(probe(like.images, (n, *like.images.shape[1:]), generator))
+    return unlabelled(probe(like.inputs, (n, *like.inputs.shape[1:]), generator))
 
 
 def ood_probe(ood: Split, n: int, seed: int) -> Split:
     """n of ``ood``'s images (all, if it holds fewer), seeded by (seed, ``PROBE_STREAM``)."""
     rng = np.random.default_rng([seed, PROBE_STREAM])
     picked = np.sort(rng.permutation(len(ood))[:n])
-    return unlabelled(ood.images[picked])
+    return unlabelled(ood.inputs[picked])
 
 
 def curve_sample(test: Split, classes: Sequence[int], n: int, seed: int) -> Split:
@@ -121,7 +121,7 @@ def curve_sample(test: Split, classes: Sequence[int], n: int, seed: int) -> Spli
     seeded by (seed, ``PROBE_STREAM``): the relearn curve's points are scored on it."""
     where = np.flatnonzero(np.isin(test.labels, list(classes)))
     picked = np.sort(np.random.default_rng([seed, PROBE_STREAM]).permutation(where)[:n])
-    return Split(test.images[picked], test.labels[picked])
+    return Split(test.inputs[picked], test.labels[picked])
 
 
 def ood_inputs(

@@ -82,11 +82,11 @@ def load_medmnist(
     if train_split == "val":
         source = splits["val"]
         train_idx, val_idx = stratified_split(source.labels, val_fraction, split_seed)
-        splits["train"] = Split(source.images[train_idx], source.labels[train_idx])
-        splits["val"] = Split(source.images[val_idx], source.labels[val_idx])
+        splits["train"] = Split(source.inputs[train_idx], source.labels[train_idx])
+        splits["val"] = Split(source.inputs[val_idx], source.labels[val_idx])
     for split_name, split in list(splits.items()):
         keep = subsample_per_class(split.labels, per_class, split_seed)
-        splits[split_name] = Split(split.images[keep], split.labels[keep])
+        splits[split_name] = Split(split.inputs[keep], split.labels[keep])
     class_names = tuple(info["label"][str(i)] for i in range(len(info["label"])))
     return PreparedDataset(name=flag, class_names=class_names, splits=splits)
 

@@ -2,7 +2,7 @@
 
 One compressed ``.npz`` per dataset holds all splits plus the class names; a small
 ``counts.json`` beside it lets a reader check class balance without loading arrays. A
-split's ``images`` array holds the model inputs of its modality (``data_type``):
+split's ``inputs`` array holds the model inputs of its modality (``data_type``):
 
 - ``image``: uint8 images (N, H, W, C) at their source resolution; resizing to a
   backbone's input happens at load time, so one prepared file serves every backbone.
@@ -13,9 +13,10 @@ split's ``images`` array holds the model inputs of its modality (``data_type``):
 - ``text``: int32 token ids and attention mask (N, 2, T), tokenised once here
   (``pfm.data.tokens``).
 
-Each layout is declared once, by its modality (``pfm.data.modalities``). The attribute
-keeps the name ``images`` for every modality (read it as "inputs"), so the code that
-slices splits by class stays modality-blind. ``source`` (where the data come from:
+Each layout is declared once, by its modality (``pfm.data.modalities``), so the code that
+slices splits by class stays modality-blind. In the file the arrays keep their first
+name, ``<split>_images``, for every modality: prepared files and DVC's cached copies of
+them stay valid. ``source`` (where the data come from:
 licence, source files' SHA-256) is written to ``counts.json`` and read back.
 
 Splits are exactly train/val/test plus, optionally, ``EXTRA_SPLITS``: ``real`` holds
@@ -48,19 +49,19 @@ COUNTS_FILE = "counts.json"
 
 @dataclass(frozen=True)
 class Split:
-    images: np.ndarray  # inputs in a modality's stored layout (pfm.data.modalities)
+    inputs: np.ndarray  # in a modality's stored layout (pfm.data.modalities)
     labels: np.ndarray  # (N,) int64
 
     def __post_init__(self) -> None:
-        modality_of(self.images)
-        if self.labels.shape != (len(self.images),):
+        modality_of(self.inputs)
+        if self.labels.shape != (len(self.inputs),):
             raise ValueError(
-                f"labels shape {self.labels.shape} does not match {len(self.images)} inputs"
+                f"labels shape {self.labels.shape} does not match {len(self.inputs)} inputs"
             )
 
     @property
     def data_type(self) -> str:
-        return modality_of(self.images)
+        return modality_of(self.inputs)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -115,7 +116,7 @@ def save_prepared(dataset: PreparedDataset, out_dir: str | Path) -> None:
     if dataset.feature_norm is not None:
         arrays["feature_norm"] = np.array(dataset.feature_norm, dtype=np.float64)
     for split_name, split in dataset.splits.items():
-        arrays[f"{split_name}_images"] = split.images
+        arrays[f"{split_name}_images"] = split.inputs
         arrays[f"{split_name}_labels"] = split.labels.astype(np.int64)
 
     def dump(tmp: Path) -> None:
@@ -130,7 +131,7 @@ def save_prepared(dataset: PreparedDataset, out_dir: str | Path) -> None:
             "name": dataset.name,
             "data_type": dataset.data_type,
             "num_classes": dataset.num_classes,
-            "input_shape": list(dataset.splits["train"].images.shape[1:]),
+            "input_shape": list(dataset.splits["train"].inputs.shape[1:]),
             "totals": {s: len(split) for s, split in dataset.splits.items()},
             "per_class": counts,
             **({"source": dict(dataset.source)} if dataset.source else {}),

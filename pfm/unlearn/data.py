@@ -41,14 +41,14 @@ def class_slice(split: Split, classes: Iterable[int], keep: bool) -> Split:
     """The samples of ``split`` whose label is in ``classes`` (``keep``) or is not."""
     inside = np.isin(split.labels, list(classes))
     rows = inside if keep else ~inside
-    return Split(split.images[rows], split.labels[rows])
+    return Split(split.inputs[rows], split.labels[rows])
 
 
 def join(a: CountedSplit, b: CountedSplit) -> CountedSplit:
     """Both handles' samples as one (e.g. forget ∪ retain), counted on the same tally."""
     if a.tally is not b.tally or a.input_size != b.input_size or a.device != b.device:
         raise ValueError("can only join handles of one unlearning call")
-    split = Split(torch.cat([a.images, b.images]).numpy(), torch.cat([a.labels, b.labels]).numpy())
+    split = Split(torch.cat([a.inputs, b.inputs]).numpy(), torch.cat([a.labels, b.labels]).numpy())
     return CountedSplit(split, a.input_size, a.device, a.tally)
 
 
