@@ -1,6 +1,7 @@
 """Calibrating the recovery budget (``pfm.attacks.calibrate``): the choice rule on scripted
 outcomes with a known answer, each capability attacked on its own family's never-seen
-reference, the budget block read back as params, and one real run of the command on tiny
+reference with its knob (a trained one's lr, the prototype attack's weight) at each
+value of its grid, the params block read back as params, and one real run of the command on tiny
 models that reads the validation split and never the test split. Also the attack's one
 pre-attack retained pass per model and capability, whatever the number of m."""
 
@@ -14,7 +15,7 @@ import torch
 import yaml
 
 from pfm.attacks import calibrate
-from pfm.attacks.calibrate import Trial, budget_block, choose, main, reference_targets
+from pfm.attacks.calibrate import Trial, choose, main, params_block, reference_targets
 from pfm.attacks.harness import Forward, Outcome
 from pfm.attacks.probes import AttackData
 from pfm.attacks.recovery import attack_every_shot, recover
@@ -53,7 +54,7 @@ def scripted(acc: float, collapsed: bool = False) -> Outcome:
     )  # fmt: skip
 
 
-# (capability, lr) → per reference draw: (acc, collapsed) at every m
+# (capability, knob value) → per reference draw: (acc, collapsed) at every m
 SCRIPT = {
     ("head", 0.001): [(0.2, False), (0.2, False)],
     ("head", 0.01): [(0.5, False), (0.7, False)],  # 0.6: ties with 0.03, the smaller wins
@@ -63,16 +64,20 @@ SCRIPT = {
     ("prompt", 0.01): [(0.3, False), (0.4, True)],  # every lr collapses some draw: none
     ("prompt", 0.03): [(0.5, True), (0.5, True)],
     ("prompt", 0.1): [(0.9, True), (0.9, True)],
+    ("prototype", 0.5): [(0.4, False), (0.6, False)],
+    ("prototype", 1.0): [(1.0, True), (1.0, True)],  # the class as a sink: collapsed
 }
 RATES = (0.001, 0.01, 0.03, 0.1)
+WEIGHTS = (0.5, 1.0)
 
 
 def test_the_chosen_rate_is_the_best_that_collapsed_no_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Scripted attacks with a known answer: head → 0.01 (0.1 collapsed a draw; 0.03
-    ties and is larger), prompt → none; each capability attacks its own family's
-    reference at the grid's lr with its steps unchanged, scored on what it is given."""
+    ties and is larger), prompt → none, prototype → 0.5 (1.0 collapsed); each capability
+    attacks its own family's reference (the prototype: both) at each value of its knob's
+    grid, a trained one's steps unchanged, scored on what it is given."""
     targets = {
         method: [Target(Path(f"{method}/k1-{c}.pt"), (c,), 0, method == "retrain_prompt")
                  for c in (1, 2)]
@@ -83,25 +88,34 @@ def test_the_chosen_rate_is_the_best_that_collapsed_no_run(
 
     def attack(path, classes, seed, capability, given, tuned, device):  # noqa: ANN001, ANN202
         assert given is data and seed == 0
-        lr = tuned.budget[capability].lr
-        assert tuned.budget[capability].steps == 4  # only the rate moves
-        calls.append((capability, lr, path.parent.name))
-        acc, collapsed = SCRIPT[capability, lr][classes[0] - 1]
+        if capability == "prototype":
+            value = tuned.prototype_weight
+            assert tuned.budget == recovery.budget
+        else:
+            value = tuned.budget[capability].lr
+            assert tuned.budget[capability].steps == 4  # only the rate moves
+            assert tuned.prototype_weight == recovery.prototype_weight
+        calls.append((capability, value, path.parent.name))
+        acc, collapsed = SCRIPT[capability, value][classes[0] - 1]
         return {m: scripted(acc, collapsed) for m in tuned.shots}
 
     monkeypatch.setattr(calibrate, "attack_saved", attack)
     recovery = params(capabilities=("prompt", "head", "prototype"), shots=(0, 5))
-    trials = calibrate.calibrate(targets, data, recovery, RATES, 1, torch.device("cpu"))
-    assert sorted(calls) == sorted(
-        (cap, lr, "retrain_prompt" if cap == "prompt" else "retrain")
-        for cap in ("prompt", "head") for lr in RATES for _ in (1, 2)
-    )  # fmt: skip
-    by_key = {(t.capability, t.lr): t for t in trials}
-    assert set(by_key) == set(SCRIPT)  # the prototype attack has no lr
+    grids = {"lr": RATES, "prototype_weight": WEIGHTS}
+    trials = calibrate.calibrate(targets, data, recovery, grids, 1, torch.device("cpu"))
+    assert sorted(calls) == sorted([
+        *((cap, lr, "retrain_prompt" if cap == "prompt" else "retrain")
+          for cap in ("prompt", "head") for lr in RATES for _ in (1, 2)),
+        *(("prototype", w, method) for w in WEIGHTS
+          for method in ("retrain", "retrain_prompt") for _ in (1, 2)),
+    ])  # fmt: skip
+    by_key = {(t.capability, t.value): t for t in trials}
+    assert set(by_key) == set(SCRIPT)
     assert by_key["head", 0.01].acc == pytest.approx(0.6)
     assert len(by_key["head", 0.01].outcomes) == 4  # 2 draws × 2 m
+    assert len(by_key["prototype", 0.5].outcomes) == 8  # both families' 2 draws × 2 m
     assert by_key["head", 0.1].collapsed == 0.5
-    assert choose(trials) == {"head": 0.01, "prompt": None}
+    assert choose(trials) == {"head": 0.01, "prompt": None, "prototype": 0.5}
 
 
 def test_choose_breaks_ties_toward_the_smaller_rate_in_any_order() -> None:
@@ -110,10 +124,13 @@ def test_choose_breaks_ties_toward_the_smaller_rate_in_any_order() -> None:
     assert choose([*trials, Trial("head", 0.3, (scripted(0.6),))]) == {"head": 0.3}
 
 
-def test_the_budget_block_reads_back_as_params() -> None:
+def test_the_params_block_reads_back_as_params() -> None:
     recovery = params()
-    block = budget_block(recovery, {"head": 1e-05, "prompt": None, "head_lora": 0.03})
-    budget = yaml.safe_load(block)["budget"]
+    chosen = {"head": 1e-05, "prompt": None, "head_lora": 0.03, "prototype": 0.5}
+    block = yaml.safe_load(params_block(recovery, chosen))
+    assert block["prototype_weight"] == 0.5
+    assert params_block(recovery, {"prototype": None}).count("prototype_weight") == 0
+    budget = block["budget"]
     assert budget["head"] == {"steps": 4, "lr": 1e-05}  # a float, not the string "1e-05"
     assert budget["head_lora"] == {"steps": 4, "lr": 0.03}
     assert budget["prompt"] == {"steps": 4, "lr": 0.01}  # none chosen: params' own
@@ -144,7 +161,7 @@ def poisoned(dataset: PreparedDataset, split: str) -> PreparedDataset:
 
 
 def test_the_command_reads_validation_and_never_test(tmp_path: Path) -> None:
-    """A real run on tiny models (the smaller rate leaves them uncollapsed, so a budget is
+    """A real run on tiny models (the smaller values leave them uncollapsed, so a value is
     chosen); poisoning the test split changes nothing it writes,
     poisoning the validation split does."""
     settings = stage_params(["pfm", "retrain"])
@@ -163,16 +180,21 @@ def test_the_command_reads_validation_and_never_test(tmp_path: Path) -> None:
         main([
             "--data", str(tmp_path / name), "--models", str(tmp_path / "unlearned"),
             "--prompt-reference", str(tmp_path / "ref"), "--params", str(tmp_path / "params.yaml"),
-            "--rates", "0.001", "0.003", "--out", str(out), *CPU_ARGS,
+            "--rates", "0.001", "0.003", "--weights", "0.001", "1", "--out", str(out), *CPU_ARGS,
         ])  # fmt: skip
         outputs[name] = json.loads(out.read_text())
     clean = outputs["clean"]
     assert clean["shots"] == [0, 1]  # 0 and the largest of attacks.recovery.shots
-    assert {(t["capability"], t["lr"]) for t in clean["trials"]} == {
-        (c, lr) for c in ("prompt", "head") for lr in (0.001, 0.003)
+    assert {(t["capability"], t["knob"], t["value"]) for t in clean["trials"]} == {
+        *((c, "lr", lr) for c in ("prompt", "head") for lr in (0.001, 0.003)),
+        *(("prototype", "prototype_weight", w) for w in (0.001, 1.0)),
     }
-    assert all(t["runs"] == 2 for t in clean["trials"])  # one draw × two m
+    trained = [t for t in clean["trials"] if t["knob"] == "lr"]
+    assert all(t["runs"] == 2 for t in trained)  # one draw × two m
+    prototype = [t for t in clean["trials"] if t["knob"] == "prototype_weight"]
+    assert all(t["runs"] == 2 for t in prototype)  # m = 1 only, on both families' draw
     assert set(clean["budget"]) == {"prompt", "head"} and all(clean["budget"].values())
+    assert "prototype_weight" in clean
     assert outputs["test"] == clean
     assert outputs["val"] != clean
 

@@ -3,8 +3,9 @@
 
 The protocol (``pfm.attacks.protocol``) fixes each trained capability's budget (Adam
 steps and lr) in params before any attack is scored, and applies it identically to
-every attacked model and its reference. This picks the lr of that budget, at the steps
-params set, from a small grid:
+every attacked model and its reference. This picks each capability's knob from a small
+grid: a trained capability's lr (at the steps params set), the training-free prototype
+attack's ``prototype_weight`` (the prototype's share of the head row):
 
 - **on the never-seen references only**: ``retrain`` for the plain capabilities,
   ``retrain_prompt`` for the prompt ones, each attacked on the classes it never saw. A
@@ -19,11 +20,11 @@ params set, from a small grid:
 - **with the attack's own shots, anchors, noise and collapse rule**, at the m of
   ``--shots`` (default: 0 and the largest of ``attacks.recovery.shots``).
 
-Rule, per capability: among the rates under which no run (draw, m) collapsed — retained
+Rule, per capability: among the values under which no run (draw, m) collapsed — retained
 accuracy below ``collapse_fraction`` of its pre-attack value, as the protocol marks it —
 the one with the highest mean validation forgotten-class accuracy; a tie goes to the
-smaller rate. A rate that recovers by collapsing the model is no stronger attack, only a
-broken one. The prototype attack trains nothing: it has no lr.
+smaller value (the gentler attack). A value that recovers by collapsing the model is no
+stronger attack, only a broken one.
 """
 
 import argparse
@@ -35,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from pfm.attacks.capabilities import CAPABILITIES, Budget, Capability
+from pfm.attacks.capabilities import CAPABILITIES, Capability
 from pfm.attacks.harness import Outcome
 from pfm.attacks.probes import AttackData
 from pfm.attacks.protocol import RecoveryParams
@@ -50,16 +51,17 @@ from pfm.train import train_device
 from pfm.unlearn.base import PROMPT_REFERENCE
 
 RATES = (0.001, 0.003, 0.01, 0.03, 0.1)  # the default grid of Adam rates tried
+WEIGHTS = (0.25, 0.5, 0.75, 1.0)  # the default grid of prototype weights tried
 FAMILIES = ((True, PROMPT_REFERENCE), (False, PLAIN_REFERENCE))  # prompted → its reference
 TIE = 1e-9  # mean accuracies this close are equal (the smaller rate wins)
 
 
 @dataclass(frozen=True)
 class Trial:
-    """One (capability, lr) tried: the outcomes of every reference draw at every m."""
+    """One (capability, knob value) tried: the outcomes of every reference draw at every m."""
 
     capability: str
-    lr: float
+    value: float
     outcomes: tuple[Outcome, ...]
 
     @property
@@ -85,10 +87,10 @@ def mean(values: Sequence[float]) -> float:
     return math.fsum(values) / len(values)
 
 
-def trained_capabilities(params: RecoveryParams) -> list[Capability]:
-    """The listed capabilities that train, hence have an lr to calibrate."""
+def calibrated_capabilities(params: RecoveryParams) -> list[Capability]:
+    """The listed capabilities that have a knob to calibrate."""
     chosen = [CAPABILITIES.get(name) for name in params.capabilities]
-    return [c for c in chosen if c.budget_key is not None]
+    return [c for c in chosen if c.knob is not None]
 
 
 def reference_methods(capability: Capability) -> list[str]:
@@ -115,31 +117,28 @@ def reference_targets(
     return targets
 
 
-def with_rate(params: RecoveryParams, capability: Capability, lr: float) -> RecoveryParams:
-    """``params`` with ``capability``'s budget at ``lr``, its steps unchanged."""
-    steps = params.budget_of(capability).steps
-    return replace(params, budget={**params.budget, capability.budget_key: Budget(steps, lr)})
-
-
 def attack_run(
     target: Target,
     method: str,
     capability: Capability,
-    lr: float,
+    value: float,
     data: AttackData,
     params: RecoveryParams,
     device: torch.device,
 ) -> list[Outcome]:
-    """One reference draw attacked under ``capability`` at ``lr``, every m of
-    ``params.shots``; prints one progress line."""
-    tuned = with_rate(params, capability, lr)
+    """One reference draw attacked under ``capability`` with its knob at ``value``, every
+    m of ``params.shots`` it applies to; prints one progress line."""
+    tuned = capability.with_knob(params, value)
     outcomes = attack_saved(
         target.path, target.classes, target.seed, capability.name, data, tuned, device
     )
     shown = " ".join(
         f"m{m} {o.acc:.3f}{' collapsed' if o.collapsed else ''}" for m, o in outcomes.items()
     )
-    print(f"{capability.name} lr {lr:g} {method} {list(target.classes)}: {shown}", flush=True)
+    print(
+        f"{capability.name} {capability.knob} {value:g} {method} {list(target.classes)}: {shown}",
+        flush=True,
+    )
     return list(outcomes.values())
 
 
@@ -147,36 +146,37 @@ def calibrate(
     targets: Mapping[str, Sequence[Target]],
     data: AttackData,
     params: RecoveryParams,
-    rates: Sequence[float],
+    grids: Mapping[str, Sequence[float]],
     workers: int,
     device: torch.device,
 ) -> list[Trial]:
-    """Every trained capability of ``params`` at every lr of ``rates`` on every draw of
-    its references in ``targets``, side by side in ``workers`` processes (the attacks
-    that run the encoder first: side-by-side workers finish soonest that way)."""
+    """Every calibrated capability of ``params`` at every value of its knob's grid
+    (``grids``: knob → values) on every draw of its references in ``targets``, side by
+    side in ``workers`` processes (the attacks that run the encoder first: side-by-side
+    workers finish soonest that way)."""
     plan = [
-        (capability, lr, method, target)
-        for capability in trained_capabilities(params)
-        for lr in rates
+        (capability, value, method, target)
+        for capability in calibrated_capabilities(params)
+        for value in grids[capability.knob]
         for method in reference_methods(capability)
         for target in targets[method]
     ]
     order = sorted(range(len(plan)), key=lambda i: plan[i][0].head_only)
     jobs = []
     for i in order:
-        capability, lr, method, target = plan[i]
-        jobs.append(partial(attack_run, target, method, capability, lr, data, params, device))
+        capability, value, method, target = plan[i]
+        jobs.append(partial(attack_run, target, method, capability, value, data, params, device))
     done = dict(zip(order, run_all(jobs, workers, device), strict=True))
     results = [done[i] for i in range(len(plan))]
     grouped: dict[tuple[str, float], list[Outcome]] = {}
-    for (capability, lr, _, _), outcomes in zip(plan, results, strict=True):
-        grouped.setdefault((capability.name, lr), []).extend(outcomes)
-    return [Trial(name, lr, tuple(outcomes)) for (name, lr), outcomes in grouped.items()]
+    for (capability, value, _, _), outcomes in zip(plan, results, strict=True):
+        grouped.setdefault((capability.name, value), []).extend(outcomes)
+    return [Trial(name, value, tuple(runs)) for (name, value), runs in grouped.items()]
 
 
 def choose(trials: Sequence[Trial]) -> dict[str, float | None]:
-    """Per capability, the lr of the highest mean accuracy among the trials where no run
-    collapsed, the smaller on a tie; ``None`` where every lr collapsed somewhere."""
+    """Per capability, the value of the highest mean accuracy among the trials where no
+    run collapsed, the smaller on a tie; ``None`` where every value collapsed somewhere."""
     chosen: dict[str, float | None] = {}
     for trial in trials:
         chosen.setdefault(trial.capability, None)
@@ -184,20 +184,21 @@ def choose(trials: Sequence[Trial]) -> dict[str, float | None]:
         kept = [t for t in trials if t.capability == name and not t.collapsed]
         if kept:
             best = max(t.acc for t in kept)
-            chosen[name] = min(t.lr for t in kept if t.acc >= best - TIE)
+            chosen[name] = min(t.value for t in kept if t.acc >= best - TIE)
     return chosen
 
 
 def table(trials: Sequence[Trial], chosen: Mapping[str, float | None]) -> str:
-    """Every trial as a row; ``*`` marks the chosen lr."""
+    """Every trial as a row; ``*`` marks the chosen value."""
     lines = [
-        f"{'capability':<12} {'lr':>7} {'val acc':>8} {'collapsed':>9} {'retained':>9} "
-        f"{'pre':>6} {'runs':>5}"
+        f"{'capability':<12} {'knob':<16} {'value':>7} {'val acc':>8} {'collapsed':>9} "
+        f"{'retained':>9} {'pre':>6} {'runs':>5}"
     ]
     for t in trials:
-        mark = " *" if chosen.get(t.capability) == t.lr else ""
+        mark = " *" if chosen.get(t.capability) == t.value else ""
+        knob = CAPABILITIES.get(t.capability).knob
         lines.append(
-            f"{t.capability:<12} {t.lr:>7g} {t.acc:>8.3f} {t.collapsed:>9.2f} "
+            f"{t.capability:<12} {knob:<16} {t.value:>7g} {t.acc:>8.3f} {t.collapsed:>9.2f} "
             f"{t.retain_acc:>9.3f} {t.pre_retain_acc:>6.3f} {len(t.outcomes):>5}{mark}"
         )
     return "\n".join(lines)
@@ -210,13 +211,16 @@ def yaml_float(value: float) -> str:
     return f"{mantissa}.0e{exponent}" if e and "." not in mantissa else text
 
 
-def budget_block(params: RecoveryParams, chosen: Mapping[str, float | None]) -> str:
-    """``attacks.recovery.budget`` with the chosen rates, indented as in params.yaml."""
-    rates = {CAPABILITIES.get(n).budget_key: lr for n, lr in chosen.items() if lr is not None}
+def params_block(params: RecoveryParams, chosen: Mapping[str, float | None]) -> str:
+    """The keys of ``attacks.recovery`` the chosen values set, indented as in params.yaml:
+    ``budget`` with the chosen rates, then every other knob chosen (``None``: params' own)."""
+    picked = {CAPABILITIES.get(n): v for n, v in chosen.items() if v is not None}
+    rates = {c.budget_key: v for c, v in picked.items() if c.knob == "lr"}
     lines = ["    budget:"]
     for key, budget in params.budget.items():
         lr = rates.get(key, budget.lr)
         lines.append(f"      {key}: {{steps: {budget.steps}, lr: {yaml_float(lr)}}}")
+    lines += [f"    {c.knob}: {yaml_float(v)}" for c, v in picked.items() if c.knob != "lr"]
     return "\n".join(lines)
 
 
@@ -226,20 +230,25 @@ def summary(
     params: RecoveryParams,
     shots: Sequence[int],
 ) -> dict:
-    """What ``--out`` holds: every trial and the chosen budget (null: none kept)."""
-    steps = {c: params.budget_of(CAPABILITIES.get(c)).steps for c in chosen}
+    """What ``--out`` holds: every trial, the chosen budget and every other chosen knob
+    (null: none kept)."""
+    capabilities = {name: CAPABILITIES.get(name) for name in chosen}
+    trained = {n: c for n, c in capabilities.items() if c.knob == "lr"}
+    steps = {n: params.budget_of(c).steps for n, c in trained.items()}
     return {
         "shots": list(shots),
         "trials": [
-            {"capability": t.capability, "lr": t.lr, "steps": steps[t.capability], "acc": t.acc,
+            {"capability": t.capability, "knob": capabilities[t.capability].knob,
+             "value": t.value, "steps": steps.get(t.capability), "acc": t.acc,
              "collapsed": t.collapsed, "retain_acc": t.retain_acc,
              "pre_retain_acc": t.pre_retain_acc, "runs": len(t.outcomes)}
             for t in trials
         ],
         "budget": {
-            CAPABILITIES.get(c).budget_key: None if lr is None else {"steps": steps[c], "lr": lr}
-            for c, lr in chosen.items()
+            c.budget_key: None if chosen[n] is None else {"steps": steps[n], "lr": chosen[n]}
+            for n, c in trained.items()
         },
+        **{c.knob: chosen[n] for n, c in capabilities.items() if n not in trained},
     }  # fmt: skip
 
 
@@ -258,6 +267,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="the training seed of the models")
     parser.add_argument("--rates", type=float, nargs="+", default=RATES, help="Adam lr grid")
     parser.add_argument(
+        "--weights", type=float, nargs="+", default=WEIGHTS, help="prototype_weight grid"
+    )
+    parser.add_argument(
         "--shots", type=int, nargs="+", help="m tried (default: 0 and attacks.recovery.shots' max)"
     )
     parser.add_argument("--draws", type=int, help="draws per k (default: attacks.recovery.draws)")
@@ -270,25 +282,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     recovery = from_mapping(RecoveryParams, recovery, "attacks.recovery")
     if min(args.rates) <= 0:
         raise ValueError(f"every rate must be > 0, got {args.rates}")
+    if not all(0 < w <= 1 for w in args.weights):
+        raise ValueError(f"every prototype weight must be in (0, 1], got {args.weights}")
     shots = tuple(sorted(set(args.shots or (0, max(recovery.shots)))))
     draws = recovery.draws if args.draws is None else args.draws
     recovery = replace(recovery, shots=shots)
-    methods = sorted({m for c in trained_capabilities(recovery) for m in reference_methods(c)})
+    methods = sorted({m for c in calibrated_capabilities(recovery) for m in reference_methods(c)})
     targets = reference_targets(
         args.models, args.prompt_reference, args.seed, methods, recovery.k, draws
     )
     dataset = load_prepared(args.data)
     data = AttackData(dataset.splits["train"], dataset.splits["val"])  # never the test split
     workers = matrix(params).workers if args.workers is None else args.workers
-    trials = calibrate(targets, data, recovery, args.rates, workers, train_device(params))
+    grids = {"lr": args.rates, "prototype_weight": args.weights}
+    trials = calibrate(targets, data, recovery, grids, workers, train_device(params))
     chosen = choose(trials)
     print(table(trials, chosen))
-    print(budget_block(recovery, chosen))
+    print(params_block(recovery, chosen))
     if args.out is not None:
         write_json(args.out, summary(trials, chosen, recovery, shots))
-    failed = sorted(name for name, lr in chosen.items() if lr is None)
+    failed = sorted(name for name, value in chosen.items() if value is None)
     if failed:
-        raise ValueError(f"every rate of the grid collapsed a run of {failed}: try smaller rates")
+        raise ValueError(f"every value of the grid collapsed a run of {failed}: try smaller ones")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ attack in ``pfm.attacks.prototype``.
 import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Annotated
 
 import torch
@@ -73,6 +73,20 @@ class Capability(ABC):
     def budget_key(self) -> str | None:
         """Its entry in attacks.recovery.budget; ``None``: it trains nothing."""
         return None
+
+    @property
+    def knob(self) -> str | None:
+        """The one value ``python -m pfm.attacks.calibrate`` picks for it on never-seen
+        references before any attack is scored: a trained capability's lr (its steps
+        stay as params set them); ``None``: nothing to pick."""
+        return None if self.budget_key is None else "lr"
+
+    def with_knob(self, params: "RecoveryParams", value: float) -> "RecoveryParams":
+        """``params`` with this capability's knob at ``value``."""
+        if self.budget_key is None:
+            raise ValueError(f"capability {self.name!r} has no knob to set")
+        steps = params.budget_of(self).steps
+        return replace(params, budget={**params.budget, self.budget_key: Budget(steps, value)})
 
     def fits(self, prompted: bool) -> bool:
         return self.prompted is None or self.prompted == prompted

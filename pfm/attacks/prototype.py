@@ -5,13 +5,16 @@ The forgotten class's head row is overwritten with a mix of its current value an
 class's prototype: the mean of the L2-normalised features the head reads (under
 deployment inference) for the m shots, normalised and scaled to the mean norm of the
 retained classes' rows; its bias entry likewise mixes toward the retained biases' mean.
-``prototype_weight`` is the prototype's share (1: the row is replaced). Nothing is
+``prototype_weight`` is the prototype's share (1: the row is replaced), the value
+``python -m pfm.attacks.calibrate`` picks for this attack as it picks a trained one's lr
+(a full replacement can make the class a sink for every input). Nothing is
 trained, so there is no budget: the curve is the model before (step 0) and after the
 overwrite (step 1). It needs labelled shots (m ≥ 1) and applies to every model with a
 head row — prompt models and plain ones, attacked and references alike.
 """
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +28,13 @@ from pfm.models.prompted import PromptedClassifier
 
 class Prototype(Capability):
     """Overwrite the forgotten classes' head rows with their shots' prototype."""
+
+    @property
+    def knob(self) -> str:
+        return "prototype_weight"
+
+    def with_knob(self, params: RecoveryParams, value: float) -> RecoveryParams:
+        return replace(params, prototype_weight=value)
 
     def masks(
         self, model: PromptedClassifier, classes: Sequence[int], adapters: Sequence[str]
