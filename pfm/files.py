@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -76,18 +76,34 @@ class Staging:
     instead, a fresh folder beside ``final`` (the same file system: moving it is a
     rename), and ``commit`` moves every one into place once all runs have returned.
     Checkpoints are not outputs: they are written in place, so a failed stage still
-    resumes."""
+    resumes.
 
-    def __init__(self) -> None:
+    ``roots`` are the stage's output folders (DVC's ``outs``). A file below one is written
+    into that folder's staging copy, not into a staging folder beside the file: a run
+    killed before ``commit`` then leaves its staging beside the output, never inside it,
+    where DVC would see the output changed."""
+
+    def __init__(self, roots: Sequence[str | Path] = ()) -> None:
         self._staged: dict[Path, Path] = {}  # final path → where it is written for now
         self._made: list[Path] = []  # folders made to hold staging folders, outermost first
+        self._roots = [Path(root) for root in roots]
+
+    def _root_of(self, final: Path) -> Path | None:
+        """The output folder ``final`` lies below, however either path is spelled."""
+        inside = final.resolve()
+        return next((r for r in self._roots if r.resolve() in inside.parents), None)
 
     def path(self, final: str | Path) -> Path:
-        """Where to write ``final`` until ``commit``. Staging folders a killed run left
-        beside it are removed first."""
+        """Where to write ``final`` until ``commit`` (its folder exists). Staging folders a
+        killed run left beside it, or beside its output folder, are removed first."""
         final = Path(final)
         if final in self._staged:
             return self._staged[final]
+        root = self._root_of(final)
+        if root is not None:
+            below = self.path(root) / final.resolve().relative_to(root.resolve())
+            below.parent.mkdir(parents=True, exist_ok=True)
+            return below
         missing = [p for p in (final.parent, *final.parent.parents) if not p.exists()]
         self._made += reversed(missing)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -128,9 +144,10 @@ class Staging:
 
 
 @contextmanager
-def staged() -> Iterator[Staging]:
-    """A ``Staging`` committed when the block ends normally and discarded when it raises."""
-    staging = Staging()
+def staged(*roots: str | Path) -> Iterator[Staging]:
+    """A ``Staging`` of the output folders ``roots``, committed when the block ends
+    normally and discarded when it raises."""
+    staging = Staging(roots)
     try:
         yield staging
     except OSError as error:

@@ -44,7 +44,7 @@ def main() -> None:
     folders = AttackFolders(
         args.models, args.prompt_reference, args.mia, args.recovery, args.curves
     )
-    with staged() as stage:  # no output changes unless every attack succeeded
+    with staged(args.mia, args.recovery, args.curves) as stage:  # all or nothing changes
         attack_all(
             dataset, runs, folders, mia, recovery, params.get("data", {}), workers, device,
             stage.path,

@@ -46,7 +46,7 @@ def main() -> None:
         read_params(section(params, "unlearn"), method)
     dataset = load_prepared(args.data)
     bases = {run: base_model(*run, args.prompt_models, args.plain_models) for run in runs}
-    with staged() as stage:  # no output changes unless every method and seed succeeded
+    with staged(args.models, args.out) as stage:  # all or nothing changes
         benchmark(params, dataset, bases, args.models, args.out, args.prompt_references, stage.path)
 
 

@@ -374,6 +374,26 @@ def test_a_killed_runs_staging_is_cleared_by_the_next(tmp_path: Path) -> None:
     assert (tmp_path / "m.pt").read_text() == "whole" and no_staging_left(tmp_path)
 
 
+def test_a_killed_run_leaves_nothing_inside_an_output_folder(tmp_path: Path) -> None:
+    """A file below a declared output folder is staged in that folder's copy, so a run
+    killed before commit leaves the folder's files exactly as they were (DVC would see a
+    staging folder inside it as a changed output); the next run clears the staging."""
+    out = tmp_path / "metrics" / "seed0"
+    (out / "pfm").mkdir(parents=True)
+    (out / "pfm" / "seed0.json").write_text("old")
+    killed = Staging([out])
+    killed.path(out / "pfm" / "seed0.json").write_text("half")  # never committed nor discarded
+    killed.path(out / "retrain" / "seed0.json").write_text("half")
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "pfm", "pfm/seed0.json"
+    ]  # fmt: skip
+    assert not no_staging_left(tmp_path)
+    with staged(tmp_path / "metrics" / ".." / "metrics" / "seed0") as stage:  # another spelling
+        stage.path(out / "pfm" / "seed0.json").write_text("new")
+    assert [p.relative_to(out).as_posix() for p in out.rglob("*")] == ["pfm", "pfm/seed0.json"]
+    assert (out / "pfm" / "seed0.json").read_text() == "new" and no_staging_left(tmp_path)
+
+
 def _write(path: Path, text: str) -> None:
     path.write_text(text)
 

@@ -5,11 +5,12 @@ the same trials and the same best. TPE samples at random for its first
 ``n_startup_trials`` (10), so a budget of a few trials is a seeded random search and a
 larger one (the evidence profile) a TPE search. Every method's study takes the same seed
 (``tune.seed``): in the random phase, methods whose spaces have the same shape draw the
-same quantiles of their ranges, so none of them is given luckier points than another. The hand recipe is enqueued as trial 0
-of every study, within the budget: each method's hand recipe is measured by the same
-objective, and its tuned recipe is never worse than it on validation. Studies run in
-memory (a forked worker each) and are written to one SQLite file per dataset at the end,
-which ``optuna-dashboard sqlite:///<file>`` opens."""
+same quantiles of their ranges, so none of them is given luckier points than another.
+The hand recipe is enqueued as trial 0 of every study, within the budget: each
+method's hand recipe is measured by the same objective, and its tuned recipe is never
+worse than it on validation. Studies run in memory (a forked worker each) and are
+written to one SQLite file per dataset at the end, which
+``optuna-dashboard sqlite:///<file>`` opens."""
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
