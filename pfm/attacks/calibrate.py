@@ -215,12 +215,12 @@ def params_block(params: RecoveryParams, chosen: Mapping[str, float | None]) -> 
     """The keys of ``attacks.recovery`` the chosen values set, indented as in params.yaml:
     ``budget`` with the chosen rates, then every other knob chosen (``None``: params' own)."""
     picked = {CAPABILITIES.get(n): v for n, v in chosen.items() if v is not None}
-    rates = {c.budget_key: v for c, v in picked.items() if c.knob == "lr"}
+    rates = {c.budget_key: v for c, v in picked.items() if c.budget_key is not None}
     lines = ["    budget:"]
     for key, budget in params.budget.items():
         lr = rates.get(key, budget.lr)
         lines.append(f"      {key}: {{steps: {budget.steps}, lr: {yaml_float(lr)}}}")
-    lines += [f"    {c.knob}: {yaml_float(v)}" for c, v in picked.items() if c.knob != "lr"]
+    lines += [f"    {c.knob}: {yaml_float(v)}" for c, v in picked.items() if c.budget_key is None]
     return "\n".join(lines)
 
 
@@ -233,7 +233,7 @@ def summary(
     """What ``--out`` holds: every trial, the chosen budget and every other chosen knob
     (null: none kept)."""
     capabilities = {name: CAPABILITIES.get(name) for name in chosen}
-    trained = {n: c for n, c in capabilities.items() if c.knob == "lr"}
+    trained = {n: c for n, c in capabilities.items() if c.budget_key is not None}
     steps = {n: params.budget_of(c).steps for n, c in trained.items()}
     return {
         "shots": list(shots),
