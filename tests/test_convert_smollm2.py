@@ -21,11 +21,6 @@ HASH = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"  # par
 PROMPT = "The capital of France is"
 
 
-@pytest.fixture
-def converted(smollm2: CausalLM) -> CausalLM:
-    return smollm2
-
-
 def rotary_order(weight: torch.Tensor, heads: int) -> torch.Tensor:
     """Q/K rows in llama.cpp's rotary layout: what a converter that forgot to undo the
     GGUF writer's permutation would load."""
@@ -34,21 +29,21 @@ def rotary_order(weight: torch.Tensor, heads: int) -> torch.Tensor:
 
 
 @pytest.mark.slow  # the real 135M model: minutes of wall time on 2 shared cores
-def test_conversion_follows_llama_cpp_on_the_same_file(converted: CausalLM) -> None:
-    config = converted.model.config
+def test_conversion_follows_llama_cpp_on_the_same_file(smollm2: CausalLM) -> None:
+    config = smollm2.model.config
     assert (config.num_hidden_layers, config.hidden_size, config.vocab_size) == (30, 576, 49152)
     assert (config.num_attention_heads, config.num_key_value_heads) == (9, 3)
-    assert converted.model.dtype == torch.float32
-    assert converted.model.lm_head.weight is converted.model.model.embed_tokens.weight
-    agreement = smollm2_gguf.verify(smollm2_gguf.gguf_file(), converted, smollm2_gguf.fixed_input())
+    assert smollm2.model.dtype == torch.float32
+    assert smollm2.model.lm_head.weight is smollm2.model.model.embed_tokens.weight
+    agreement = smollm2_gguf.verify(smollm2_gguf.gguf_file(), smollm2, smollm2_gguf.fixed_input())
     assert agreement.positions == 36
     assert "same next token" in accept("smollm2-135m", agreement)  # within the tolerances
 
 
 @pytest.mark.slow  # the real 135M model: minutes of wall time on 2 shared cores
-def test_a_slipped_conversion_is_refused(converted: CausalLM) -> None:
+def test_a_slipped_conversion_is_refused(smollm2: CausalLM) -> None:
     """Q/K rows left in llama.cpp's order move every rotary angle: the check must see it."""
-    model = copy.deepcopy(converted.model)
+    model = copy.deepcopy(smollm2.model)
     with torch.no_grad():
         for layer in model.model.layers:
             q, k = layer.self_attn.q_proj.weight, layer.self_attn.k_proj.weight
@@ -56,7 +51,7 @@ def test_a_slipped_conversion_is_refused(converted: CausalLM) -> None:
             k.copy_(rotary_order(k, model.config.num_key_value_heads))
     agreement = smollm2_gguf.verify(
         smollm2_gguf.gguf_file(),
-        CausalLM(model, converted.tokenizer),
+        CausalLM(model, smollm2.tokenizer),
         smollm2_gguf.fixed_input(),
     )
     with pytest.raises(ValueError, match="disagrees with llama.cpp"):
@@ -72,10 +67,10 @@ def test_either_tolerance_alone_refuses(same: float, diff: float) -> None:
 
 @pytest.mark.slow  # the real 135M model: minutes of wall time on 2 shared cores
 def test_saved_directory_loads_offline_and_predicts_the_same(
-    converted: CausalLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    smollm2: CausalLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    smollm2_gguf.save(converted, tmp_path, Agreement(36, 1.0, 0.05), HASH)
+    smollm2_gguf.save(smollm2, tmp_path, Agreement(36, 1.0, 0.05), HASH)
     note = json.loads((tmp_path / "SOURCE.json").read_text())
     assert note["source_sha256"] == HASH and "dequantised" in note["license"]
     assert "quantization_config" not in json.loads((tmp_path / "config.json").read_text())
@@ -88,13 +83,13 @@ def test_saved_directory_loads_offline_and_predicts_the_same(
         tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt"),
     ):
         ids = ids if isinstance(ids, torch.Tensor) else ids["input_ids"]
-        ours = converted.tokenizer(tokenizer.decode(ids[0]), return_tensors="pt").input_ids
+        ours = smollm2.tokenizer(tokenizer.decode(ids[0]), return_tensors="pt").input_ids
         assert torch.equal(ids, ours)  # the same tokenizer, chat template included
         with torch.no_grad():
-            before = converted.model.generate(ids, max_new_tokens=1, do_sample=False)
+            before = smollm2.model.generate(ids, max_new_tokens=1, do_sample=False)
             after = model.generate(ids, max_new_tokens=1, do_sample=False)
             assert torch.equal(after, before)
-            torch.testing.assert_close(model(ids).logits, converted.model(ids).logits)
+            torch.testing.assert_close(model(ids).logits, smollm2.model(ids).logits)
     assert tokenizer.decode(after[0, -1]) == tokenizer.decode(before[0, -1])
 
 
