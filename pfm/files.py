@@ -17,6 +17,9 @@ from typing import Any
 STAGED = ".staged-"  # in the name of a staging folder, beside the output it stands for
 # a write refused for want of room: a full disk, a file-size limit (ulimit -f), a quota
 NO_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+# the note a convert stage leaves in place of a model no backbone param selects; loading
+# that folder reports it (pfm.models.backbones), so both read the name from here
+NOT_CONVERTED = "NOT_CONVERTED.txt"
 
 
 def not_written(error: OSError, path: str | Path) -> OSError:

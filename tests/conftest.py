@@ -20,7 +20,7 @@ def smollm2() -> object:
     converter's tests and the backbone's share it (a conversion reads the file twice)."""
     from pfm.models.convert import smollm2_gguf
 
-    return smollm2_gguf.convert(smollm2_gguf.gguf_file())
+    return smollm2_gguf.convert(smollm2_gguf.source_file())
 
 
 def make_model(

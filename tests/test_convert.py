@@ -2,6 +2,8 @@
 the default install: nothing here is skipped); truncations, on tiny random encoders."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +38,7 @@ def tiny_encoder(positions: int = 5, seed: int = 0) -> WhisperEncoder:
 def test_dinov2_from_onnx_matches_onnxruntime(tmp_path: Path) -> None:
     from pfm.models.convert import dinov2_onnx
 
-    source = dinov2_onnx.onnx_file()
+    source = dinov2_onnx.source_file()
     model = dinov2_onnx.convert(source)
     assert (model.config.hidden_size, model.config.num_hidden_layers) == (384, 12)
     assert dinov2_onnx.verify(source, model, dinov2_onnx.fixed_input()) < TOLERANCE
@@ -176,17 +178,15 @@ def test_dinov2_truncation_keeps_the_first_blocks_and_their_exact_output(tmp_pat
 def test_a_model_no_backbone_param_selects_is_left_as_a_note_that_a_load_reports(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Its stage reads no source file and writes only the note; loading the directory then
-    fails with that note's text instead of a missing-config error."""
-    from pfm.models import convert
-    from pfm.models.backbones import NOT_CONVERTED, load_pretrained
+    """Its stage imports no converter (so reads no source file) and writes only the note;
+    loading the directory then fails with that note's text instead of a missing-config
+    error."""
+    from pfm.files import NOT_CONVERTED
+    from pfm.models.backbones import load_pretrained
     from pfm.models.convert import __main__ as stage
 
-    def untouched() -> Path:
-        raise AssertionError("an unselected model's source file was read")
-
-    entry = stage.CONVERTERS["minilm-l6"]
-    monkeypatch.setitem(stage.CONVERTERS, "minilm-l6", type(entry)(convert, untouched))
+    unimportable = stage.Converter("no_such_converter_module")
+    monkeypatch.setitem(stage.CONVERTERS, "minilm-l6", unimportable)
     out = tmp_path / "models/backbones/minilm-l6"
     argv = ["convert", "minilm-l6", str(out), "--if-selected", "vit-tiny", "ast-tiny", "bert-tiny"]
     monkeypatch.setattr("sys.argv", argv)
@@ -194,6 +194,22 @@ def test_a_model_no_backbone_param_selects_is_left_as_a_note_that_a_load_reports
     assert [path.name for path in out.iterdir()] == [NOT_CONVERTED]
     with pytest.raises(FileNotFoundError, match="minilm-l6 is not converted here"):
         load_pretrained(str(out))
+    with pytest.raises(KeyError, match="no_such_converter_module"):
+        unimportable.module()
+
+
+def test_a_skipped_convert_stage_imports_neither_torch_nor_transformers(tmp_path: Path) -> None:
+    """What makes a skipped stage take a fraction of a second instead of ~5 s."""
+    argv = ["convert", "smollm2-135m", str(tmp_path / "out"), "--if-selected", "vit-tiny"]
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = {argv!r}\n"
+        "runpy.run_module('pfm.models.convert', run_name='__main__')\n"
+        "heavy = sorted({'torch', 'transformers'} & set(sys.modules))\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+    assert (tmp_path / "out/NOT_CONVERTED.txt").is_file()
 
 
 def test_a_model_is_selected_however_its_directory_is_spelled(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ def test_conversion_follows_llama_cpp_on_the_same_file(smollm2: CausalLM) -> Non
     assert (config.num_attention_heads, config.num_key_value_heads) == (9, 3)
     assert smollm2.model.dtype == torch.float32
     assert smollm2.model.lm_head.weight is smollm2.model.model.embed_tokens.weight
-    agreement = smollm2_gguf.verify(smollm2_gguf.gguf_file(), smollm2, smollm2_gguf.fixed_input())
+    agreement = smollm2_gguf.verify(smollm2_gguf.source_file(), smollm2, smollm2_gguf.fixed_input())
     assert agreement.positions == 36
     assert "same next token" in accept("smollm2-135m", agreement)  # within the tolerances
 
@@ -50,7 +50,7 @@ def test_a_slipped_conversion_is_refused(smollm2: CausalLM) -> None:
             q.copy_(rotary_order(q, model.config.num_attention_heads))
             k.copy_(rotary_order(k, model.config.num_key_value_heads))
     agreement = smollm2_gguf.verify(
-        smollm2_gguf.gguf_file(),
+        smollm2_gguf.source_file(),
         CausalLM(model, smollm2.tokenizer),
         smollm2_gguf.fixed_input(),
     )

@@ -92,9 +92,9 @@ def test_smollm2_rows_open_with_their_text_and_noise_drawn_like_them_is_valid(
     options = {"root": str(fake_wordnet(tmp_path)), "largest": 2, "train_per_class": 3,
                "val_per_class": 1, "test_per_class": 1, "max_tokens": 8,
                "tokenizer": "smollm2"}  # fmt: skip
-    from pfm.models.convert.smollm2_gguf import gguf_file
+    from pfm.models.convert.smollm2_gguf import source_file
 
-    assert TOKENIZERS.get("smollm2").file() == gguf_file()  # the model's own file
+    assert TOKENIZERS.get("smollm2").file() == source_file()  # the model's own file
     data = build_dataset("wordnet-supersenses", options)
     assert "SmolLM2-135M-Instruct.Q4_1.gguf sha256" in data.source
     like = data.splits["train"].inputs
@@ -130,7 +130,7 @@ def test_smollm2_through_pfm_reads_what_the_language_model_computes(smollm2_dir:
     from safetensors import safe_open
     from transformers import AutoTokenizer, LlamaForCausalLM
 
-    from pfm.models.convert.smollm2_gguf import gguf_file
+    from pfm.models.convert.smollm2_gguf import source_file
 
     model = make_model(num_classes=3, backbone=str(smollm2_dir), with_prompts=False,
                        final_layernorm=True).eval()  # fmt: skip
@@ -139,7 +139,7 @@ def test_smollm2_through_pfm_reads_what_the_language_model_computes(smollm2_dir:
         assert torch.equal(weight, saved.get_tensor("model.layers.5.self_attn.v_proj.weight"))
     glosses = ["a hand tool used for cutting wood", "a domestic animal"]
     rows = torch.from_numpy(tokenise(glosses, 24, "smollm2")).long()  # (2, 2, T), padded
-    gguf = AutoTokenizer.from_pretrained(gguf_file().parent, gguf_file=gguf_file().name)
+    gguf = AutoTokenizer.from_pretrained(source_file().parent, gguf_file=source_file().name)
     for row, gloss in zip(rows, glosses, strict=True):
         assert row[0][row[1] == 1].tolist() == gguf(gloss).input_ids
     with torch.no_grad():

@@ -273,7 +273,7 @@ def test_a_model_type_without_a_declared_input_is_refused() -> None:
 def test_minilm_converted_from_its_wheel_matches_plain_transformers(tmp_path: Path) -> None:
     from pfm.models.convert import minilm
 
-    source = minilm.weights_file()
+    source = minilm.source_file()
     model = minilm.convert(source)
     assert (model.config.hidden_size, model.config.num_hidden_layers) == (384, 6)
     assert minilm.verify(source.parent, model, minilm.fixed_input()) < 1e-5

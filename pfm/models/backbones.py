@@ -47,6 +47,7 @@ from transformers import (
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from pfm.config import OneOf
+from pfm.files import NOT_CONVERTED
 from pfm.registry import Registry
 
 
@@ -169,7 +170,6 @@ class Registered:
 
 
 BACKBONES: Registry[Registered] = Registry("backbone")
-NOT_CONVERTED = "NOT_CONVERTED.txt"  # a convert stage's note in place of a model no param selects
 BackboneName = Annotated[str, OneOf(BACKBONES)]  # a params field naming a registered one
 
 

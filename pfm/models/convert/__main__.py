@@ -16,16 +16,13 @@ workspace and as much in DVC's cache) on a backbone no dataset of it reads.
 """
 
 import argparse
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from pfm.cli import run_stage
-from pfm.files import file_digest
-from pfm.models.backbones import NOT_CONVERTED
-from pfm.models.convert import dinov2_onnx, minilm, smollm2_gguf, whisper_ct2
+from pfm.files import NOT_CONVERTED, file_digest
 
 TOLERANCE = 1e-3  # largest |converted − source| / max |source| accepted on the fixed input
 
@@ -39,25 +36,34 @@ def within_tolerance(name: str, diff: float) -> str:
 
 @dataclass(frozen=True)
 class Converter:
-    """One convertible model: the module that converts, checks and saves it (``convert``,
-    ``fixed_input``, ``verify``, ``save``, and ``truncate`` when it takes ``option``)."""
+    """One convertible model, named by the module that converts, checks and saves it
+    (``convert``, ``fixed_input``, ``verify``, ``save``, ``truncate`` when it takes
+    ``option``, and ``source_file``, the installed file hashed and converted). The module
+    is imported only to convert: a skipped stage (``--if-selected``) imports neither torch
+    nor transformers."""
 
-    module: ModuleType
-    source_file: Callable[[], Path]  # the installed file hashed and converted
+    module_name: str  # under pfm.models.convert
     source_is_dir: bool = False  # verify reads the file's folder, not the file
-    accept: Callable[[str, Any], str] = within_tolerance  # verify's result → log line
+    own_accept: bool = False  # the module's ``accept`` turns verify's result into the log line
     option: str | None = None  # the truncation option only this model takes
 
+    def module(self) -> ModuleType:
+        from pfm.models.convert import dinov2_onnx, minilm, smollm2_gguf, whisper_ct2
 
-def whisper_file() -> Path:
-    return whisper_ct2.model_dir() / "model.bin"
+        modules = (dinov2_onnx, minilm, smollm2_gguf, whisper_ct2)
+        return {m.__name__.rpartition(".")[2]: m for m in modules}[self.module_name]
+
+    def accept(self, name: str, result: Any) -> str:
+        if self.own_accept:
+            return self.module().accept(name, result)
+        return within_tolerance(name, result)
 
 
 CONVERTERS = {
-    "dinov2-small": Converter(dinov2_onnx, dinov2_onnx.onnx_file, option="blocks"),
-    "whisper-tiny-en": Converter(whisper_ct2, whisper_file, source_is_dir=True, option="seconds"),
-    "minilm-l6": Converter(minilm, minilm.weights_file, source_is_dir=True),
-    "smollm2-135m": Converter(smollm2_gguf, smollm2_gguf.gguf_file, accept=smollm2_gguf.accept),
+    "dinov2-small": Converter("dinov2_onnx", option="blocks"),
+    "whisper-tiny-en": Converter("whisper_ct2", source_is_dir=True, option="seconds"),
+    "minilm-l6": Converter("minilm", source_is_dir=True),
+    "smollm2-135m": Converter("smollm2_gguf", own_accept=True),
 }
 
 
@@ -102,8 +108,8 @@ def main() -> None:
         leave_note(args.out, args.name)
         print(f"{args.name}: no backbone param selects {args.out}; not converted")
         return
-    converter = entry.module
-    source_file = entry.source_file()
+    converter = entry.module()
+    source_file = converter.source_file()
     source = source_file.parent if entry.source_is_dir else source_file
     digest = file_digest(source_file)
     if args.sha256 is not None and digest != args.sha256:

