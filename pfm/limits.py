@@ -21,6 +21,7 @@ from typing import Any
 from transformers import PretrainedConfig
 
 from pfm.attacks import MiaParams, RecoveryParams
+from pfm.attacks.probes import ood_candidates, ood_dataset
 from pfm.config import ParamError, bad_value
 from pfm.data.modalities import MODALITIES
 from pfm.data.registry import DatasetInfo, describe
@@ -88,26 +89,25 @@ def check_shots(key: str, shots: int | Sequence[int], name: str, info: DatasetIn
 
 
 def ood_warnings(
-    oods: Mapping[str, str | None], data: Mapping[str, Any], name: str, info: DatasetInfo
+    oods: Mapping[str, Any], data: Mapping[str, Any], name: str, info: DatasetInfo
 ) -> list[str]:
     """Refuse an OOD probe the attack on dataset ``name`` cannot use (another modality's
-    set); warn where it skips it (the attacked dataset itself, ``pfm.attacks.probes``
-    ``ood_inputs``). A modality with no probe listed is attacked without one."""
+    set, wherever the modality's list names it); warn where it skips the probe (the list
+    leaves only the attacked dataset itself, ``pfm.attacks.probes.ood_dataset``). A
+    modality with no probe listed is attacked without one."""
     modality = info.data_type
-    ood = oods.get(modality)
-    if ood is None:
-        return []
+    candidates = ood_candidates(oods.get(modality))
     key = f"attacks.recovery.ood_datasets.{modality}"
-    if ood == name:
+    for ood in candidates:
+        probe = describe(ood, data.get(ood) or {}, f"data.{ood}")
+        if probe.data_type != modality:
+            why = f"the OOD probe of {modality} dataset {name}; {ood} holds {probe.data_type}"
+            raise bad_value(key, f"a dataset of modality {modality} ({why})", ood)
+    if candidates and ood_dataset(candidates, name) is None:
         return [
             f"{key}: {name} is itself attacked; its recovery runs have no OOD probe (name "
             f"another {modality} dataset to measure one)"
         ]
-    probe = describe(ood, data.get(ood) or {}, f"data.{ood}")
-    if probe.data_type != modality:
-        why = f"the OOD probe of {modality} dataset {name}; {ood} holds {probe.data_type}"
-        expected = f"a dataset of modality {modality} ({why})"
-        raise bad_value(key, expected, ood)
     return []
 
 

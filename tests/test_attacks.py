@@ -38,6 +38,8 @@ from pfm.attacks.probes import (
     AttackData,
     draw_shots,
     noise_probe,
+    ood_candidates,
+    ood_dataset,
     ood_inputs,
     ood_probe,
     random_inputs,
@@ -664,6 +666,9 @@ def test_the_ood_probe_is_another_dataset_of_the_attacked_modality() -> None:
     assert ood_inputs({}, data_params, DATA) is None
     assert ood_inputs({"image": None, "text": "bbc-news"}, data_params, DATA) is None
     assert ood_inputs({"image": "toy"}, data_params, DATA) is None  # the attacked set is not OOD
+    assert ood_inputs({"image": ("toy",)}, data_params, DATA) is None
+    listed = ood_inputs({"image": ("toy", "digits")}, data_params, DATA)  # the first not itself
+    assert listed is not None and np.array_equal(listed.inputs, digits.inputs)
     features = Split(np.zeros((4, 10, 8), dtype=np.float16), np.arange(4) % 2)
     audio = PreparedDataset(
         "sounds", ("a", "b"), dict.fromkeys(("train", "val", "test"), features), "audio"
@@ -671,6 +676,18 @@ def test_the_ood_probe_is_another_dataset_of_the_attacked_modality() -> None:
     assert ood_inputs({"image": "digits"}, data_params, audio) is None  # none for audio
     with pytest.raises(ValueError, match="^ood_datasets.audio: digits holds image, not audio$"):
         ood_inputs({"audio": "digits"}, data_params, audio)
+
+
+def test_an_ood_list_gives_each_attacked_set_the_first_other_one() -> None:
+    """Two sets of one modality probe each other from one list; a single name is a list of
+    one; null lists none."""
+    both = ("fashion-mnist", "digits")
+    assert ood_dataset(both, "digits") == "fashion-mnist"
+    assert ood_dataset(both, "fashion-mnist") == "digits"
+    assert ood_dataset(both, "pathmnist") == "fashion-mnist"
+    assert ood_dataset("digits", "digits") is None
+    assert ood_dataset(None, "digits") is None
+    assert ood_candidates("digits") == ("digits",) and ood_candidates(None) == ()
 
 
 # --- prompt recovery: metrics ----------------------------------------------------------

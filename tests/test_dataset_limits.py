@@ -124,6 +124,11 @@ BAD: dict[str, tuple[dict[str, Any], str]] = {
         "model.input_size: 24 px on dataset digits, but backbone 'vit-tiny' reads 16 px only "
         "(its position embeddings are not interpolated)",
     ),
+    "an audio set in an image set's OOD list": (
+        {"attacks": {"recovery": {"ood_datasets": {"image": ["fashion-mnist", "spoken-words"]}}}},
+        "attacks.recovery.ood_datasets.image: expected a dataset of modality image (the OOD "
+        "probe of image dataset digits; spoken-words holds audio), got 'spoken-words'",
+    ),
     "an audio OOD probe of an image set": (
         {"attacks": {"recovery": {"ood_datasets": {"image": "spoken-words"}}}},
         "attacks.recovery.ood_datasets.image: expected a dataset of modality image (the OOD "
@@ -150,6 +155,11 @@ def test_what_only_does_less_than_asked_passes() -> None:
         "runs have no OOD probe (name another image dataset to measure one)"
     ]
     assert check_params(merged(PARAMS, SPOKEN), devices=False) == []
+    each_other = {
+        **both,
+        "attacks": {"recovery": {"ood_datasets": {"image": list(both["datasets"])}}},
+    }
+    assert check_params(merged(PARAMS, each_other), devices=False) == []
 
 
 def fixed_part(path: Any) -> str:

@@ -17,13 +17,16 @@ construction.
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
 
+from pfm.config import NonEmpty
 from pfm.data import PreparedDataset, build_dataset
 from pfm.data.modalities import MODALITIES
 from pfm.data.prepared import Split
+from pfm.data.registry import DatasetName
 
 PROBE_STREAM = 2  # seeds the specificity probes apart from the attack's own draws
 
@@ -124,16 +127,36 @@ def curve_sample(test: Split, classes: Sequence[int], n: int, seed: int) -> Spli
     return Split(test.inputs[picked], test.labels[picked])
 
 
+# one dataset, or candidates in order of preference: each attacked set takes the first
+# that is not itself, so two sets of one modality can each probe with the other
+OodChoice = DatasetName | Annotated[tuple[DatasetName, ...], NonEmpty()] | None
+
+
+def ood_candidates(choice: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    """The datasets an ``ood_datasets`` entry lists, in order (none for null)."""
+    if choice is None:
+        return ()
+    return (choice,) if isinstance(choice, str) else tuple(choice)
+
+
+def ood_dataset(choice: str | tuple[str, ...] | list[str] | None, attacked: str) -> str | None:
+    """The OOD probe dataset of dataset ``attacked``: the first the entry lists that is
+    not ``attacked`` itself (a set is not out of its own distribution); ``None`` where
+    none is left."""
+    return next((name for name in ood_candidates(choice) if name != attacked), None)
+
+
 def ood_inputs(
-    names: Mapping[str, str | None], data_params: Mapping[str, Mapping], attacked: PreparedDataset
+    names: Mapping[str, OodChoice], data_params: Mapping[str, Mapping], attacked: PreparedDataset
 ) -> Split | None:
     """The OOD probe of ``attacked``: the test split of the dataset ``names`` lists for its
-    modality, built from its ``data.<name>`` params through the registry. ``None`` where
-    there is none to measure: no dataset listed for the modality, or the attacked dataset
-    itself. Images are resized to the model's input as every split is; token sequences
-    keep their own length (a text encoder reads any length up to its positions)."""
-    name = names.get(attacked.data_type)
-    if name is None or name == attacked.name:
+    modality (the first listed that is not ``attacked`` itself, ``ood_dataset``), built
+    from its ``data.<name>`` params through the registry. ``None`` where there is none to
+    measure: no dataset listed for the modality, or only the attacked dataset itself.
+    Images are resized to the model's input as every split is; token sequences keep their
+    own length (a text encoder reads any length up to its positions)."""
+    name = ood_dataset(names.get(attacked.data_type), attacked.name)
+    if name is None:
         return None
     ood = build_dataset(name, data_params.get(name, {}))
     if ood.data_type != attacked.data_type:

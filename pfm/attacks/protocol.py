@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from pfm.attacks.capabilities import CAPABILITIES, INITS, Budget, Capability, CapabilityName
+from pfm.attacks.probes import OodChoice
 from pfm.config import Count, Counts, Natural, Naturals, NonEmpty, OneOf, Share
 from pfm.data.modalities import ModalityName
-from pfm.data.registry import DatasetName
 from pfm.precision import Precision
 
 
@@ -37,8 +37,9 @@ class RecoveryParams:
     noise_inputs: Count  # data-free positives per class and step
     prompt_init: Annotated[str, OneOf(INITS, "prompt init")]  # normal | zeros
     # per modality, the dataset whose test split is the out-of-distribution probe of every
-    # attacked dataset of that modality; a modality not listed (or null) has none
-    ood_datasets: Mapping[ModalityName, DatasetName | None]
+    # attacked dataset of that modality, or a list of them (``ood_dataset``); a modality
+    # not listed (or null) has none
+    ood_datasets: Mapping[ModalityName, OodChoice]
     ood_samples: Count  # inputs of each specificity probe (noise, OOD)
     batch_size: Count  # evaluation batch
     precision: Precision = "fp32"  # of the attack's steps and scoring: fp32 | bf16
