@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--stage-times", type=Path, help="the stages' cost files (--times)")
     parser.add_argument("--headline", type=Path, help="the few keys DVC shows (JSON)")
     parser.add_argument("--plot-data", type=Path, help="folder for DVC's plot files")
-    parser.add_argument("--tuned", type=Path, help="stage tune's recipes folder")
+    parser.add_argument("--tuned", type=Path, help="models/recipes/tuned: stage tune's recipes")
     args = parser.parse_args()
     params = load_params()
     config = from_mapping(AggregateParams, section(params, "aggregate"), "aggregate")

@@ -8,8 +8,9 @@ method ``retrain_prompt``: the never-seen prompt models stage train fitted witho
 attacked draw's classes, scored by the same forget-k path on their own draws, their
 training cost as the unlearning cost (``retrain`` is the plain family's).
 
-Under top-level ``recipes: tuned`` every method runs its recipe with the fields stage
-tune chose (``--tuned``, ``pfm.tune.recipes``); under ``hand`` the file is not read.
+Every method runs its recipe with the fields of ``--recipes``, the file of the source
+params' top-level ``recipes`` names (``pfm.tune.recipes``): stage hand-recipes' copy of
+params under ``hand``, the fields stage tune chose under ``tuned``.
 
 One process per (dataset, seed) — dvc.yaml's unit of work, ``--seed``; without it every
 seed of params — (each method costs seconds, the interpreter start ~9 s), its (method,
@@ -38,9 +39,11 @@ def main() -> None:
         "--prompt-references", type=Path, help="stage train's never-seen prompt models"
     )
     parser.add_argument("--seed", type=int, help="this seed of params' seeds only (default: all)")
-    parser.add_argument("--tuned", type=Path, help="stage tune's recipes, read if recipes: tuned")
+    parser.add_argument(
+        "--recipes", required=True, type=Path, help="models/recipes/<recipes>/<dataset>.yaml"
+    )
     args = parser.parse_args()
-    params = applied(load_params(), args.tuned)
+    params = applied(load_params(), args.recipes)
     runs = matrix_runs(params, args.seed)
     for method, _ in runs:  # a bad recipe fails before any method runs
         read_params(section(params, "unlearn"), method)

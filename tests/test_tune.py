@@ -23,7 +23,14 @@ from pfm.models.checkpoint import save_model
 from pfm.reporting.recipes import brief, read_searches, recipe_lines
 from pfm.tune.objective import Scoring
 from pfm.tune.params import ObjectiveWeights, TuneParams
-from pfm.tune.recipes import applied, read_tuned, recipe_record, recipe_source, write_tuned
+from pfm.tune.recipes import (
+    applied,
+    read_tuned,
+    recipe_record,
+    recipe_source,
+    write_hand,
+    write_tuned,
+)
 from pfm.tune.search import Outcome, tune_dataset
 from pfm.tune.sets import scored_sets, tuning_sets
 from pfm.tune.space import check_space, plan, search_space
@@ -200,7 +207,8 @@ def test_the_search_is_reproducible_and_reads_no_test_split(
 
 def test_unlearn_runs_the_file_the_search_wrote(searched: Outcome, tmp_path: Path) -> None:
     """``recipes: tuned``: the recipe stage unlearn builds has the best trial's searched
-    fields and params' budget; ``recipes: hand``: params' recipe, the file unread."""
+    fields and params' budget; ``recipes: hand``: params' recipe, from stage
+    hand-recipes' file; a file of the other source is refused."""
     outcome = searched
     best = {m: best_trial(t) for m, t in outcome.studies.items()}
     studies = tmp_path / "digits.db"
@@ -221,8 +229,17 @@ def test_unlearn_runs_the_file_the_search_wrote(searched: Outcome, tmp_path: Pat
     assert recipe.epochs == PARAMS["unlearn"]["finetune"]["epochs"]
     record = recipe_record(recipe, recipe_source(params))  # what its metrics file keeps
     assert record["recipe.source"] == "tuned" and record["recipe.lr"] == recipe.lr
-    hand = applied({**params, "recipes": "hand"}, tmp_path / "absent.yaml")
-    assert hand["unlearn"] == PARAMS["unlearn"]
+    hand_params = {**params, "recipes": "hand"}
+    with pytest.raises(ValueError, match="tuned recipes, but params say `recipes: hand`"):
+        applied(hand_params, tuned)
+    hand_file = tmp_path / "hand.yaml"
+    write_hand(hand_file, hand_params)
+    assert applied(hand_params, hand_file)["unlearn"] == PARAMS["unlearn"]
+    assert set(read_tuned(hand_file)) == set(PARAMS["methods"])
+    with pytest.raises(ValueError, match="hand recipes, but params say `recipes: tuned`"):
+        applied(params, hand_file)
+    with pytest.raises(FileNotFoundError, match="no recipes file"):
+        applied(params, tmp_path / "absent.yaml")
 
 
 def test_the_report_sets_each_tuned_recipe_beside_the_hand_one(
