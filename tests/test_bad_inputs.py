@@ -28,6 +28,7 @@ from pfm.data import load_prepared, save_prepared
 from pfm.files import STAGED, Staging, staged, write_json
 from pfm.models.checkpoint import load_model, save_model
 from pfm.parallel import run_all
+from pfm.tune.recipes import write_hand
 from pfm.unlearn.manifest import read_manifest
 from tests.conftest import make_model, toy_dataset
 
@@ -454,11 +455,14 @@ def test_the_unlearn_stage_writes_nothing_when_one_run_fails(
     (train_project / "unlearned").mkdir()
     write_json(train_project / "metrics" / "pfm" / "seed0.json", {"earlier": 1})
     before = snapshot(train_project / "metrics")
+    params = tiny_params()
+    write_hand(train_project / "recipes.yaml", params)  # what stage hand-recipes writes
     args = [
         "--data", "data", "--prompt-models", "models/pfm", "--plain-models", "models/plain",
         "--models", "unlearned", "--out", "metrics", "--prompt-references", "references",
+        "--recipes", "recipes.yaml",
     ]  # fmt: skip
-    status, stderr = in_process("unlearn", args, train_project, tiny_params(), monkeypatch, capsys)
+    status, stderr = in_process("unlearn", args, train_project, params, monkeypatch, capsys)
     assert status == EXIT_BAD_INPUT
     assert one_error_line(stderr).startswith("error: no unlearned-model manifest references/")
     assert snapshot(train_project / "metrics") == before
