@@ -25,7 +25,7 @@ from pfm.tune.objective import Scoring
 from pfm.tune.params import ObjectiveWeights, TuneParams
 from pfm.tune.recipes import (
     applied,
-    read_tuned,
+    read_document,
     recipe_record,
     recipe_source,
     write_hand,
@@ -218,7 +218,7 @@ def test_unlearn_runs_the_file_the_search_wrote(searched: Outcome, tmp_path: Pat
     write_tuned(tuned, {m: t.params for m, t in best.items()}, search, outcome.untunable)
     written = yaml.safe_load(tuned.read_text())
     assert written["untunable"] == outcome.untunable
-    assert read_tuned(tuned) == {m: t.params for m, t in best.items()}
+    assert read_document(tuned)["recipes"] == {m: t.params for m, t in best.items()}
 
     params = {**copy.deepcopy(PARAMS), "recipes": "tuned"}
     _, recipe = read_params(applied(params, tuned)["unlearn"], "ssd")
@@ -235,7 +235,7 @@ def test_unlearn_runs_the_file_the_search_wrote(searched: Outcome, tmp_path: Pat
     hand_file = tmp_path / "hand.yaml"
     write_hand(hand_file, hand_params)
     assert applied(hand_params, hand_file)["unlearn"] == PARAMS["unlearn"]
-    assert set(read_tuned(hand_file)) == set(PARAMS["methods"])
+    assert set(read_document(hand_file)["recipes"]) == set(PARAMS["methods"])
     with pytest.raises(ValueError, match="hand recipes, but params say `recipes: tuned`"):
         applied(params, hand_file)
     with pytest.raises(FileNotFoundError, match="no recipes file"):

@@ -78,11 +78,6 @@ def read_document(path: Path) -> dict[str, Any]:
     return document
 
 
-def read_tuned(path: Path) -> dict[str, dict[str, Any]]:
-    """Method → its recipe fields, from a file ``write_tuned`` or ``write_hand`` wrote."""
-    return {method: dict(fields) for method, fields in read_document(path)["recipes"].items()}
-
-
 def with_tuned(params: Mapping[str, Any], tuned: Mapping[str, Mapping[str, Any]]) -> dict:
     """A copy of ``params`` whose ``unlearn.<method>`` blocks carry ``tuned``'s fields."""
     out = copy.deepcopy(dict(params))
