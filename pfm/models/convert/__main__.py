@@ -19,7 +19,6 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 from pfm.cli import run_stage
 from pfm.files import NOT_CONVERTED, file_digest
@@ -38,13 +37,13 @@ def within_tolerance(name: str, diff: float) -> str:
 class Converter:
     """One convertible model, named by the module that converts, checks and saves it
     (``convert``, ``fixed_input``, ``verify``, ``save``, ``truncate`` when it takes
-    ``option``, and ``source_file``, the installed file hashed and converted). The module
+    ``option``, ``source_file``, the installed file hashed and converted, and ``accept``
+    where verify's result is not a relative difference: its log line). The module
     is imported only to convert: a skipped stage (``--if-selected``) imports neither torch
     nor transformers."""
 
     module_name: str  # under pfm.models.convert
     source_is_dir: bool = False  # verify reads the file's folder, not the file
-    own_accept: bool = False  # the module's ``accept`` turns verify's result into the log line
     option: str | None = None  # the truncation option only this model takes
 
     def module(self) -> ModuleType:
@@ -53,17 +52,12 @@ class Converter:
         modules = (dinov2_onnx, minilm, smollm2_gguf, whisper_ct2)
         return {m.__name__.rpartition(".")[2]: m for m in modules}[self.module_name]
 
-    def accept(self, name: str, result: Any) -> str:
-        if self.own_accept:
-            return self.module().accept(name, result)
-        return within_tolerance(name, result)
-
 
 CONVERTERS = {
     "dinov2-small": Converter("dinov2_onnx", option="blocks"),
     "whisper-tiny-en": Converter("whisper_ct2", source_is_dir=True, option="seconds"),
     "minilm-l6": Converter("minilm", source_is_dir=True),
-    "smollm2-135m": Converter("smollm2_gguf", own_accept=True),
+    "smollm2-135m": Converter("smollm2_gguf"),
 }
 
 
@@ -119,7 +113,7 @@ def main() -> None:
         )
     model = converter.convert(source_file)
     result = converter.verify(source, model, converter.fixed_input())
-    line = entry.accept(args.name, result)
+    line = getattr(converter, "accept", within_tolerance)(args.name, result)
     if entry.option is not None and getattr(args, entry.option) is not None:
         model = converter.truncate(model, getattr(args, entry.option))
     converter.save(model, args.out, result, digest)
