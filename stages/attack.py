@@ -2,7 +2,8 @@
 relearning (``pfm.attacks.suite``) — on every method's saved unlearned models on one
 dataset, and on the never-seen prompt models (``retrain_prompt``) as a run of their own.
 The recovery attack's out-of-distribution probe is ``attacks.recovery.ood_datasets``,
-built from its ``data.<name>`` params.
+built from its ``data.<name>`` params; its budget is the dataset's own where
+``attacks.recovery.by_dataset`` lists one.
 
 One stage rather than one per attack: a stage start costs ~12 s of imports, and in one
 pool the short MIA runs fill the core the long prompt-model attacks leave idle. One
@@ -37,9 +38,10 @@ def main() -> None:
     params = load_params()
     attacks = section(params, "attacks")
     mia = from_mapping(MiaParams, section(attacks, "mia"), "attacks.mia")
-    recovery = from_mapping(RecoveryParams, section(attacks, "recovery"), "attacks.recovery")
-    device, workers = train_device(params), matrix(params).workers
     dataset = load_prepared(args.data)
+    recovery = from_mapping(RecoveryParams, section(attacks, "recovery"), "attacks.recovery")
+    recovery = recovery.for_dataset(dataset.name)
+    device, workers = train_device(params), matrix(params).workers
     runs = with_prompt_references(matrix_runs(params, args.seed), args.prompt_reference)
     folders = AttackFolders(
         args.models, args.prompt_reference, args.mia, args.recovery, args.curves

@@ -12,6 +12,7 @@ import math
 import runpy
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ import pytest
 import torch
 import yaml
 
-from pfm.attacks import CAPABILITIES, MIA_VARIANTS, MiaParams, RecoveryParams
+from pfm.attacks import CAPABILITIES, MIA_VARIANTS, MiaParams, RecoveryParams, suite
 from pfm.attacks.capabilities import Budget
 from pfm.attacks.harness import Forward, Outcome, head_inputs, relearn_time
 from pfm.attacks.mia import (
@@ -44,6 +45,7 @@ from pfm.attacks.probes import (
     ood_probe,
     random_inputs,
 )
+from pfm.attacks.protocol import DatasetKnobs
 from pfm.attacks.recovery import DrawResult, attack_saved, mean_curve, recover, summarise
 from pfm.attacks.targets import (
     Target,
@@ -52,6 +54,7 @@ from pfm.attacks.targets import (
     with_prompt_references,
 )
 from pfm.batches import SplitTensors
+from pfm.config import from_mapping
 from pfm.data import save_prepared
 from pfm.data.prepared import PreparedDataset, Split
 from pfm.draws import matching_draw, reference_draws, select_draws
@@ -770,6 +773,37 @@ def test_bad_recovery_params_are_errors() -> None:
     with pytest.raises(ValueError, match="steps ≥ 1"):
         Budget(0, 0.01)
     assert params(capabilities=("prototype",), budget={}).capabilities == ("prototype",)
+    with pytest.raises(ValueError, match="prototype_weight"):
+        DatasetKnobs(prototype_weight=1.5)
+
+
+def test_a_datasets_own_knobs_replace_the_shared_ones_for_it_alone() -> None:
+    own = DatasetKnobs(budget={"head": Budget(7, 0.5)}, prototype_weight=0.25)
+    shared = params(by_dataset={"fashion-mnist": own, "digits": DatasetKnobs()})
+    fm = shared.for_dataset("fashion-mnist")
+    assert fm.budget["head"] == Budget(7, 0.5) and fm.prototype_weight == 0.25
+    assert {k: v for k, v in fm.budget.items() if k != "head"} == {
+        k: v for k, v in shared.budget.items() if k != "head"
+    }
+    assert shared.for_dataset("digits").budget == shared.budget  # an empty entry: all shared
+    assert shared.for_dataset("digits").prototype_weight == shared.prototype_weight
+    assert shared.for_dataset("toy") is shared
+
+
+def test_by_dataset_names_registered_datasets_and_capabilities() -> None:
+    section = {**PARAMS["attacks"]["recovery"], "by_dataset": {}}
+    ok = {"fashion-mnist": {"budget": {"prompt": {"steps": 40, "lr": 0.001}}}}
+    parsed = from_mapping(RecoveryParams, {**section, "by_dataset": ok}, "attacks.recovery")
+    assert parsed.for_dataset("fashion-mnist").budget["prompt"] == Budget(40, 0.001)
+    for bad in (
+        {"no-such-set": {"prototype_weight": 0.5}},
+        {"digits": {"budget": {"everything": {"steps": 40, "lr": 0.1}}}},
+        {"digits": {"prototype_weight": 0.0}},
+        {"digits": {"budget": {"prompt": {"lr": 0.1}}}},  # a budget entry is whole
+        {"digits": {"epochs": 3}},
+    ):
+        with pytest.raises((KeyError, ValueError)):
+            from_mapping(RecoveryParams, {**section, "by_dataset": bad}, "attacks.recovery")
 
 
 def test_attacking_a_saved_model_is_attacking_the_model(tmp_path: Path) -> None:
@@ -991,6 +1025,24 @@ def test_attack_stage_without_a_manifest_is_a_clean_error(
     assert exit_info.value.code == 2
     assert "error: no unlearned-model manifest" in capsys.readouterr().err
     assert not any((tmp_path / out).exists() for out in ("mia", "recovery", "curves"))
+
+
+def test_the_attack_stage_runs_the_attacked_datasets_own_knobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save_prepared(replace(DATA, name="digits"), tmp_path / "data")
+    params = stage_params(["pfm"])
+    own = {"budget": {"head": {"steps": 7, "lr": 0.5}}, "prototype_weight": 0.25}
+    params["attacks"]["recovery"]["by_dataset"] = {"digits": own}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    seen: list[RecoveryParams] = []
+    monkeypatch.setattr(suite, "attack_all", lambda *args: seen.append(args[4]))  # its recovery
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["attack.py", *ATTACK_ARGS])
+    runpy.run_path(str(ROOT / "stages/attack.py"), run_name="__main__")
+    (recovery,) = seen
+    assert recovery.budget["head"] == Budget(7, 0.5) and recovery.prototype_weight == 0.25
+    assert recovery.budget["prompt"] == Budget(**STAGE_RECOVERY["budget"]["prompt"])
 
 
 def test_data_free_inputs_follow_the_modality() -> None:

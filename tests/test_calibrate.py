@@ -7,6 +7,7 @@ pre-attack retained pass per model and capability, whatever the number of m."""
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,10 @@ from pfm.attacks import calibrate
 from pfm.attacks.calibrate import Trial, choose, main, params_block, reference_targets
 from pfm.attacks.harness import Forward, Outcome
 from pfm.attacks.probes import AttackData
+from pfm.attacks.protocol import DatasetKnobs
 from pfm.attacks.recovery import attack_every_shot, recover
 from pfm.attacks.targets import Target
+from pfm.config import from_mapping
 from pfm.data import save_prepared
 from pfm.data.prepared import PreparedDataset, Split
 from tests.conftest import make_model
@@ -27,7 +30,6 @@ from tests.test_attacks import (
     DATA,
     FORGET,
     SPLITS,
-    TRAINED,
     params,
     save_unlearned,
     stage_params,
@@ -124,17 +126,21 @@ def test_choose_breaks_ties_toward_the_smaller_rate_in_any_order() -> None:
     assert choose([*trials, Trial("head", 0.3, (scripted(0.6),))]) == {"head": 0.3}
 
 
-def test_the_params_block_reads_back_as_params() -> None:
+def test_the_params_block_reads_back_as_the_datasets_own_knobs() -> None:
     recovery = params()
     chosen = {"head": 1e-05, "prompt": None, "head_lora": 0.03, "prototype": 0.5}
-    block = yaml.safe_load(params_block(recovery, chosen))
-    assert block["prototype_weight"] == 0.5
-    assert params_block(recovery, {"prototype": None}).count("prototype_weight") == 0
-    budget = block["budget"]
-    assert budget["head"] == {"steps": 4, "lr": 1e-05}  # a float, not the string "1e-05"
-    assert budget["head_lora"] == {"steps": 4, "lr": 0.03}
-    assert budget["prompt"] == {"steps": 4, "lr": 0.01}  # none chosen: params' own
-    assert set(budget) == set(TRAINED)
+    block = yaml.safe_load(params_block(recovery, chosen, "fashion-mnist"))
+    (own,) = block["by_dataset"].values()
+    assert set(block["by_dataset"]) == {"fashion-mnist"}
+    assert own["prototype_weight"] == 0.5
+    assert own["budget"]["head"] == {"steps": 4, "lr": 1e-05}  # a float, not the string "1e-05"
+    assert own["budget"]["head_lora"] == {"steps": 4, "lr": 0.03}
+    assert set(own["budget"]) == {"head", "head_lora"}  # none chosen for prompt: stays shared
+    knobs = from_mapping(DatasetKnobs, own, "attacks.recovery.by_dataset.fashion-mnist")
+    read = replace(recovery, by_dataset={"fashion-mnist": knobs}).for_dataset("fashion-mnist")
+    assert read.budget["head"].lr == 1e-05 and read.prototype_weight == 0.5
+    assert read.budget["prompt"] == recovery.budget["prompt"]
+    assert "prototype_weight" not in params_block(recovery, {"prototype": None}, "digits")
 
 
 def test_the_references_are_the_never_seen_models_of_each_family(tmp_path: Path) -> None:

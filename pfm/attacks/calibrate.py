@@ -211,16 +211,21 @@ def yaml_float(value: float) -> str:
     return f"{mantissa}.0e{exponent}" if e and "." not in mantissa else text
 
 
-def params_block(params: RecoveryParams, chosen: Mapping[str, float | None]) -> str:
-    """The keys of ``attacks.recovery`` the chosen values set, indented as in params.yaml:
-    ``budget`` with the chosen rates, then every other knob chosen (``None``: params' own)."""
+def params_block(params: RecoveryParams, chosen: Mapping[str, float | None], dataset: str) -> str:
+    """The ``attacks.recovery.by_dataset`` entry of ``dataset`` the chosen values make,
+    indented as in params.yaml: ``budget`` with the chosen rates (at params' steps), then
+    every other knob chosen; a capability with nothing chosen keeps the shared value."""
     picked = {CAPABILITIES.get(n): v for n, v in chosen.items() if v is not None}
     rates = {c.budget_key: v for c, v in picked.items() if c.budget_key is not None}
-    lines = ["    budget:"]
-    for key, budget in params.budget.items():
-        lr = rates.get(key, budget.lr)
-        lines.append(f"      {key}: {{steps: {budget.steps}, lr: {yaml_float(lr)}}}")
-    lines += [f"    {c.knob}: {yaml_float(v)}" for c, v in picked.items() if c.budget_key is None]
+    lines = ["    by_dataset:", f"      {dataset}:"]
+    if rates:
+        lines.append("        budget:")
+        for key, lr in rates.items():
+            steps = params.budget[key].steps
+            lines.append(f"          {key}: {{steps: {steps}, lr: {yaml_float(lr)}}}")
+    lines += [
+        f"        {c.knob}: {yaml_float(v)}" for c, v in picked.items() if c.budget_key is None
+    ]
     return "\n".join(lines)
 
 
@@ -279,7 +284,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     recovery = section(section(params, "attacks"), "recovery")
-    recovery = from_mapping(RecoveryParams, recovery, "attacks.recovery")
+    dataset = load_prepared(args.data)
+    recovery = from_mapping(RecoveryParams, recovery, "attacks.recovery").for_dataset(dataset.name)
     if min(args.rates) <= 0:
         raise ValueError(f"every rate must be > 0, got {args.rates}")
     if not all(0 < w <= 1 for w in args.weights):
@@ -291,14 +297,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     targets = reference_targets(
         args.models, args.prompt_reference, args.seed, methods, recovery.k, draws
     )
-    dataset = load_prepared(args.data)
     data = AttackData(dataset.splits["train"], dataset.splits["val"])  # never the test split
     workers = matrix(params).workers if args.workers is None else args.workers
     grids = {"lr": args.rates, "prototype_weight": args.weights}
     trials = calibrate(targets, data, recovery, grids, workers, train_device(params))
     chosen = choose(trials)
     print(table(trials, chosen))
-    print(params_block(recovery, chosen))
+    print(params_block(recovery, chosen, dataset.name))
     if args.out is not None:
         write_json(args.out, summary(trials, chosen, recovery, shots))
     failed = sorted(name for name, value in chosen.items() if value is None)

@@ -4,18 +4,36 @@ Every trained capability has its own budget (steps and Adam rate, ``budget.<name
 fixed before any attack and applied identically to every attacked model and its
 reference. The reported number
 is test accuracy at the budget's end; an attack whose retained-class accuracy falls below
-``collapse_fraction`` of its pre-attack value is marked collapsed.
+``collapse_fraction`` of its pre-attack value is marked collapsed. A dataset may have its
+own calibrated budget and prototype weight (``by_dataset``): its attacks run those, so
+every row of its table, references included, still runs one budget.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Annotated
 
 from pfm.attacks.capabilities import CAPABILITIES, INITS, Budget, Capability, CapabilityName
 from pfm.attacks.probes import OodChoice
 from pfm.config import Count, Counts, Natural, Naturals, NonEmpty, OneOf, Share
 from pfm.data.modalities import ModalityName
+from pfm.data.registry import DatasetName
 from pfm.precision import Precision
+
+
+@dataclass(frozen=True)
+class DatasetKnobs:
+    """The knobs one dataset's attacks calibrate on its own validation split
+    (``python -m pfm.attacks.calibrate --data …``): one validation set's pick need not suit
+    another's never-seen models, so an entry here replaces the shared one for that dataset
+    only; what it leaves out stays shared."""
+
+    budget: Mapping[CapabilityName, Budget] = field(default_factory=dict)
+    prototype_weight: Share | None = None  # null: the shared one
+
+    def __post_init__(self) -> None:
+        if self.prototype_weight is not None and not 0 < self.prototype_weight <= 1:
+            raise ValueError(f"prototype_weight must lie in (0, 1], got {self.prototype_weight}")
 
 
 @dataclass(frozen=True)
@@ -43,6 +61,8 @@ class RecoveryParams:
     ood_samples: Count  # inputs of each specificity probe (noise, OOD)
     batch_size: Count  # evaluation batch
     precision: Precision = "fp32"  # of the attack's steps and scoring: fp32 | bf16
+    # per dataset, its own calibrated budget entries and prototype weight (``for_dataset``)
+    by_dataset: Mapping[DatasetName, DatasetKnobs] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.k, tuple) or not self.k or min(self.k) < 1:
@@ -72,6 +92,15 @@ class RecoveryParams:
         missing = sorted(k for k in keys if k not in self.budget)
         if missing:
             raise ValueError(f"budget has no entry for the trained capabilities {missing}")
+
+    def for_dataset(self, name: str) -> "RecoveryParams":
+        """The knobs ``name``'s attacks run: the shared ones, with its ``by_dataset`` entries
+        in their place."""
+        own = self.by_dataset.get(name)
+        if own is None:
+            return self
+        weight = self.prototype_weight if own.prototype_weight is None else own.prototype_weight
+        return replace(self, budget={**self.budget, **own.budget}, prototype_weight=weight)
 
     def capabilities_for(self, prompted: bool) -> tuple[str, ...]:
         """The listed capabilities that fit a model with (or without) prompts."""
