@@ -412,6 +412,31 @@ def test_header_states_n_from_the_units_not_from_params(tmp_path: Path) -> None:
     assert "profile: test profile" in text and "`abc1234`" in text and "`vit-tiny`" in text
 
 
+def test_header_states_the_recovery_budget_and_each_datasets_own(tmp_path: Path) -> None:
+    params = {
+        "datasets": ["toy", "other"], "seeds": [0], "model": {"backbone": "b"},
+        "train": {"epochs": 1},
+        "attacks": {"recovery": {
+            "budget": {"prompt": {"steps": 40, "lr": 0.1}, "head": {"steps": 40, "lr": 0.001}},
+            "prototype_weight": 0.25,
+            "by_dataset": {
+                "toy": {"budget": {"prompt": {"steps": 40, "lr": 0.001}}},
+                "unlisted": {"prototype_weight": 0.5},
+                "other": {},
+            },
+        }},
+    }  # fmt: skip
+    header = provenance(params, replace(CONFIG, profile="p"), "c", {})
+    assert (
+        "recovery budget (Adam steps × lr), fixed in advance: prompt 40 × 0.1, "
+        "head 40 × 0.001; prototype weight 0.25"
+    ) in header
+    own = [line for line in header if "own recovery budget" in line]
+    assert own == ["toy's own recovery budget (by_dataset), in place of those: prompt 40 × 0.001"]
+    del params["attacks"]
+    assert not any("budget" in line for line in provenance(params, CONFIG, "c", {}))
+
+
 def test_header_names_uneven_seeds(summary: dict[str, float]) -> None:
     params = {
         "datasets": ["toy"],

@@ -1,7 +1,7 @@
 """What produced the report's numbers and what they rest on: the profile, backbone,
-epochs, datasets, seeds and commit (from params and git), and per dataset, stage and k
-the units each method actually used (read from the summary's ``draws.`` keys, never
-from a params cap)."""
+epochs, datasets, seeds, the recovery attack's budget and commit (from params and git),
+and per dataset, stage and k the units each method actually used (read from the
+summary's ``draws.`` keys, never from a params cap)."""
 
 import subprocess
 from collections import Counter
@@ -82,6 +82,29 @@ def draw_lines(summary: Mapping[str, float]) -> list[str]:
     return lines or ["no units in the metric files: cells show means without n or interval"]
 
 
+def _knobs(budget: Mapping[str, Mapping[str, Any]], weight: float | None) -> str:
+    """ "prompt 40 × 0.1, head 40 × 0.001; prototype weight 0.25" (what is set)."""
+    parts = ", ".join(f"{name} {b['steps']} × {b['lr']:g}" for name, b in budget.items())
+    weighted = "" if weight is None else f"prototype weight {weight:g}"
+    return "; ".join(part for part in (parts, weighted) if part)
+
+
+def budget_lines(params: Mapping[str, Any]) -> list[str]:
+    """The recovery attack's budget as params fix it: the shared one, then each reported
+    dataset's own entries (``attacks.recovery.by_dataset``), so that a reader sees which
+    budget each dataset's recovery table ran; none without a recovery section."""
+    recovery = params.get("attacks", {}).get("recovery")
+    if not recovery:
+        return []
+    shared = _knobs(recovery.get("budget") or {}, recovery.get("prototype_weight"))
+    lines = [f"recovery budget (Adam steps × lr), fixed in advance: {shared}"]
+    for name, own in (recovery.get("by_dataset") or {}).items():
+        if name in params["datasets"] and own:
+            knobs = _knobs(own.get("budget") or {}, own.get("prototype_weight"))
+            lines.append(f"{name}'s own recovery budget (by_dataset), in place of those: {knobs}")
+    return lines
+
+
 def provenance(
     params: Mapping[str, Any],
     aggregate: AggregateParams,
@@ -96,6 +119,7 @@ def provenance(
         f"epochs: {params['train']['epochs']}",
         f"datasets: {', '.join(params['datasets'])}; seeds: {params['seeds']}; "
         f"table k = {aggregate.k}",
+        *budget_lines(params),
         *draw_lines(summary),
         INTERVALS,
         f"commit: `{commit}` (checked out when the report was built)",
