@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, ViTConfig
 
+from pfm.batches import MarkedBatch
 from pfm.losses import prompt_objective
 from pfm.models.backbones import Backbone, build_backbone, from_config
 from pfm.models.prompted import ModelSpec, PromptedClassifier, assemble
@@ -163,7 +164,7 @@ def measure(
     def train_step() -> None:
         model.train()
         with autocast(device, precision):
-            loss = objective(model, images, labels, generator)
+            loss = objective(model, MarkedBatch(images, labels), generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

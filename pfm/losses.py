@@ -1,17 +1,19 @@
-"""Training objectives. Each takes (model, pixel_values, labels, generator) → scalar loss,
-so the one training loop serves the prompt model and the plain baselines alike."""
+"""Training objectives. Each takes (model, batch, generator) → scalar loss, so the one
+training loop serves the prompt model and the plain baselines alike. An unlearning
+objective tells forget rows from retain rows by the batch's marks (``MarkedBatch.forget``),
+never by their labels: the same objective serves a forget set of classes and one of
+training samples."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
+from pfm.batches import MarkedBatch
 from pfm.models.prompted import PromptedClassifier
 from pfm.modes import mixed_subset, wrong_subset
 
-Objective = Callable[
-    [PromptedClassifier, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor
-]
+Objective = Callable[[PromptedClassifier, MarkedBatch, torch.Generator], torch.Tensor]
 
 
 def kl_to_uniform(logits: torch.Tensor) -> torch.Tensor:
@@ -26,8 +28,9 @@ def prompt_objective(kl_weight: float) -> Objective:
     with wrong prompts only (``wrong_subset``)."""
 
     def loss(
-        model: PromptedClassifier, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+        model: PromptedClassifier, batch: MarkedBatch, generator: torch.Generator
     ) -> torch.Tensor:
+        x, y, _ = batch
         bank = model.bank_classes
         ce = F.cross_entropy(model(x, mixed_subset(y, bank, model.num_classes, generator)), y)
         kl = kl_to_uniform(model(x, wrong_subset(y, bank, model.num_classes, generator)))
@@ -37,10 +40,10 @@ def prompt_objective(kl_weight: float) -> Objective:
 
 
 def plain_objective(
-    model: PromptedClassifier, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+    model: PromptedClassifier, batch: MarkedBatch, generator: torch.Generator
 ) -> torch.Tensor:
     """Cross-entropy without prompts: the baselines' classifier."""
-    return F.cross_entropy(model(x), y)
+    return F.cross_entropy(model(batch.inputs), batch.labels)
 
 
 def kl_to_reference(
@@ -61,17 +64,24 @@ def random_wrong_labels(
     return (labels + shift.to(labels.device)) % num_classes
 
 
-def random_label_objective(classes: Sequence[int]) -> Objective:
-    """Cross-entropy without prompts where every sample of a forgotten class carries a
-    random wrong label (drawn afresh each step) and every other sample its true one."""
-    forgotten = torch.tensor(sorted(classes), dtype=torch.long)
+def forget_marks(batch: MarkedBatch) -> torch.Tensor:
+    """The batch's forget marks; an error for a batch that carries none (an objective that
+    relabels forget rows cannot tell them from retain rows without)."""
+    if batch.forget is None:
+        raise ValueError("this objective needs forget-marked batches (pfm.unlearn.data)")
+    return batch.forget
+
+
+def random_label_objective() -> Objective:
+    """Cross-entropy without prompts where every forget row carries a random wrong label
+    (drawn afresh each step) and every other row its true one."""
 
     def loss(
-        model: PromptedClassifier, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+        model: PromptedClassifier, batch: MarkedBatch, generator: torch.Generator
     ) -> torch.Tensor:
-        relabel = torch.isin(y, forgotten.to(y.device))
+        x, y, _ = batch
         wrong = random_wrong_labels(y, model.num_classes, generator)
-        return F.cross_entropy(model(x), torch.where(relabel, wrong, y))
+        return F.cross_entropy(model(x), torch.where(forget_marks(batch), wrong, y))
 
     return loss
 
@@ -79,20 +89,20 @@ def random_label_objective(classes: Sequence[int]) -> Objective:
 FORGET_TARGETS = ("uniform", "random_label")
 
 
-def relabelled_objective(classes: Sequence[int], target: str) -> Objective:
-    """Cross-entropy on the true label for samples of kept classes; samples of forgotten
-    ``classes`` are pushed to an uninformative target instead — ``uniform``: KL to the
-    uniform distribution; ``random_label``: cross-entropy on a random wrong label, redrawn
-    each step. Per-sample terms, batch mean, so the mix follows the batch's composition."""
+def relabelled_objective(target: str) -> Objective:
+    """Cross-entropy on the true label for retain rows; forget rows are pushed to an
+    uninformative target instead — ``uniform``: KL to the uniform distribution;
+    ``random_label``: cross-entropy on a random wrong label, redrawn each step. Per-row
+    terms, batch mean, so the mix follows the batch's composition."""
     if target not in FORGET_TARGETS:
         raise ValueError(f"forget target must be one of {FORGET_TARGETS}, got {target!r}")
-    forgotten = torch.tensor(sorted(classes), dtype=torch.long)
 
     def loss(
-        model: PromptedClassifier, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+        model: PromptedClassifier, batch: MarkedBatch, generator: torch.Generator
     ) -> torch.Tensor:
+        x, y, _ = batch
         logits = model(x)
-        relabel = torch.isin(y, forgotten.to(y.device))
+        relabel = forget_marks(batch)
         if target == "random_label":
             wrong = random_wrong_labels(y, model.num_classes, generator)
             return F.cross_entropy(logits, torch.where(relabel, wrong, y))

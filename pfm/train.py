@@ -167,16 +167,16 @@ def train(
         order = torch.randperm(len(train_data), generator=generators["order"])
         total, steps = torch.zeros((), dtype=torch.float64, device=device), 0
         bar = tqdm(
-            train_data.batches(config.batch_size, order),
+            train_data.marked_batches(config.batch_size, order),
             desc=f"epoch {epoch}/{config.epochs}",
             total=-(-len(train_data) // config.batch_size),
             unit="batch",
             leave=False,
             disable=None,
         )
-        for x, y in bar:
+        for batch in bar:
             with autocast(device, config.precision):
-                loss = objective(model, x, y, generators["prompts"])
+                loss = objective(model, batch, generators["prompts"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

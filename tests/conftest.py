@@ -60,12 +60,12 @@ def seen_labels(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Every label any unlearning data handle yields during the test: what a method
     actually read, as opposed to what it was meant to be given."""
     seen: list[int] = []
-    original = CountedSplit.batches
+    original = CountedSplit.marked_batches  # plain batches come from it too
 
     def recording(self, batch_size, order=None):  # noqa: ANN001, ANN202
-        for x, y in original(self, batch_size, order):
-            seen.extend(y.tolist())
-            yield x, y
+        for batch in original(self, batch_size, order):
+            seen.extend(batch.labels.tolist())
+            yield batch
 
-    monkeypatch.setattr(CountedSplit, "batches", recording)
+    monkeypatch.setattr(CountedSplit, "marked_batches", recording)
     return seen

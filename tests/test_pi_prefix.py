@@ -18,10 +18,10 @@ from torch import nn
 from transformers import Dinov2Config, Dinov2Model
 
 import pfm.unlearn.pi_prefix as pi_prefix_module
-from pfm.batches import SplitTensors
+from pfm.batches import MarkedBatch, SplitTensors
 from pfm.cost import CostRecord, Meter, changed_parameters, transform_timer
 from pfm.evaluate import forget_k, forget_plan, split_accuracies
-from pfm.losses import relabelled_objective
+from pfm.losses import Objective, random_label_objective, relabelled_objective
 from pfm.models.backbones import encoder_layers
 from pfm.models.checkpoint import load_model, save_model
 from pfm.models.prefix import KEYS, VALUES, deep_prefix
@@ -256,20 +256,42 @@ def constructor_args(model: PromptedClassifier) -> dict[str, object]:
     }
 
 
-def test_relabelled_objective_pushes_forget_samples_to_uniform() -> None:
-    class Fixed(torch.nn.Module):
-        num_classes = 4
+class Fixed(torch.nn.Module):
+    """A 4-class "model" whose logits are its inputs."""
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x
+    num_classes = 4
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def test_relabelled_objective_pushes_forget_rows_to_uniform() -> None:
     logits = torch.tensor([[0.0, 0.0, 0.0, 0.0], [5.0, 0.0, 0.0, 0.0]])
     labels = torch.tensor([1, 0])
-    loss = relabelled_objective((1,), "uniform")(Fixed(), logits, labels, torch.Generator())
+    batch = MarkedBatch(logits, labels, torch.tensor([True, False]))
+    loss = relabelled_objective("uniform")(Fixed(), batch, torch.Generator())
     ce = torch.nn.functional.cross_entropy(logits[1:], labels[1:])
-    assert torch.allclose(loss, ce / 2)  # uniform output on a forget sample costs nothing
+    assert torch.allclose(loss, ce / 2)  # uniform output on a forget row costs nothing
     with pytest.raises(ValueError, match="forget target"):
-        relabelled_objective((1,), "zeros")
+        relabelled_objective("zeros")
+
+
+@pytest.mark.parametrize("objective", [relabelled_objective("uniform"), random_label_objective()])
+def test_the_forget_objectives_read_the_rows_marks_not_their_labels(objective: Objective) -> None:
+    """Two rows of one class, one marked forget: a forget set of samples, not of classes.
+    The marked row alone is relabelled; unmarked rows cost their plain cross-entropy; a
+    batch without marks is refused."""
+    logits = torch.tensor([[4.0, 0.0, 0.0, 0.0], [4.0, 0.0, 0.0, 0.0]])
+    labels = torch.tensor([0, 0])
+    marks = torch.tensor([True, False])
+    loss = objective(Fixed(), MarkedBatch(logits, labels, marks), torch.Generator().manual_seed(0))
+    ce = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    forget_term = loss * 2 - ce[1]  # the marked row's term, the batch mean undone
+    assert forget_term > ce[0] + 1.0  # a wrong label or uniform: far dearer than its own
+    unmarked = MarkedBatch(logits, labels, torch.tensor([False, False]))
+    assert torch.allclose(objective(Fixed(), unmarked, torch.Generator()), ce.mean())
+    with pytest.raises(ValueError, match="forget-marked"):
+        objective(Fixed(), MarkedBatch(logits, labels), torch.Generator())
 
 
 def test_forget_only_never_receives_a_retain_sample(

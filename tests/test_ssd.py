@@ -51,7 +51,9 @@ def test_dampen_scales_exactly_the_selected_elements_by_the_clamped_ratio() -> N
 def handles(model: PromptedClassifier) -> tuple[CountedSplit, CountedSplit]:
     tally = Tally()
     forget, retain = (
-        CountedSplit(class_slice(DATA.splits["train"], FORGET, keep), model.input_size, CPU, tally)
+        CountedSplit(
+            class_slice(DATA.splits["train"], FORGET, keep), model.input_size, CPU, tally, keep
+        )
         for keep in (True, False)
     )
     return forget, retain

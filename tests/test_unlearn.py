@@ -273,14 +273,18 @@ def test_ssd_dampens_exactly_the_selected_parameters() -> None:
     assert torch.allclose(param, torch.tensor([0.2, 1.0, 1.0, -0.1]))
 
 
-def test_join_counts_on_the_shared_tally() -> None:
+def test_join_counts_on_the_shared_tally_and_keeps_each_rows_mark() -> None:
     tally = Tally()
-    a, b = (CountedSplit(DATA.splits[s], 32, CPU, tally) for s in ("train", "val"))
+    a, b = (CountedSplit(DATA.splits[s], 32, CPU, tally, s == "val") for s in ("train", "val"))
     joined = join(a, b)
     assert len(joined) == 24 + 8 and sum(len(y) for _, y in joined.batches(5)) == 32
     assert tally.samples == 32
+    order = torch.randperm(32, generator=torch.Generator().manual_seed(0))
+    marks = torch.cat([m.forget for m in joined.marked_batches(5, order)])
+    assert torch.equal(marks, order >= 24)  # the val rows, wherever the order puts them
+    assert tally.samples == 64  # marked batches count as well
     with pytest.raises(ValueError, match="one unlearning call"):
-        join(a, CountedSplit(DATA.splits["val"], 32, CPU, Tally()))
+        join(a, CountedSplit(DATA.splits["val"], 32, CPU, Tally(), True))
 
 
 @pytest.mark.parametrize("profile", [None, *sorted(p.name for p in (ROOT / "profiles").iterdir())])

@@ -36,8 +36,9 @@ class Request(Generic[R]):
 
     ``model`` is a private copy of the caller's model: the method may change it in place
     and return it (or return another model). ``forget`` and ``retain`` hold the train
-    split's samples of the forgotten classes and of the rest; each is ``None`` unless the
-    method declares it needs it, so a method cannot read what it was not given."""
+    split's samples of the forgotten classes and of the rest, each row marked as which
+    (``pfm.batches.MarkedBatch.forget``); each is ``None`` unless the method declares it
+    needs it, so a method cannot read what it was not given."""
 
     model: PromptedClassifier
     classes: tuple[int, ...]  # sorted, distinct, 1..C−1 of them

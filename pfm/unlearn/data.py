@@ -1,9 +1,11 @@
 """The data an unlearning method may read: forget/retain slices of the train split that
-count every sample they yield, and the shared ways of iterating them.
+count every sample they yield and mark every row as forget or retain, and the shared ways
+of iterating them.
 
 The runner builds these handles and hands a method only those it declares, so "never
 receives retain data" is a fact of the call, and ``samples_touched`` is counted here, not
-reported by the method.
+reported by the method. The marks travel with the rows (``pfm.batches.MarkedBatch``):
+joined, forget ∪ retain still says which row is which, whatever their labels.
 """
 
 from collections.abc import Iterable, Iterator
@@ -11,7 +13,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
-from pfm.batches import SplitTensors
+from pfm.batches import MarkedBatch, SplitTensors
 from pfm.data.prepared import Split
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -25,16 +27,28 @@ class Tally:
 
 
 class CountedSplit(SplitTensors):
-    """A ``SplitTensors`` that adds the size of each batch it yields to a ``Tally``."""
+    """A ``SplitTensors`` that adds the size of each batch it yields to a ``Tally``;
+    ``forget`` marks its rows (one bool a row, or one for all)."""
 
-    def __init__(self, split: Split, input_size: int, device: torch.device, tally: Tally) -> None:
-        super().__init__(split, input_size, device)
+    def __init__(
+        self,
+        split: Split,
+        input_size: int,
+        device: torch.device,
+        tally: Tally,
+        forget: bool | torch.Tensor,
+    ) -> None:
+        rows = len(split.labels)
+        marks = torch.full((rows,), forget) if isinstance(forget, bool) else forget
+        super().__init__(split, input_size, device, marks)
         self.tally = tally
 
-    def batches(self, batch_size: int, order: torch.Tensor | None = None) -> Iterator[Batch]:
-        for x, y in super().batches(batch_size, order):
-            self.tally.samples += len(y)
-            yield x, y
+    def marked_batches(
+        self, batch_size: int, order: torch.Tensor | None = None
+    ) -> Iterator[MarkedBatch]:
+        for batch in super().marked_batches(batch_size, order):
+            self.tally.samples += len(batch.labels)
+            yield batch
 
 
 def class_slice(split: Split, classes: Iterable[int], keep: bool) -> Split:
@@ -45,11 +59,12 @@ def class_slice(split: Split, classes: Iterable[int], keep: bool) -> Split:
 
 
 def join(a: CountedSplit, b: CountedSplit) -> CountedSplit:
-    """Both handles' samples as one (e.g. forget ∪ retain), counted on the same tally."""
+    """Both handles' samples as one (e.g. forget ∪ retain), each row keeping its mark,
+    counted on the same tally."""
     if a.tally is not b.tally or a.input_size != b.input_size or a.device != b.device:
         raise ValueError("can only join handles of one unlearning call")
     split = Split(torch.cat([a.inputs, b.inputs]).numpy(), torch.cat([a.labels, b.labels]).numpy())
-    return CountedSplit(split, a.input_size, a.device, a.tally)
+    return CountedSplit(split, a.input_size, a.device, a.tally, torch.cat([a.forget, b.forget]))
 
 
 def epochs_of(

@@ -107,7 +107,7 @@ def pi_prefix_tuning(request: Request[PrefixRecipe], data: CountedSplit) -> Prom
         param.requires_grad_(False)
     prefixed.prefixes.requires_grad_(True)
     try:
-        fit(prefixed, relabelled_objective(request.classes, recipe.target), data, recipe, seed)
+        fit(prefixed, relabelled_objective(recipe.target), data, recipe, seed)
     finally:
         for param in trainable:
             param.requires_grad_(True)

@@ -12,6 +12,6 @@ from pfm.unlearn.data import join
 @method("random_label", recipe=TrainRecipe, needs_forget=True, needs_retain=True)
 def random_label(request: Request[TrainRecipe]) -> PromptedClassifier:
     """The request's model fine-tuned on forget (random wrong labels) ∪ retain (true)."""
-    objective = random_label_objective(request.classes)
+    objective = random_label_objective()
     data = join(request.forget, request.retain)
     return fit(request.model, objective, data, request.recipe, request.seed)

@@ -96,7 +96,8 @@ def unlearn(
     tally = Tally()
 
     def handle(keep: bool) -> CountedSplit:
-        return CountedSplit(class_slice(train, chosen, keep), model.input_size, device, tally)
+        rows = class_slice(train, chosen, keep)
+        return CountedSplit(rows, model.input_size, device, tally, forget=keep)
 
     forget = handle(keep=True) if spec.needs_forget else None
     retain = handle(keep=False) if spec.needs_retain else None
