@@ -96,6 +96,8 @@ def relabelled_objective(target: str) -> Objective:
     terms, batch mean, so the mix follows the batch's composition."""
     if target not in FORGET_TARGETS:
         raise ValueError(f"forget target must be one of {FORGET_TARGETS}, got {target!r}")
+    if target == "random_label":
+        return random_label_objective()
 
     def loss(
         model: PromptedClassifier, batch: MarkedBatch, generator: torch.Generator
@@ -103,9 +105,6 @@ def relabelled_objective(target: str) -> Objective:
         x, y, _ = batch
         logits = model(x)
         relabel = forget_marks(batch)
-        if target == "random_label":
-            wrong = random_wrong_labels(y, model.num_classes, generator)
-            return F.cross_entropy(logits, torch.where(relabel, wrong, y))
         n_forget = int(relabel.sum())
         loss = logits.new_zeros(())
         if n_forget:  # kl_to_uniform is a batch mean: scale it back to a sum

@@ -21,6 +21,12 @@ from pfm.data.registry import DatasetName
 from pfm.precision import Precision
 
 
+def check_share(name: str, value: float) -> None:
+    """A share of a whole, all of it allowed: (0, 1]."""
+    if not 0 < value <= 1:
+        raise ValueError(f"{name} must lie in (0, 1], got {value}")
+
+
 @dataclass(frozen=True)
 class DatasetKnobs:
     """The knobs one dataset's attacks calibrate on its own validation split
@@ -32,8 +38,8 @@ class DatasetKnobs:
     prototype_weight: Share | None = None  # null: the shared one
 
     def __post_init__(self) -> None:
-        if self.prototype_weight is not None and not 0 < self.prototype_weight <= 1:
-            raise ValueError(f"prototype_weight must lie in (0, 1], got {self.prototype_weight}")
+        if self.prototype_weight is not None:
+            check_share("prototype_weight", self.prototype_weight)
 
 
 @dataclass(frozen=True)
@@ -84,8 +90,7 @@ class RecoveryParams:
             ("collapse_fraction", self.collapse_fraction),
             ("prototype_weight", self.prototype_weight),
         ):
-            if not 0 < value <= 1:
-                raise ValueError(f"{name} must lie in (0, 1], got {value}")
+            check_share(name, value)
         if self.anchor_shots < 0 or self.noise_inputs < 1 or self.ood_samples < 1:
             raise ValueError("anchor_shots must be ≥ 0, noise_inputs and ood_samples ≥ 1")
         keys = {CAPABILITIES.get(c).budget_key for c in self.capabilities} - {None}
