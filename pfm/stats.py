@@ -72,8 +72,15 @@ METRICS: dict[str, Metric] = {
         FRACTION,
         difference=True,
     ),
+    # the sample protocol (pfm.samples): forgotten rows, retained rows, test split
+    "samples_forget_acc": Metric(
+        re.compile(r"^samples\.forget_acc$"), Direction.MATCH, FRACTION, True
+    ),
+    "samples_retain_acc": Metric(
+        re.compile(r"^samples\.(retain|test)_acc$"), Direction.HIGHER, FRACTION, True
+    ),
     "unlearn_seconds": Metric(
-        re.compile(r"^k\d+\.cost\.unlearn_seconds$"), Direction.LOWER, "seconds"
+        re.compile(r"^(k\d+|samples)\.cost\.unlearn_seconds$"), Direction.LOWER, "seconds"
     ),
     "flops": Metric(re.compile(r"^(eval\.)?cost\.flops_per_sample$"), Direction.LOWER, "count"),
 }

@@ -37,6 +37,7 @@ from pfm.tune.sets import scored_sets, tuning_sets
 from pfm.tune.space import check_space
 from pfm.unlearn import METHODS, UnlearnParams, read_params, unlearn_params
 from pfm.unlearn.base import MethodName
+from pfm.unlearn.sample_params import samples_params
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class ParamsFile(Matrix):
     evaluate: Mapping[str, Any]
     train_base: Mapping[str, Any]
     unlearn: Mapping[str, Any]
+    samples: Mapping[str, Any]
     tune: Mapping[str, Any]
     attacks: Mapping[str, Any]
     aggregate: Mapping[str, Any]
@@ -115,6 +117,8 @@ def check_params(params: Mapping[str, Any], devices: bool = True) -> list[str]:
         )  # fmt: skip
     evaluate = from_mapping(EvaluateParams, top.evaluate, "evaluate")
     for method in {*top.methods, "pfm"}:  # evaluate forgets by unlearn.pfm's recipe
+        read_params(top.unlearn, method)
+    for method in samples_params(top.samples).methods:
         read_params(top.unlearn, method)
     attacks = from_mapping(AttackSections, top.attacks, "attacks")
     mia = from_mapping(MiaParams, attacks.mia, "attacks.mia")

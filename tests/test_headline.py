@@ -16,6 +16,7 @@ from pfm.reporting.headline import headline
 from pfm.reporting.stage_times import StageRun
 from tests.test_aggregate import CONFIG, recovery, summarised, write, write_metrics
 from tests.test_pipeline import sh
+from tests.test_sample_report import sample, write_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 # The agreed bound (docs/running.md): metric columns `dvc exp show` may list for one
@@ -72,6 +73,7 @@ def project(tmp_path: Path) -> Path:
     repo = tmp_path / "repo"
     write_metrics(repo / "metrics")
     recovery_units(repo / "metrics")
+    write_samples(repo / "metrics", "retrain", 0, [sample("a1", 0.8, 0.95, 0.8)])
     curve = [{"step": 10 * i, "acc": a} for i, a in enumerate([0.0, 0.5, 0.9])]
     write(
         repo,

@@ -62,7 +62,8 @@ SIGNED = ("data.spoken-words.semitones[*]", "data.spoken-words.gain_db[*]",
           "data.spoken-words.snr_db[*]")  # fmt: skip
 # keys that name something from a registry or a fixed set: a made-up name is refused
 NAMES = (
-    "datasets[*]", "methods[*]", "train*.eval_modes[*]", "evaluate.modes[*]", "*.device",
+    "datasets[*]", "methods[*]", "samples.methods[*]", "train*.eval_modes[*]",
+    "evaluate.modes[*]", "*.device",
     "pretrain.architecture", "pretrain.dataset", "attacks.recovery.capabilities[*]",
     "attacks.recovery.prompt_init", "attacks.recovery.ood_datasets.*", "unlearn.*.target",
     "model.lora.targets", "data.*.features", "data.*.train_split", "data.*.tokenizer",
@@ -321,3 +322,17 @@ def test_derived_keys_follow_their_source_unless_set() -> None:
     assert params["attacks"]["recovery"] == {"eval_every": 4}  # its budget is its own
     assert completed(params) == params
     assert completed({"train": "fast", "unlearn": 3}) == {"train": "fast", "unlearn": 3}
+
+
+@pytest.mark.parametrize(
+    ("methods", "message"),
+    [
+        (["retrain", "pfm"], "samples.methods: pfm cannot forget samples (it serves classes)"),
+        (["grad_ascent"], "samples.methods: grad_ascent is measured against retrain, which must"),
+    ],
+)
+def test_the_sample_protocol_runs_methods_that_forget_samples_beside_their_reference(
+    methods: list[str], message: str
+) -> None:
+    found = refusal(with_value(("samples", "methods"), methods))
+    assert found is not None and found.startswith(message), found

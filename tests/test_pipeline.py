@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pfm.data import load_prepared
 from pfm.files import STAGED
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +51,8 @@ def tiny_params() -> dict:
     params["methods"] = ["pfm", "retrain"]
     params["unlearn"].update(k=[1, 5], max_sets=[2, 1])
     params["unlearn"]["retrain"].update(epochs=1)
+    params["unlearn"]["pi_prefix"].update(epochs=1)
+    params["samples"].update(methods=["retrain", "pi_prefix"], fraction=0.05, sets=2)
     params["attacks"]["mia"].update(cv_test_size=0.25)  # ~4 test images a class
     params["attacks"]["recovery"].update(
         shots=[0, 1],
@@ -142,6 +145,35 @@ def check_attacks(project: Path, summary: dict) -> None:
     assert [d["classes"] for d in reference["draws"]] == [pfm_draws["draws"][0]["classes"]]
 
 
+def check_samples(project: Path, summary: dict, report: str) -> None:
+    """Stage forget-samples: both methods forgot the same rows (equal digests, 5 % of the
+    train split), each unit scored on forgotten, retained and test rows; PI-Prefix is
+    paired with retrain on them and scored both ways; the report has their table."""
+    runs = {
+        method: json.loads(
+            (project / f"metrics/samples/digits/seed0/{method}/seed0.json").read_text()
+        )
+        for method in ("retrain", "pi_prefix")
+    }
+    digests = [[u["digest"] for u in run["units"]] for run in runs.values()]
+    assert digests[0] == digests[1] and len(set(digests[0])) == 2
+    train = load_prepared(project / "data/prepared/digits").splits["train"]
+    rows = round(0.05 * len(train.labels))
+    for run in runs.values():
+        assert run["samples.rows"] == rows
+        for unit in run["units"]:
+            for key in ("forget_acc", "retain_acc", "test_acc", "base.forget_acc"):
+                assert 0.0 <= unit[key] <= 1.0
+    assert "artifact.forget_acc" in runs["pi_prefix"]["units"][0]
+    needs_forget = [run["samples.cost.needs_forget_data"] for run in runs.values()]
+    assert needs_forget == [0, 1]
+    for name in ("forget_acc", "retain_acc", "test_acc"):
+        assert summary[f"digits.pi_prefix.samples.{name}.verdict"] in (-1, 0, 1)
+        assert summary[f"digits.pi_prefix.samples.{name}.diff.sets"] == 2
+    assert f"### Forgetting samples ({rows} training rows per set" in report
+    assert "- Forget-set acc, method − reference (margin ±0.05): " in report
+
+
 def report_row(project: Path, dataset: str, method: str) -> dict[str, str]:
     """The cells of one method's rows in the dataset's tables of reports/results.md (its
     first row in each table), keyed by column."""
@@ -215,6 +247,7 @@ def test_dvc_repro_then_experiment_and_metrics_diff(reproduced: Path, tmp_path: 
         assert "method − reference (margin ±0.05): equivalent: " in line
         assert "; apart: " in line and "; inconclusive: " in line and "1 seed × " in line
     assert "within" not in report
+    check_samples(project, json.loads((project / "metrics/summary.json").read_text()), report)
     ladder = report_row(project, "digits", "pfm")  # the ladder: every capability × m
     assert ladder["verdict"] in ("equivalent", "apart", "inconclusive")
     assert ladder["checks"] in ("pass", "collapse", "unspecific", "unmeasured")

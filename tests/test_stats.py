@@ -29,6 +29,8 @@ SAMPLES = {  # family → one unit-metric name it covers
     "recovery_residual": "recovery.prototype.k1.m0.residual",
     "unlearn_seconds": "k1.cost.unlearn_seconds",
     "flops": "eval.cost.flops_per_sample",
+    "samples_forget_acc": "samples.forget_acc",
+    "samples_retain_acc": "samples.test_acc",
 }
 
 
@@ -154,3 +156,6 @@ def test_directions_and_undeclared_names() -> None:
     assert metric_of("k1.retain_acc").direction is Direction.HIGHER
     assert metric_of("k1.cost.unlearn_seconds").direction is Direction.LOWER
     assert metric_of("k1.val.forget_acc") is None and margin_of("epochs", {}) is None
+    assert metric_of("samples.retain_acc").direction is Direction.HIGHER
+    assert metric_of("samples.cost.unlearn_seconds").direction is Direction.LOWER
+    assert metric_of("samples.base.forget_acc") is None  # the model before: not compared

@@ -19,8 +19,11 @@ than the methods' shared draws). A file holds two things:
   metrics named ``[<prefix>.]k<k>.<field>`` (``k1.forget_acc``, ``k1.val.retain_acc``,
   ``k1.cost.unlearn_seconds``, ``k1.mia.loss_auc``, ``eval.k5.forget_acc``); a
   recovery record (it has ``capability`` and ``m``) gives
-  ``recovery.<capability>.k<k>.m<m>.<field>``. A null or NaN field is skipped for that
-  metric only. Two records of one unit that give one metric two values are an error.
+  ``recovery.<capability>.k<k>.m<m>.<field>``; a sample forget set's record (it has
+  ``digest`` and ``rows``, ``pfm.samples``) gives ``samples.<field>``, its unit named by
+  its rows' digest, so that pairs form on the same rows only. A null or NaN field is
+  skipped for that metric only. Two records of one unit that give one metric two values
+  are an error.
 
 Statistics (``pfm.stats``). Units are nested, forget sets inside seeds: a unit metric's
 estimate is the Student-t 95 % interval of its per-seed means over ≥ 2 seeds, and with
@@ -69,6 +72,8 @@ Summary keys (``metrics/summary.json``), all flat and stable; ``<run>`` is
 - ``<run>.k<k>.rte``: run-time efficiency, the method's mean unlearning seconds at k over
   its reference's (``retrain_prompt``'s seconds are its training time). Jia et al.
   (NeurIPS 2023) report RTE in minutes, which ``k<k>.cost.unlearn_seconds`` already is.
+- ``<run>.samples.no_op``: the no-op flag below (``k<k>.no_op``) on the sample forget
+  sets, against the base model's accuracy on the same rows (``samples.base.forget_acc``).
 - ``<run>.k<k>.no_op``: 1 when the method changed no parameter (``cost.trainable_params``,
   elements changed, added or removed, is 0 in every unit) and its forgotten accuracy is
   not apart from the accuracy those classes had before forgetting, paired per unit (the
@@ -116,6 +121,7 @@ CHANGED = re.compile(r"^k(\d+)\.cost\.trainable_params$")  # elements changed, a
 NO_FORGET = "no_forget.full_bank.acc"  # the model's accuracy before any forgetting
 DRAWS = re.compile(r"^([^.]+)\.k(\d+)\.n$")  # draws.<stage>.k<k>.n, below a run
 UNIT_FIELDS = ("classes", "k", "capability", "m")  # a record's identity, not its metrics
+SAMPLE_FIELDS = ("set", "digest", "rows")  # a sample unit's identity (pfm.samples)
 
 Runs = dict[tuple[str, str], dict[int, dict[str, float]]]  # (dataset, method) → seed → metrics
 UnitKey = Unit  # (seed, sorted forget classes): one unit, nested in its seed
@@ -191,22 +197,46 @@ def source(spec: str) -> tuple[str, Path]:
     return prefix, Path(folder)
 
 
-def _unit_metrics(record: Mapping[str, Any], prefix: str, where: Path) -> tuple[str, int, dict]:
-    """(stage, k, metric name → value) of one unit record (module docstring for names)."""
+def _unit_metrics(
+    record: Mapping[str, Any], prefix: str, where: Path
+) -> tuple[str, int, tuple[int, ...], dict]:
+    """(stage, k, the unit's identity within its seed, metric name → value) of one unit
+    record (module docstring for names)."""
+    if "digest" in record:
+        return _sample_unit_metrics(record, where)
     classes = record.get("classes")
     if not isinstance(classes, list) or not classes:
         raise ValueError(f"{where}: every unit needs a non-empty list 'classes'")
     k = int(record.get("k", len(classes)))
     if k != len(classes):
         raise ValueError(f"{where}: unit of classes {classes} says k = {k}")
-    fields = _flatten({f: v for f, v in record.items() if f not in UNIT_FIELDS})
-    values = {key: value for key, value in fields.items() if not math.isnan(value)}
+    identity = tuple(sorted(int(c) for c in classes))
+    values = _measured(record, UNIT_FIELDS)
     if "capability" in record:
         head = f"recovery.{record['capability']}.k{k}.m{int(record['m'])}"
-        return "recovery", k, {f"{head}.{key}": value for key, value in values.items()}
+        return "recovery", k, identity, {f"{head}.{key}": v for key, v in values.items()}
     stage = "mia" if any(key.startswith("mia.") for key in values) else prefix or "unlearn"
     head = f"{prefix}.k{k}" if prefix else f"k{k}"
-    return stage, k, {f"{head}.{key}": value for key, value in values.items()}
+    return stage, k, identity, {f"{head}.{key}": value for key, value in values.items()}
+
+
+def _sample_unit_metrics(
+    record: Mapping[str, Any], where: Path
+) -> tuple[str, int, tuple[int, ...], dict]:
+    """A sample forget set's unit (``pfm.samples``): stage ``samples``, its size in rows
+    as k, its rows' digest as identity, so that a method pairs with its reference only
+    on the very same rows."""
+    digest, rows = record.get("digest"), record.get("rows")
+    if not isinstance(digest, str) or not isinstance(rows, int) or rows < 1:
+        raise ValueError(f"{where}: a sample unit needs a 'digest' string and a 'rows' count")
+    values = _measured(record, SAMPLE_FIELDS)
+    return "samples", rows, (int(digest, 16),), {f"samples.{k}": v for k, v in values.items()}
+
+
+def _measured(record: Mapping[str, Any], identity: tuple[str, ...]) -> dict[str, float]:
+    """A record's numeric fields that are not its identity, NaN left out."""
+    fields = _flatten({f: v for f, v in record.items() if f not in identity})
+    return {key: value for key, value in fields.items() if not math.isnan(value)}
 
 
 def _add_units(
@@ -218,8 +248,8 @@ def _add_units(
     if not isinstance(records, list) or not all(isinstance(r, Mapping) for r in records):
         raise ValueError(f"{path}: 'units' must be a list of records")
     for record in records:
-        stage, k, values = _unit_metrics(record, prefix, path)
-        unit = (seed, tuple(sorted(int(c) for c in record["classes"])))
+        stage, k, identity, values = _unit_metrics(record, prefix, path)
+        unit = (seed, identity)
         collected.draws.setdefault(run, {}).setdefault((stage, k), set()).add(unit)
         known = collected.units.setdefault(run, {}).setdefault(unit, {})
         for name, value in values.items():
@@ -380,7 +410,7 @@ def _gap_keys(
     method: Mapping[UnitKey, Mapping[str, float]], reference: Mapping[UnitKey, Mapping[str, float]]
 ) -> dict[str, float]:
     """Per-metric gaps, their mean per k and its support (module docstring)."""
-    names = {n for values in method.values() for n in values if _compared(n)}
+    names = {n for values in method.values() for n in values if _compared(n) and AT_K.match(n)}
     gaps: dict[str, tuple[float, int]] = {}
     for name in sorted(names):
         gap = paired_gap(method, reference, name)
@@ -481,6 +511,25 @@ def _no_op_keys(
     return keys
 
 
+def _sample_no_op_keys(
+    estimates: Mapping[str, Estimate],
+    units: Mapping[UnitKey, Mapping[str, float]],
+    margins: Mapping[str, float],
+) -> dict[str, float]:
+    """``samples.no_op``: no parameter changed on any sample set and the forgotten rows'
+    accuracy not apart from the base model's on the same rows (``samples.base.forget_acc``)."""
+    changed = estimates.get("samples.cost.trainable_params")
+    if changed is None:
+        return {}
+    comparison = compare(
+        values_of(units, "samples.forget_acc"),
+        values_of(units, "samples.base.forget_acc"),
+        margins[FRACTION],
+    )
+    apart = comparison is not None and comparison.verdict == Verdict.APART
+    return {"samples.no_op": float(changed.mean == 0 and not apart)}
+
+
 def _flat_keys(seeds: Mapping[int, Mapping[str, float]]) -> dict[str, float]:
     keys: dict[str, float] = {"seeds": float(len(seeds))}
     for base, (mean, std) in sorted(_seed_stats(seeds.values()).items()):
@@ -503,6 +552,7 @@ def summarise(collected: Collected, margins: Mapping[str, float]) -> Summary:
     for (dataset, method), ours in sorted(estimates.items()):
         units = collected.units.get((dataset, method), {})
         keys = _no_op_keys(ours, units, collected.runs[dataset, method], margins)
+        keys |= _sample_no_op_keys(ours, units, margins)
         declared = _declared_for(collected, (dataset, method))
         if declared is not None:
             keys |= {f"family.{declared.family}": 1.0, f"reference.{declared.reference}": 1.0}

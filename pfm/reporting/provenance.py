@@ -12,7 +12,14 @@ from typing import Any
 from pfm.reporting.aggregate import AggregateParams, datasets_and_methods, draws_of
 from pfm.reporting.table import ordered_methods
 
-STAGES = {"unlearn": "unlearn", "eval": "evaluate", "mia": "MIA", "recovery": "recovery"}
+# stage → how the header names it and the size of its forget sets
+STAGES = {
+    "unlearn": ("unlearn", "k"),
+    "eval": ("evaluate", "k"),
+    "mia": ("MIA", "k"),
+    "recovery": ("recovery", "k"),
+    "samples": ("sample forget sets", "rows"),
+}
 INTERVALS = (
     "Intervals: 95% Student-t CI over per-seed means (≥ 2 seeds) or over one seed's forget "
     "sets (class variation only); comparisons paired on (seed, forget set); none where n = 1"
@@ -58,7 +65,7 @@ def _draw_line(used: Mapping[str, tuple[int, int]]) -> str:
 
 
 def _stage_order(stage_k: tuple[str, int]) -> tuple[int, str, int]:
-    """unlearn, evaluate, MIA, recovery, then any other stage; k ascending."""
+    """unlearn, evaluate, MIA, recovery, samples, then any other stage; k ascending."""
     stage, k = stage_k
     order = list(STAGES)
     return (order.index(stage) if stage in order else len(order)), stage, k
@@ -77,8 +84,8 @@ def draw_lines(summary: Mapping[str, float]) -> list[str]:
         for stage, k in sorted(by_stage, key=_stage_order):
             merged.setdefault((stage, _draw_line(by_stage[stage, k])), []).append(k)
         for (stage, clause), ks in merged.items():
-            what = STAGES.get(stage, stage)
-            lines.append(f"{dataset}, {what}, k = {', '.join(map(str, ks))}: {clause}")
+            what, size = STAGES.get(stage, (stage, "k"))
+            lines.append(f"{dataset}, {what}, {size} = {', '.join(map(str, ks))}: {clause}")
     return lines or ["no units in the metric files: cells show means without n or interval"]
 
 

@@ -16,7 +16,9 @@ Layout: a short legend (the cell format and the bold rule; definitions live in
 3. the attacks: every MIA variant with its lines, and the recovery ladder per attacked k
    (``pfm.reporting.recovery``);
 4. the cost: seconds, RTE, parameters changed, FLOPs per sample, the no-op flag;
-5. the transfer line, validation accuracy and PI-Prefix scored both ways, figures;
+5. the sample protocol, where it ran: forgetting training rows rather than classes, each
+   method paired with ``retrain`` on the same rows (``pfm.reporting.samples``);
+6. the transfer line, validation accuracy and PI-Prefix scored both ways, figures;
 
 and last the provenance lines (``pfm.reporting.provenance``). A dataset states its
 usual n once; a cell shows ``(n=…)`` only where its n differs (``pfm.reporting.table``).
@@ -35,12 +37,15 @@ from pfm.reporting.aggregate import (
     metric_names,
 )
 from pfm.reporting.recovery import attacks, headline_reader, recovery_tables
+from pfm.reporting.samples import sample_section
 from pfm.reporting.table import (
+    NO_OP,
     Column,
     Reader,
     cell,
     grid,
     metric,
+    no_op_flag,
     number,
     ordered_methods,
     rows_of,
@@ -51,7 +56,6 @@ from pfm.reporting.verdicts import comparisons, verdict_line
 from pfm.stats import Estimate
 
 GUIDE = "docs/results-guide.md"  # the definitions behind the legend (a repository file)
-NO_OP = "no-op: changed nothing"
 
 
 def _gap(k: int) -> Reader:
@@ -63,14 +67,6 @@ def _gap(k: int) -> Reader:
         if gap is None:
             return None
         return Estimate(gap.mean, None if shared is None else int(shared.mean))
-
-    return read
-
-
-def _flag(k: int) -> Reader:
-    def read(summary: Mapping[str, float], dataset: str, method: str) -> str | None:
-        no_op = lookup(summary, dataset, method, [f"k{k}.no_op"])
-        return NO_OP if no_op is not None and no_op.mean == 1 else None
 
     return read
 
@@ -133,7 +129,7 @@ def cost_columns(k: int) -> list[Column]:
     return _time_columns(k) + [
         Column("params changed", metric(f"k{k}.cost.trainable_params"), "count"),
         scored("FLOPs/sample", "cost.flops_per_sample", "count", "eval.cost.flops_per_sample"),
-        Column("flag", _flag(k), "text"),
+        Column("flag", no_op_flag(f"k{k}.no_op"), "text"),
     ]
 
 
@@ -183,7 +179,7 @@ def finding_lines(
         line = verdict_line(comparisons(summary, dataset, methods, name), title, config.margin)
         if line:
             lines.append(line)
-    no_ops = [m for m in methods if _flag(k)(summary, dataset, m) == NO_OP]
+    no_ops = [m for m in methods if no_op_flag(f"k{k}.no_op")(summary, dataset, m) == NO_OP]
     if any(lookup(summary, dataset, m, [f"k{k}.no_op"]) is not None for m in methods):
         named = ", ".join(no_ops) if no_ops else "none"
         lines.append(
@@ -287,6 +283,7 @@ def dataset_section(
     cost = grid(summary, dataset, ordered, cost_columns(k), n)
     if cost.count("\n") > 1:  # a header and its rule, then at least one row
         parts += [f"### Cost, k = {k}", "", cost, ""]
+    parts += sample_section(summary, dataset, ordered, config.margin)
     parts += transfer_line(summary, dataset)
     parts += validation_table(summary, dataset, ordered, k, n)
     for name, path in figures.items():

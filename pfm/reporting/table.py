@@ -20,6 +20,7 @@ from pfm.reporting.aggregate import Declared, declarations, lookup
 from pfm.stats import Direction, Estimate, metric_of
 
 MISSING = "—"
+NO_OP = "no-op: changed nothing"  # the flag of a method whose call changed nothing
 
 Reader = Callable[[Mapping[str, float], str, str], "Estimate | str | None"]
 
@@ -35,6 +36,16 @@ class Column:
 def metric(*names: str) -> Reader:
     """Reads the first of ``names`` a method reports."""
     return lambda summary, dataset, method: lookup(summary, dataset, method, names)
+
+
+def no_op_flag(name: str) -> Reader:
+    """Reads ``NO_OP`` where the summary's no-op key ``name`` is set, nothing elsewhere."""
+
+    def read(summary: Mapping[str, float], dataset: str, method: str) -> str | None:
+        no_op = lookup(summary, dataset, method, [name])
+        return NO_OP if no_op is not None and no_op.mean == 1 else None
+
+    return read
 
 
 def scored(title: str, name: str, kind: str = "fraction", *fallbacks: str) -> Column:

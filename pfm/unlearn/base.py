@@ -14,6 +14,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pfm.config import Count, LogUniform, OneOf, Rate
 from pfm.evaluate import Variants
+from pfm.forget_sets import FORGET_KINDS, ForgetKind, ForgetSet
 from pfm.losses import Objective
 from pfm.models.prompted import PromptedClassifier
 from pfm.registry import Registry
@@ -32,20 +33,28 @@ R = TypeVar("R")  # a method's recipe dataclass
 
 @dataclass(frozen=True)
 class Request(Generic[R]):
-    """One unlearning call: forget ``classes`` from ``model``.
+    """One unlearning call: forget ``forget_set`` (classes or train rows) from ``model``.
 
     ``model`` is a private copy of the caller's model: the method may change it in place
     and return it (or return another model). ``forget`` and ``retain`` hold the train
-    split's samples of the forgotten classes and of the rest, each row marked as which
+    split's rows inside the forget set and the rest, each row marked as which
     (``pfm.batches.MarkedBatch.forget``); each is ``None`` unless the method declares it
     needs it, so a method cannot read what it was not given."""
 
     model: PromptedClassifier
-    classes: tuple[int, ...]  # sorted, distinct, 1..C−1 of them
+    forget_set: ForgetSet  # checked against the model and the split by the runner
     forget: CountedSplit | None
     retain: CountedSplit | None
     recipe: R
     seed: int
+
+    @property
+    def classes(self) -> tuple[int, ...]:
+        """The forgotten classes (sorted, distinct, 1..C−1 of them): only a class request
+        has them, and only a method that serves classes alone needs them."""
+        if self.forget_set.kind != "classes":
+            raise ValueError(f"this request forgets {self.forget_set.kind}, not classes")
+        return self.forget_set.members
 
 
 MethodFn = Callable[[Request[Any]], PromptedClassifier]
@@ -77,6 +86,7 @@ class Method:
     base: str
     declaration: Declaration
     variants: Variants | None = None  # other versions of its output worth scoring
+    serves: tuple[ForgetKind, ...] = FORGET_KINDS  # the forget-set kinds it can forget
 
 
 METHODS: Registry[Method] = Registry("unlearning method")
@@ -93,22 +103,28 @@ def method(
     family: str | None = None,
     reference: str | None = None,
     variants: Variants | None = None,
+    serves: tuple[ForgetKind, ...] = FORGET_KINDS,
 ) -> Callable[[MethodFn], MethodFn]:
     """Register the decorated function as unlearning method ``name``. What it returns is
     its headline: scored under the plain keys, saved, and attacked; ``variants`` maps
     that model to other versions the unlearn stage scores beside it, under
-    ``<variant>.`` keys (PI-Prefix's artifact, ``pfm.unlearn.pi_prefix``). ``family``
+    ``<variant>.`` keys (PI-Prefix's artifact, ``pfm.unlearn.pi_prefix``). ``serves``
+    names the forget-set kinds it can forget (``pfm.forget_sets``): a method that reads
+    only its forget and retain rows serves both; one that deletes what a class owns (a
+    prompt, a head row) serves classes alone. ``family``
     unset is ``base`` (a method is compared within the architecture it starts from),
     ``reference`` unset is the family's (``REFERENCES``): ``retrain`` is its own."""
     if base not in BASES:
         raise ValueError(f"base must be one of {BASES}, got {base!r}")
+    if not serves or set(serves) - set(FORGET_KINDS):
+        raise ValueError(f"serves must name some of {FORGET_KINDS}, got {serves!r}")
     family = base if family is None else family
     if family not in REFERENCES:
         raise ValueError(f"family must be one of {list(REFERENCES)}, got {family!r}")
     declaration = Declaration(family, REFERENCES[family] if reference is None else reference)
 
     def decorator(run: MethodFn) -> MethodFn:
-        spec = Method(run, recipe, needs_forget, needs_retain, base, declaration, variants)
+        spec = Method(run, recipe, needs_forget, needs_retain, base, declaration, variants, serves)
         METHODS.register(name)(spec)
         return run
 

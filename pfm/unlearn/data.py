@@ -53,7 +53,11 @@ class CountedSplit(SplitTensors):
 
 def class_slice(split: Split, classes: Iterable[int], keep: bool) -> Split:
     """The samples of ``split`` whose label is in ``classes`` (``keep``) or is not."""
-    inside = np.isin(split.labels, list(classes))
+    return row_slice(split, np.isin(split.labels, list(classes)), keep)
+
+
+def row_slice(split: Split, inside: np.ndarray, keep: bool) -> Split:
+    """The rows of ``split`` that ``inside`` (one bool a row) marks (``keep``) or not."""
     rows = inside if keep else ~inside
     return Split(split.inputs[rows], split.labels[rows])
 

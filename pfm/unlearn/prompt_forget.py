@@ -14,6 +14,9 @@ class PromptForgetRecipe:
     mask_logits: bool  # also mask the forgotten classes' logits (the authors do not)
 
 
-@method("pfm", recipe=PromptForgetRecipe, needs_forget=False, needs_retain=False, base="prompt")
+@method(
+    "pfm", recipe=PromptForgetRecipe, needs_forget=False, needs_retain=False, base="prompt",
+    serves=("classes",),
+)  # fmt: skip
 def prompt_forget(request: Request[PromptForgetRecipe]) -> PromptedClassifier:
     return request.model.forget(request.classes, mask_logits=request.recipe.mask_logits)

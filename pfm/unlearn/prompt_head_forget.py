@@ -27,7 +27,7 @@ def erase_head_rows(model: PromptedClassifier, classes: tuple[int, ...]) -> None
 
 @method(
     "pfm_defended", recipe=PromptForgetRecipe, needs_forget=False, needs_retain=False,
-    base="prompt",
+    base="prompt", serves=("classes",),
 )  # fmt: skip
 def prompt_head_forget(request: Request[PromptForgetRecipe]) -> PromptedClassifier:
     forgotten = prompt_forget(request)

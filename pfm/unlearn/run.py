@@ -1,13 +1,14 @@
 """The one path from a forget request to an unlearned model and its cost, for every method.
 
-``unlearn`` slices the train split into forget (labels in the request) and retain (the
-rest), hands the method a ``Request`` (``pfm.unlearn.base``) holding only the handles it
-declares (``None`` otherwise) and a deep copy of the input model (which stays untouched),
-and measures the call: seconds and optimizer steps (``pfm.cost.Meter``, with the seconds
-of any closed-form stage), samples read (the handles' shared tally) and parameter
-elements changed. Copying and slicing happen outside the timed region. ``precision``
-runs the method under ``pfm.precision.autocast``: the training loop, the ascent and
-SCRUB loops and SSD's importances alike, with no method reading it.
+``unlearn`` slices the train split into forget (the rows the request's ``ForgetSet``
+marks: its classes' samples, or its rows) and retain (the rest), hands the method a
+``Request`` (``pfm.unlearn.base``) holding only the handles it declares (``None``
+otherwise) and a deep copy of the input model (which stays untouched), and measures the
+call: seconds and optimizer steps (``pfm.cost.Meter``, with the seconds of any
+closed-form stage), samples read (the handles' shared tally) and parameter elements
+changed. Copying and slicing happen outside the timed region. ``precision`` runs the
+method under ``pfm.precision.autocast``: the training loop, the ascent and SCRUB loops
+and SSD's importances alike, with no method reading it.
 """
 
 import copy
@@ -21,10 +22,11 @@ from pfm.config import Count, Counts, NonEmpty, from_mapping
 from pfm.cost import CostRecord, Meter, changed_parameters
 from pfm.data.prepared import Split
 from pfm.evaluate import Unlearner, k_values
+from pfm.forget_sets import ForgetSet
 from pfm.models.prompted import PromptedClassifier
 from pfm.precision import Precision, autocast
 from pfm.unlearn.base import METHODS, Request
-from pfm.unlearn.data import CountedSplit, Tally, class_slice
+from pfm.unlearn.data import CountedSplit, Tally, row_slice
 
 
 @dataclass(frozen=True)
@@ -63,45 +65,51 @@ def read_params(values: Mapping[str, Any], name: str) -> tuple[UnlearnParams, An
     return params, parsed[name]
 
 
-def _forget_classes(classes: Iterable[int], num_classes: int) -> tuple[int, ...]:
-    chosen = tuple(sorted({int(c) for c in classes}))
-    if not chosen or len(chosen) >= num_classes:
-        raise ValueError(f"forget 1..{num_classes - 1} classes, got {list(chosen)}")
-    if chosen[0] < 0 or chosen[-1] >= num_classes:
-        raise ValueError(f"forget class id(s) {list(chosen)} out of range 0..{num_classes - 1}")
-    return chosen
+def _forget_set(what: ForgetSet | Iterable[int], name: str) -> ForgetSet:
+    """The request as a ``ForgetSet`` (a bare iterable names classes), refused when
+    method ``name`` does not serve its kind."""
+    forget_set = what if isinstance(what, ForgetSet) else ForgetSet.of_classes(what)
+    serves = METHODS.get(name).serves
+    if forget_set.kind not in serves:
+        able = [m for m in METHODS if forget_set.kind in METHODS.get(m).serves]
+        raise ValueError(
+            f"{name} forgets {' or '.join(serves)} only, not {forget_set.kind}; "
+            f"methods that forget {forget_set.kind}: {able}"
+        )
+    return forget_set
 
 
 def unlearn(
     name: str,
     model: PromptedClassifier,
-    classes: Iterable[int],
+    what: ForgetSet | Iterable[int],
     train: Split | None,
     recipe: Any,
     seed: int,
     precision: str = "fp32",
 ) -> tuple[PromptedClassifier, CostRecord]:
-    """Method ``name`` applied to a copy of ``model`` for forgetting ``classes``, at
-    ``precision``."""
+    """Method ``name`` applied to a copy of ``model`` for forgetting ``what`` (a
+    ``ForgetSet``, or class ids), at ``precision``."""
     spec = METHODS.get(name)
     if not isinstance(recipe, spec.recipe):
         raise ValueError(f"{name} needs a {spec.recipe.__name__} recipe, got {recipe!r}")
     if model.spec.with_prompts != (spec.base == "prompt"):
         kind = "a prompt" if spec.base == "prompt" else "a plain (prompt-free)"
         raise ValueError(f"{name} starts from {kind} model, got another kind")
-    chosen = _forget_classes(classes, model.num_classes)
-    if (spec.needs_forget or spec.needs_retain) and train is None:
+    forget_set = _forget_set(what, name)
+    if train is None and (spec.needs_forget or spec.needs_retain or forget_set.kind != "classes"):
         raise ValueError(f"{name} needs training data, none was given")
+    forget_set.check(model.num_classes, 0 if train is None else len(train.labels))
     device = next(model.parameters()).device
     tally = Tally()
 
     def handle(keep: bool) -> CountedSplit:
-        rows = class_slice(train, chosen, keep)
+        rows = row_slice(train, forget_set.mask(train.labels), keep)
         return CountedSplit(rows, model.input_size, device, tally, forget=keep)
 
     forget = handle(keep=True) if spec.needs_forget else None
     retain = handle(keep=False) if spec.needs_retain else None
-    request = Request(copy.deepcopy(model), chosen, forget, retain, recipe, seed)
+    request = Request(copy.deepcopy(model), forget_set, forget, retain, recipe, seed)
     with torch.random.fork_rng(devices=[]), autocast(device, precision), Meter() as meter:
         torch.manual_seed(seed)  # dropout etc.: every method seed-deterministic, caller unaffected
         unlearned = spec.run(request)
