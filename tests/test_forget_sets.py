@@ -1,7 +1,6 @@
 """Sample-level forget sets: drawing them, the runner slicing by row, which methods serve
 them, and the sample protocol's scores on known answers."""
 
-import dataclasses
 import math
 
 import numpy as np
@@ -12,30 +11,19 @@ from pfm.batches import SplitTensors
 from pfm.cost import CostRecord
 from pfm.evaluate import predict
 from pfm.forget_sets import FORGET_KINDS, ForgetSet, draw_sample_sets
-from pfm.losses import plain_objective
 from pfm.models.prompted import PromptedClassifier
 from pfm.samples import SampleScorer, forget_samples
-from pfm.train import TrainConfig, train
 from pfm.unlearn import METHODS, unlearn
 from pfm.unlearn.base import Request, TrainRecipe
 from pfm.unlearn.base import method as declare
-from tests.conftest import make_model, toy_dataset
-from tests.test_unlearn import quick_recipe
+from tests import test_unlearn
+from tests.conftest import make_model
+from tests.test_unlearn import DATA, quick_recipe, spied_request
 
+plain = test_unlearn.plain  # the fixture: a plain classifier that has learnt the toy task
 CPU = torch.device("cpu")
-DATA = toy_dataset(num_classes=4, per_class=6)
 TRAIN = DATA.splits["train"]  # 24 rows, 6 a class
 ROWS = ForgetSet.of_rows([5, 0, 17, 5])
-
-
-@pytest.fixture(scope="module")
-def plain() -> PromptedClassifier:
-    """A plain classifier that has learnt the toy task (train accuracy 1)."""
-    model = make_model(with_prompts=False)
-    splits = [SplitTensors(DATA.splits[s], model.input_size, CPU) for s in ("train", "val")]
-    config = TrainConfig(epochs=8, batch_size=8, lr=1e-2, eval_modes=())
-    train(model, plain_objective, *splits, config, 0, None, "")
-    return model
 
 
 def test_a_forget_set_is_sorted_and_distinct_and_masks_its_own_rows() -> None:
@@ -105,15 +93,7 @@ def test_a_sample_request_hands_a_method_exactly_the_set_rows_and_the_rest(
     name: str, plain: PromptedClassifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     declared = METHODS.get(name)
-    received: list[Request] = []
-
-    def spy(request: Request) -> PromptedClassifier:
-        received.append(request)
-        return request.model
-
-    monkeypatch.setitem(METHODS._entries, name, dataclasses.replace(declared, run=spy))
-    unlearn(name, plain, ROWS, TRAIN, quick_recipe(name), 3)
-    (request,) = received
+    request = spied_request(name, plain, ROWS, quick_recipe(name), 3, monkeypatch)
     assert request.forget_set == ROWS
     inside = ROWS.mask(TRAIN.labels)
     for handle, rows, mark in ((request.forget, inside, True), (request.retain, ~inside, False)):

@@ -117,22 +117,33 @@ def test_every_method_changes_a_copy_and_leaves_its_input_untouched(
     assert cost.unlearn_seconds > 0 and 0 <= cost.trainable_params <= trainable_parameters(model)
 
 
-@pytest.mark.parametrize("name", list(METHODS))
-def test_a_method_receives_only_the_data_it_declares(
-    name: str, plain: PromptedClassifier, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    declared = METHODS.get(name)
+def spied_request(
+    name: str, model: PromptedClassifier, what: Any, recipe: Any, seed: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Request:  # fmt: skip
+    """The ``Request`` method ``name`` receives from the runner for forgetting ``what``
+    from ``model`` (the toy train split), its own code replaced by a spy."""
     received: list[Request] = []
 
     def spy(request: Request) -> PromptedClassifier:
         received.append(request)
         return request.model
 
-    monkeypatch.setitem(METHODS._entries, name, dataclasses.replace(declared, run=spy))
+    spec = dataclasses.replace(METHODS.get(name), run=spy)
+    monkeypatch.setitem(METHODS._entries, name, spec)
+    unlearn(name, model, what, DATA.splits["train"], recipe, seed)
+    (request,) = received
+    return request
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_a_method_receives_only_the_data_it_declares(
+    name: str, plain: PromptedClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    declared = METHODS.get(name)
     model = make_model() if declared.base == "prompt" else plain
     recipe = quick_recipe(name)
-    unlearn(name, model, [2, 1], DATA.splits["train"], recipe, 7)
-    (request,) = received
+    request = spied_request(name, model, [2, 1], recipe, 7, monkeypatch)
     assert request.classes == (1, 2) and request.recipe is recipe and request.seed == 7
     assert request.model is not model  # a private copy, the caller's model untouched
     forget, retain = request.forget, request.retain
