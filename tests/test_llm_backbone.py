@@ -18,6 +18,7 @@ from pfm.data.modalities import MODALITIES
 from pfm.data.tokens import TOKENIZERS, tokenise, tokenizer
 from pfm.models.backbones import TokenLayout
 from pfm.models.insertion import readout
+from pfm.models.prefix import deep_prefix, key_value_width
 from pfm.validate import check_params
 from tests.conftest import make_model
 from tests.test_params_validation import merged
@@ -51,6 +52,25 @@ def test_a_training_step_moves_only_prompts_lora_and_head() -> None:
     assert "prompts" in moved and "head.weight" in moved and adapted == {"q_proj", "v_proj"}
     assert all(".lora_" in n or n.startswith(("prompts", "head")) for n in moved)
     assert model.data_type == "text" and model.input_name == "input_ids"
+
+
+def test_deep_prefixes_are_as_wide_as_the_grouped_key_value_heads() -> None:
+    """llama-tiny groups 4 query heads onto 2 key/value heads of 16, as SmolLM2 groups 9
+    onto 3 of 64: PI-Prefix's rows are 2 × 16 = 32 wide (not the model's 64), enter every
+    block and change what the head reads; rows of the model width are refused."""
+    assert key_value_width(make_model(backbone="llama-tiny").backbone.config) == 32
+    prefixed = make_model(num_classes=3, backbone="llama-tiny", prefix_len=2).eval()
+    base = make_model(num_classes=3, backbone="llama-tiny").eval()
+    assert prefixed.prefixes.shape == (2, 2, 2, 32)
+    x = tokens(ROWS, 6)
+    with torch.no_grad():
+        assert not torch.allclose(prefixed(x), base(x), atol=1e-4)
+        with deep_prefix(base.backbone, prefixed.prefixes):
+            assert torch.equal(base(x), prefixed(x))
+        wide = torch.randn(2, 2, 2, 64)
+        refused = pytest.raises(ValueError, match="prefix width 64 is not the attention width 2")
+        with refused, deep_prefix(base.backbone, wide):
+            base(x)
 
 
 def test_the_last_readout_reads_each_rows_last_real_token() -> None:

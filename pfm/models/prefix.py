@@ -10,7 +10,9 @@ model as that layer's past key/values, so its attention runs over ``[K_p,l ; W_k
 ``[V_p,l ; W_v h]`` — raw rows after the key/value projections, never normed or projected
 — with the queries and the sequence unchanged and the attention mask extended by p ones.
 
-Here: one tensor (layers, 2, p, d), ``[:, KEYS]`` the prefix keys and ``[:, VALUES]`` the
+Here: one tensor (layers, 2, p, d), d the width of the block's key and value states
+(``key_value_width``: the model width, as the authors', unless the attention groups its
+key/value heads), ``[:, KEYS]`` the prefix keys and ``[:, VALUES]`` the
 prefix values, entering block l's attention exactly there. A forward hook on the key/value
 projections cannot do it: transformers' ViT, AST and DINOv2 attention (5.24) lay the
 projections out as ``.view(b, n, -1, head_dim)`` with n the query length, so the -1 is
@@ -32,7 +34,7 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
-from transformers import AttentionInterface, PreTrainedModel
+from transformers import AttentionInterface, PretrainedConfig, PreTrainedModel
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
@@ -49,6 +51,17 @@ class LayerPrefix(NamedTuple):
 
 
 _ACTIVE: dict[nn.Module, LayerPrefix] = {}  # every submodule of a prefixed block → its prefix
+
+
+def key_value_width(config: PretrainedConfig) -> int:
+    """How wide a block's keys and values are where transformers hands them to the
+    attention function, so how wide its prefix rows must be: the model width, or with
+    grouped-query attention (a llama decoder with fewer key/value heads than query heads,
+    SmolLM2's 3 of 9) the key/value heads × the head size. The authors' OPT has no
+    grouping, so there the two agree."""
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return (getattr(config, "num_key_value_heads", None) or heads) * head_dim
 
 
 def split_heads(rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,7 @@ from pfm.models.backbones import (
     token_layout,
 )
 from pfm.models.insertion import READOUTS, last_block_output, prompts_inserted, readout
-from pfm.models.prefix import deep_prefix
+from pfm.models.prefix import deep_prefix, key_value_width
 
 PAD = -1  # class-id padding in prompt lists; pads sit at the end of a row
 TUNINGS = ("lora", "full")  # frozen encoder + LoRA (the method) | every encoder weight
@@ -445,7 +445,8 @@ def assemble(spec: ModelSpec, backbone: Backbone, seed: int) -> PromptedClassifi
         prefixes = None
         if spec.prefix_len > 0:
             layers = len(encoder_layers(backbone.model))
-            prefixes = torch.randn(layers, 2, spec.prefix_len, backbone.hidden_size)
+            width = key_value_width(backbone.model.config)
+            prefixes = torch.randn(layers, 2, spec.prefix_len, width)
     return PromptedClassifier(
         spec=spec,
         encoder=encoder,

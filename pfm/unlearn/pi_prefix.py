@@ -56,6 +56,7 @@ from pfm.config import Choice, Count, OneOf
 from pfm.cost import transform_timer
 from pfm.losses import FORGET_TARGETS, relabelled_objective
 from pfm.models.backbones import encoder_layers
+from pfm.models.prefix import key_value_width
 from pfm.models.prompted import PromptedClassifier
 from pfm.unlearn.base import Request, TrainRecipe, fit, method
 from pfm.unlearn.data import CountedSplit, join
@@ -98,7 +99,7 @@ def pi_prefix_tuning(request: Request[PrefixRecipe], data: CountedSplit) -> Prom
     if recipe.target not in FORGET_TARGETS:
         raise ValueError(f"target must be one of {FORGET_TARGETS}, got {recipe.target!r}")
     layers = len(encoder_layers(model.backbone))
-    width = model.head.in_features
+    width = key_value_width(model.backbone.config)
     generator = torch.Generator().manual_seed(seed)  # N(0, 1), as the authors' K_p and V_p
     init = torch.randn(layers, 2, recipe.prefix_len, width, generator=generator)
     prefixed = model.with_prefix(init.to(model.head.weight.device))
