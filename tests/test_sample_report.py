@@ -119,3 +119,4 @@ def test_the_report_shows_the_sample_table_and_its_verdicts(summary: dict) -> No
     line = next(x for x in markdown.splitlines() if x.startswith("- Forget-set acc, "))
     assert "apart: ascent -0.600 [" in line
     assert "elsewhere" not in line  # no shared rows, no comparison
+    assert "### Forget-k" not in markdown  # no forget-k rows measured: no empty table

@@ -122,7 +122,8 @@ def provenance(
     model = params["model"]
     return [
         f"profile: {aggregate.profile}",
-        f"backbone: `{model['backbone']}` (audio: `{model.get('audio_backbone', '—')}`); "
+        f"backbone: `{model['backbone']}` (audio: `{model.get('audio_backbone', '—')}`, "
+        f"text: `{model.get('text_backbone', '—')}`); "
         f"epochs: {params['train']['epochs']}",
         f"datasets: {', '.join(params['datasets'])}; seeds: {params['seeds']}; "
         f"table k = {aggregate.k}",

@@ -254,6 +254,11 @@ every other row's. `—`: not measured. Every number behind a cell is in
 attacks are defined in the [results guide]({guide})."""
 
 
+def _has_rows(table: str) -> bool:
+    """A grid with a header, its rule and at least one row (a method measured there)."""
+    return table.count("\n") > 1
+
+
 def dataset_section(
     summary: Mapping[str, float],
     dataset: str,
@@ -275,13 +280,15 @@ def dataset_section(
     parts = [title, ""]
     if n is not None:
         parts += [f"Cells: n = {n} unless marked `(n=…)`.", ""]
-    parts += [f"### Forget-k, k = {k} (test split)", ""]
-    parts += [grid(summary, dataset, ordered, columns, n), "", " ".join(notes), ""]
+    headline = grid(summary, dataset, ordered, columns, n)
+    if _has_rows(headline):
+        parts += [f"### Forget-k, k = {k} (test split)", ""]
+        parts += [headline, "", " ".join(notes), ""]
     parts += finding_lines(summary, dataset, ordered, config)
     parts += mia_table(summary, dataset, ordered, config, n)
     parts += recovery_tables(summary, dataset, ordered, config.specificity_max, n)
     cost = grid(summary, dataset, ordered, cost_columns(k), n)
-    if cost.count("\n") > 1:  # a header and its rule, then at least one row
+    if _has_rows(cost):
         parts += [f"### Cost, k = {k}", "", cost, ""]
     parts += sample_section(summary, dataset, ordered, config.margin)
     parts += transfer_line(summary, dataset)
