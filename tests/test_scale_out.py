@@ -21,7 +21,7 @@ TIMEOUT = 3600  # a guard against a hang: a tiny unit takes minutes, several bes
 RAN = re.compile(r"^Running stage '([^']+)'", re.MULTILINE)
 RESTORED = re.compile(r"^Stage '([^']+)' is cached - skipping run", re.MULTILINE)
 MEASURED = re.compile(r"seconds|memory|\.rte$")  # times, their ratios, peak memory
-UNIT_STAGES = ("train", "evaluate", "unlearn", "attack")  # one item per (dataset, seed)
+UNIT_STAGES = ("train", "evaluate", "unlearn", "attack", "forget-samples")  # per (dataset, seed)
 SHARED_STAGES = (
     "validate", "prepare@digits", "pretrain", "convert-dinov2", "convert-whisper",
     "convert-minilm", "convert-smollm2", "hand-recipes@digits",
@@ -43,7 +43,8 @@ def repro(project: Path, *args: str) -> tuple[list[str], list[str]]:
 
 def take_seed(project: Path, seed: int) -> tuple[list[str], list[str]]:
     """One machine's share: its seed's units (and what they need), pushed to the remote."""
-    done = repro(project, "--pull", f"evaluate@digits-{seed}", f"attack@digits-{seed}")
+    units = (f"{stage}@digits-{seed}" for stage in ("evaluate", "attack", "forget-samples"))
+    done = repro(project, "--pull", *units)
     sh("dvc", "push", "--run-cache", cwd=project)
     return done
 
