@@ -93,6 +93,12 @@ METHODS: Registry[Method] = Registry("unlearning method")
 MethodName = Annotated[str, OneOf(METHODS)]  # a params field naming a method
 
 
+def serving(kind: ForgetKind) -> list[str]:
+    """The registered methods that can forget a ``kind`` of forget set, in registry order:
+    what a refusal names as the alternatives."""
+    return [name for name in METHODS if kind in METHODS.get(name).serves]
+
+
 def method(
     name: str,
     *,

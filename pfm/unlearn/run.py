@@ -25,7 +25,7 @@ from pfm.evaluate import Unlearner, k_values
 from pfm.forget_sets import ForgetSet
 from pfm.models.prompted import PromptedClassifier
 from pfm.precision import Precision, autocast
-from pfm.unlearn.base import METHODS, Request
+from pfm.unlearn.base import METHODS, Request, serving
 from pfm.unlearn.data import CountedSplit, Tally, row_slice
 
 
@@ -71,10 +71,9 @@ def _forget_set(what: ForgetSet | Iterable[int], name: str) -> ForgetSet:
     forget_set = what if isinstance(what, ForgetSet) else ForgetSet.of_classes(what)
     serves = METHODS.get(name).serves
     if forget_set.kind not in serves:
-        able = [m for m in METHODS if forget_set.kind in METHODS.get(m).serves]
         raise ValueError(
             f"{name} forgets {' or '.join(serves)} only, not {forget_set.kind}; "
-            f"methods that forget {forget_set.kind}: {able}"
+            f"methods that forget {forget_set.kind}: {serving(forget_set.kind)}"
         )
     return forget_set
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from pfm.config import Count, Fraction, NonEmpty, ParamError, from_mapping
 from pfm.precision import Precision
-from pfm.unlearn.base import METHODS, MethodName
+from pfm.unlearn.base import METHODS, MethodName, serving
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,9 @@ def samples_params(values: Mapping[str, Any]) -> SamplesParams:
     for name in params.methods:
         spec = METHODS.get(name)
         if "samples" not in spec.serves:
-            able = [m for m in METHODS if "samples" in METHODS.get(m).serves]
             raise ParamError(
                 f"samples.methods: {name} cannot forget samples (it serves "
-                f"{', '.join(spec.serves)}); methods that can: {able}"
+                f"{', '.join(spec.serves)}); methods that can: {serving('samples')}"
             )
         if spec.declaration.reference not in params.methods:
             raise ParamError(
