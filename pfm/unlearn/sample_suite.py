@@ -25,7 +25,6 @@ from pfm.cost import CostRecord
 from pfm.data import PreparedDataset
 from pfm.files import Place
 from pfm.forget_sets import ForgetSet, draw_sample_sets
-from pfm.models.checkpoint import load_model_for
 from pfm.models.prompted import PromptedClassifier
 from pfm.parallel import run_all
 from pfm.samples import SampleScorer, forget_samples
@@ -35,6 +34,7 @@ from pfm.unlearn.base import METHODS
 from pfm.unlearn.manifest import run_folder
 from pfm.unlearn.run import read_params, unlearn
 from pfm.unlearn.sample_params import samples_params
+from pfm.unlearn.suite import load_base
 
 
 def run_method(
@@ -49,7 +49,7 @@ def run_method(
     scored, written to ``out``."""
     samples = samples_params(section(params, "samples"))
     _, recipe = read_params(section(params, "unlearn"), method)
-    model = load_model_for(base, dataset.name, dataset.num_classes, train_device(params))
+    model = load_base(base, dataset, params)
     device = next(model.parameters()).device
     train, test = (dataset.splits[s] for s in ("train", "test"))
     scorer = SampleScorer(
