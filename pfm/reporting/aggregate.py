@@ -502,12 +502,8 @@ def _no_op_keys(
         match = CHANGED.match(name)
         if match is None:
             continue
-        k, forgotten = int(match[1]), f"k{match[1]}.forget_acc"
-        comparison = compare(
-            values_of(units, forgotten), _no_forget(units, seeds, k), margins[FRACTION]
-        )
-        apart = comparison is not None and comparison.verdict == Verdict.APART
-        keys[f"k{k}.no_op"] = float(changed.mean == 0 and not apart)
+        k, forgotten = int(match[1]), values_of(units, f"k{match[1]}.forget_acc")
+        keys[f"k{k}.no_op"] = _no_op(changed, forgotten, _no_forget(units, seeds, k), margins)
     return keys
 
 
@@ -521,13 +517,22 @@ def _sample_no_op_keys(
     changed = estimates.get("samples.cost.trainable_params")
     if changed is None:
         return {}
-    comparison = compare(
-        values_of(units, "samples.forget_acc"),
-        values_of(units, "samples.base.forget_acc"),
-        margins[FRACTION],
-    )
+    forgotten = values_of(units, "samples.forget_acc")
+    before = values_of(units, "samples.base.forget_acc")
+    return {"samples.no_op": _no_op(changed, forgotten, before, margins)}
+
+
+def _no_op(
+    changed: Estimate,
+    forgotten: Mapping[UnitKey, float],
+    before: Mapping[UnitKey, float],
+    margins: Mapping[str, float],
+) -> float:
+    """1 when no parameter changed and the forgotten accuracy is not apart from the
+    accuracy before forgetting, paired per unit; else 0."""
+    comparison = compare(forgotten, before, margins[FRACTION])
     apart = comparison is not None and comparison.verdict == Verdict.APART
-    return {"samples.no_op": float(changed.mean == 0 and not apart)}
+    return float(changed.mean == 0 and not apart)
 
 
 def _flat_keys(seeds: Mapping[int, Mapping[str, float]]) -> dict[str, float]:
