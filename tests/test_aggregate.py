@@ -382,6 +382,28 @@ def test_a_per_class_no_forget_accuracy_is_preferred(tmp_path: Path) -> None:
     assert summarised([tmp_path / "unlearn"])["toy.noop.k1.no_op"] == 1.0
 
 
+@pytest.mark.parametrize(
+    ("forgotten", "flag"),
+    [
+        ((0.9, 0.95, 0.92), 1.0),  # every prediction as before: equivalent, a no-op
+        ((0.3, 0.9, 0.95), 0.0),  # one class forgotten, the others not: inconclusive
+    ],
+)
+def test_a_change_no_prediction_follows_is_a_no_op(
+    tmp_path: Path, forgotten: tuple[float, ...], flag: float
+) -> None:
+    """Prefixes that no prediction follows (PI-Prefix on spoken-words) change 12,288
+    elements and forget nothing: flagged when the forgotten accuracy is equivalent to its
+    accuracy before forgetting, not when a change may have forgotten part of it."""
+    before = (0.9, 0.95, 0.92)
+    units = [
+        acc([c], f, 0.9, **cost(1.0, 12_288), **{"no_forget.forget_acc": b})
+        for c, (f, b) in enumerate(zip(forgotten, before, strict=True))
+    ]
+    write(tmp_path, "unlearn", "toy", "inert", 0, {"units": units})
+    assert summarised([tmp_path / "unlearn"])["toy.inert.k1.no_op"] == flag
+
+
 def header_for(tmp_path: Path, units: dict[str, list[dict]]) -> list[str]:
     for method, records in units.items():
         write(tmp_path, "unlearn", "toy", method, 0, {"units": records})
@@ -667,7 +689,11 @@ def test_finding_lines_give_the_three_verdicts(summary: dict[str, float]) -> Non
     retained = next(x for x in markdown.splitlines() if x.startswith("- Retained acc (k=1)"))
     assert "equivalent: none; apart: scrub -0.300 [-0.300, -0.300] (1 seed × 2 sets), " in retained
     assert "- MIA loss_auc (k=1), method − reference" in markdown
-    assert "- No-op (changed no parameter; forgotten acc not apart from before forgetting): ssd."
+    no_op = (
+        "- No-op (forgotten acc equivalent to before forgetting, or no parameter changed and "
+        "not apart from it): ssd."
+    )
+    assert no_op in markdown
     assert "within" not in markdown and "overlap" not in markdown
 
 

@@ -74,11 +74,12 @@ Summary keys (``metrics/summary.json``), all flat and stable; ``<run>`` is
   (NeurIPS 2023) report RTE in minutes, which ``k<k>.cost.unlearn_seconds`` already is.
 - ``<run>.samples.no_op``: the no-op flag below (``k<k>.no_op``) on the sample forget
   sets, against the base model's accuracy on the same rows (``samples.base.forget_acc``).
-- ``<run>.k<k>.no_op``: 1 when the method changed no parameter (``cost.trainable_params``,
-  elements changed, added or removed, is 0 in every unit) and its forgotten accuracy is
-  not apart from the accuracy those classes had before forgetting, paired per unit (the
-  unit metric ``k<k>.no_forget.forget_acc`` where the producer writes it; else the
-  seed's model-wide no-forget ``no_forget.full_bank.acc``); else 0.
+- ``<run>.k<k>.no_op``: 1 when the request left the forgotten classes as they were: their
+  accuracy is equivalent to the accuracy they had before forgetting, paired per unit (the
+  unit metric ``k<k>.no_forget.forget_acc`` where the producer writes it; else the seed's
+  model-wide no-forget ``no_forget.full_bank.acc``), whatever the method changed; or the
+  method changed no parameter (``cost.trainable_params``, elements changed, added or
+  removed, is 0 in every unit) and the accuracy is not apart from before; else 0.
 
 NaN stays NaN here; ``to_json`` turns it into ``null`` so the file is strict JSON.
 """
@@ -512,8 +513,8 @@ def _sample_no_op_keys(
     units: Mapping[UnitKey, Mapping[str, float]],
     margins: Mapping[str, float],
 ) -> dict[str, float]:
-    """``samples.no_op``: no parameter changed on any sample set and the forgotten rows'
-    accuracy not apart from the base model's on the same rows (``samples.base.forget_acc``)."""
+    """``samples.no_op``: ``_no_op`` on the forgotten rows, against the base model's
+    accuracy on the same rows (``samples.base.forget_acc``)."""
     changed = estimates.get("samples.cost.trainable_params")
     if changed is None:
         return {}
@@ -528,11 +529,16 @@ def _no_op(
     before: Mapping[UnitKey, float],
     margins: Mapping[str, float],
 ) -> float:
-    """1 when no parameter changed and the forgotten accuracy is not apart from the
-    accuracy before forgetting, paired per unit; else 0."""
+    """1 when the request left the forgotten data as it was, paired per unit with the
+    accuracy before forgetting: equivalent to it (whatever the method changed: prefixes
+    that no prediction follows are no forgetting), or not apart from it with no parameter
+    changed; else 0."""
     comparison = compare(forgotten, before, margins[FRACTION])
-    apart = comparison is not None and comparison.verdict == Verdict.APART
-    return float(changed.mean == 0 and not apart)
+    if comparison is None:
+        return float(changed.mean == 0)
+    if comparison.verdict == Verdict.EQUIVALENT:
+        return 1.0
+    return float(changed.mean == 0 and comparison.verdict != Verdict.APART)
 
 
 def _flat_keys(seeds: Mapping[int, Mapping[str, float]]) -> dict[str, float]:

@@ -183,7 +183,8 @@ def finding_lines(
     if any(lookup(summary, dataset, m, [f"k{k}.no_op"]) is not None for m in methods):
         named = ", ".join(no_ops) if no_ops else "none"
         lines.append(
-            f"- No-op (changed no parameter; forgotten acc not apart from before forgetting): "
+            f"- No-op (forgotten acc equivalent to before forgetting, or no parameter changed "
+            f"and not apart from it): "
             f"{named}."
         )
     return lines + [""] if lines else []
