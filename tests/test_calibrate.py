@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from pfm.attacks import calibrate
+from pfm.attacks import calibrate, harness
 from pfm.attacks.calibrate import Trial, choose, main, params_block, reference_targets
 from pfm.attacks.harness import Forward, Outcome
 from pfm.attacks.probes import AttackData
@@ -205,20 +205,34 @@ def test_the_command_reads_validation_and_never_test(tmp_path: Path) -> None:
     assert outputs["val"] != clean
 
 
-@pytest.mark.parametrize("capability", ["prompt_head", "head"])
-def test_the_pre_attack_retained_pass_runs_once_per_model_and_changes_nothing(
+@pytest.mark.parametrize("capability", ["prompt_head", "head", "prototype"])
+def test_the_scoring_sets_are_built_once_per_model_and_change_nothing(
     capability: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``attack_every_shot`` measures the copy's retained accuracy before the attack once,
-    not once per m, and every number equals that of the attack run alone at each m."""
+    """``attack_every_shot`` builds the copy's scoring sets once, not once per m: the
+    retained accuracy before the attack is one pass, and where only the head changes the
+    frozen encoder reads the test split and the probes once; every number equals that of
+    the attack run alone at each m."""
     model = make_model(with_prompts=capability == "prompt_head").forget(FORGET)
     recovery = params(shots=(0, 1, 5), steps=2)
-    passes = []
+    shots = [m for m in recovery.shots if m >= (1 if capability == "prototype" else 0)]
+    passes, encoded = [], []
     accuracy = Forward.accuracy
     monkeypatch.setattr(Forward, "accuracy", lambda f, d: passes.append(1) or accuracy(f, d))
+    head_inputs = harness.head_inputs
+    monkeypatch.setattr(
+        harness, "head_inputs", lambda m, x, g: encoded.append(len(x)) or head_inputs(m, x, g)
+    )
     alone = {m: recover(model, SPLITS, FORGET, m, capability, recovery, 0).outcome()
-             for m in recovery.shots}  # fmt: skip
-    per_m = len(passes)
+             for m in shots}  # fmt: skip
+    per_m, rows_alone = len(passes), sum(encoded)
     passes.clear()
+    encoded.clear()
     assert attack_every_shot(model, SPLITS, FORGET, capability, recovery, 0) == alone
-    assert len(passes) == per_m - (len(recovery.shots) - 1)
+    assert len(passes) == per_m - (len(shots) - 1)
+    if capability == "prompt_head":
+        assert rows_alone == 0 and not encoded  # nothing cached: no encoder pass up front
+    else:
+        test, probes = len(SPLITS.test), recovery.ood_samples  # the noise probe; no OOD set
+        sample = min(recovery.curve_samples, int(np.isin(SPLITS.test.labels, FORGET).sum()))
+        assert rows_alone - sum(encoded) == (len(shots) - 1) * (test + sample + probes)

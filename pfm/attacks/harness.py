@@ -120,67 +120,88 @@ def relearn_time(curve: Sequence[tuple[int, float]], threshold: float) -> tuple[
     return next(((step, True) for step, acc in curve if acc >= threshold), (curve[-1][0], False))
 
 
+@dataclass(frozen=True)
+class ScoringSets:
+    """What one attacked copy is scored on, as its ``Forward`` reads it (the frozen
+    encoder's head inputs where only the head changes), and its retained accuracy before
+    the attack. All of it depends on the copy before the attack alone, which is the same
+    for every m of one (model, capability, seed): ``attack_every_shot`` builds it once
+    (for the head-only capabilities that is one encoder pass over the test split and the
+    probes instead of one per m)."""
+
+    sample: list[Batch]  # the curve's fixed subset of the test forgotten-class samples
+    forgotten: list[Batch]  # every test sample of the forgotten classes
+    retained: list[Batch]  # every other test sample
+    noise: list[Batch]  # the noise probe
+    ood: list[Batch] | None  # the OOD probe; None: no set
+    pre_retain_acc: float  # retained-class test accuracy before the attack
+
+
+def scoring_sets(
+    forward: Forward,
+    data: AttackData,
+    classes: Sequence[int],
+    curve_samples: int,
+    probe_samples: int,
+    seed: int,
+) -> ScoringSets:
+    """The ``ScoringSets`` of the copy ``forward`` runs, built before its attack."""
+    forgotten = forward.batches(class_slice(data.test, classes, True))
+    if not forgotten:
+        raise ValueError(f"the test split has no sample of classes {list(classes)}")
+    retained = forward.batches(class_slice(data.test, classes, False))
+    return ScoringSets(
+        sample=forward.batches(curve_sample(data.test, classes, curve_samples, seed)),
+        forgotten=forgotten,
+        retained=retained,
+        noise=forward.batches(noise_probe(data.train, probe_samples, seed)),
+        ood=None if data.ood is None else forward.batches(ood_probe(data.ood, probe_samples, seed)),
+        pre_retain_acc=forward.accuracy(retained),
+    )
+
+
 class Scorer:
-    """Scores one attacked copy on ``data.test`` (and the probes): built before the attack,
-    so cached head inputs are the frozen encoder's. ``pre_retain_acc``, where given, is
-    this copy's retained accuracy measured before an earlier attack on the same copy (the
-    same model, capability and seed at another m): that pass is not run again."""
+    """Scores one attacked copy on its ``ScoringSets`` (built before the attack, so cached
+    head inputs are the frozen encoder's): the curve on the subset, the outcome on the
+    full test split and the probes."""
 
     def __init__(
-        self,
-        forward: Forward,
-        data: AttackData,
-        classes: Sequence[int],
-        curve_samples: int,
-        eval_every: int,
-        probe_samples: int,
-        seed: int,
-        pre_retain_acc: float | None = None,
+        self, forward: Forward, sets: ScoringSets, classes: Sequence[int], eval_every: int
     ) -> None:
         self.forward = forward
+        self.sets = sets
         self.classes = classes
         self.eval_every = eval_every
-        self.sample = forward.batches(curve_sample(data.test, classes, curve_samples, seed))
-        self.forgotten = forward.batches(class_slice(data.test, classes, True))
-        if not self.forgotten:
-            raise ValueError(f"the test split has no sample of classes {list(classes)}")
-        self.retained = forward.batches(class_slice(data.test, classes, False))
-        self.noise = forward.batches(noise_probe(data.train, probe_samples, seed))
-        self.ood = None if data.ood is None else forward.batches(
-            ood_probe(data.ood, probe_samples, seed)
-        )  # fmt: skip
         self.points: list[tuple[int, float]] = []
-        if pre_retain_acc is None:
-            pre_retain_acc = forward.accuracy(self.retained)
-        self.pre_retain_acc = pre_retain_acc
 
     def record(self, step: int) -> None:
         """A curve point on the subset at step 0 and every ``eval_every`` steps."""
         if step % self.eval_every == 0:
-            self.points.append((step, self.forward.accuracy(self.sample)))
+            self.points.append((step, self.forward.accuracy(self.sets.sample)))
 
     def outcome(
         self, last_step: int, collapse_fraction: float, relearn_threshold: float
     ) -> Outcome:
         """The attack's numbers at ``last_step``, the budget's end, on the full test split
         (that point replaces a subset point at the same step)."""
-        acc = self.forward.accuracy(self.forgotten)
+        sets = self.sets
+        acc = self.forward.accuracy(sets.forgotten)
         curve = [(s, a) for s, a in self.points if s != last_step] + [(last_step, acc)]
-        predicted, labels = self.forward.predict(self.retained)
+        predicted, labels = self.forward.predict(sets.retained)
         retain_acc = float((predicted == labels).float().mean())
         relearn_steps, relearned = relearn_time(curve, relearn_threshold)
         return Outcome(
             curve=curve,
             acc=acc,
             oracle_acc=max(a for _, a in curve),
-            pre_retain_acc=self.pre_retain_acc,
+            pre_retain_acc=sets.pre_retain_acc,
             retain_acc=retain_acc,
-            collapsed=retain_acc < collapse_fraction * self.pre_retain_acc,
+            collapsed=retain_acc < collapse_fraction * sets.pre_retain_acc,
             relearn_steps=relearn_steps,
             relearned=relearned,
             retain_to_recovered=recovered_share(predicted, self.classes),
-            noise_to_recovered=self.forward.share(self.noise, self.classes),
+            noise_to_recovered=self.forward.share(sets.noise, self.classes),
             ood_to_recovered=None
-            if self.ood is None
-            else self.forward.share(self.ood, self.classes),
+            if sets.ood is None
+            else self.forward.share(sets.ood, self.classes),
         )

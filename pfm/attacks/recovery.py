@@ -31,7 +31,7 @@ import torch
 
 from pfm.attacks import prototype, relearn  # noqa: F401  (registers the capabilities)
 from pfm.attacks.capabilities import CAPABILITIES
-from pfm.attacks.harness import Forward, Outcome, Scorer
+from pfm.attacks.harness import Forward, Outcome, Scorer, ScoringSets, scoring_sets
 from pfm.attacks.probes import AttackData, adversary_view
 from pfm.attacks.protocol import RecoveryParams
 from pfm.evaluate import pool
@@ -43,6 +43,7 @@ from pfm.precision import autocast
 @dataclass(frozen=True)
 class Recovery(Outcome):
     model: PromptedClassifier  # the attacked copy at the budget's end
+    sets: ScoringSets  # what it was scored on: the same copy's attack at another m reuses it
 
     def outcome(self) -> Outcome:
         """These numbers without the attacked model."""
@@ -57,12 +58,12 @@ def recover(
     capability: str,
     params: RecoveryParams,
     seed: int,
-    pre_retain_acc: float | None = None,
+    sets: ScoringSets | None = None,
 ) -> Recovery:
     """The attack (module docstring) under ``capability`` with m shots per class of
     ``classes`` on a copy of ``model``; seed-deterministic, and the same shots, noise,
-    fresh rows and probes for every model given the same seed. ``pre_retain_acc``: the
-    copy's retained accuracy before the attack, where an attack at another m measured it."""
+    fresh rows and probes for every model given the same seed. ``sets``: the copy's
+    scoring sets, where the same copy's attack at another m built them."""
     chosen = CAPABILITIES.get(capability)
     if not chosen.applies(m):
         raise ValueError(f"capability {capability!r} needs m ≥ {chosen.min_shots}, got {m}")
@@ -70,16 +71,15 @@ def recover(
     attacked, trained = chosen.prepare(model, classes, params.prompt_init, generator)
     attacked.eval()
     forward = Forward(attacked, chosen.head_only, params.batch_size, generator)
-    scorer = Scorer(
-        forward, data, classes, params.curve_samples, params.eval_every, params.ood_samples, seed,
-        pre_retain_acc,
-    )  # fmt: skip
+    if sets is None:
+        sets = scoring_sets(forward, data, classes, params.curve_samples, params.ood_samples, seed)
+    scorer = Scorer(forward, sets, classes, params.eval_every)
     view = adversary_view(
         data.train, classes, m, params.anchor_shots, params.noise_inputs, model.num_classes, seed
     )
     last = chosen.run(forward, trained, view, params, scorer.record)
     outcome = scorer.outcome(last, params.collapse_fraction, params.relearn_threshold)
-    return Recovery(**outcome.__dict__, model=attacked)
+    return Recovery(**outcome.__dict__, model=attacked, sets=sets)
 
 
 def attack_every_shot(
@@ -92,16 +92,16 @@ def attack_every_shot(
 ) -> dict[int, Outcome]:
     """The attack under ``capability`` on ``model`` at every m of ``params.shots`` it
     applies to (the prototype attack needs m ≥ 1). The copy before the attack does not
-    depend on m (same capability, seed and fresh rows), so its retained accuracy is
-    measured once, at the first m."""
+    depend on m (same capability, seed and fresh rows), so its scoring sets (cached head
+    inputs and its retained accuracy before the attack) are built once, at the first m."""
     shots = [m for m in params.shots if CAPABILITIES.get(capability).applies(m)]
     outcomes: dict[int, Outcome] = {}
-    pre_retain_acc = None
+    sets = None
     with autocast(next(model.parameters()).device, params.precision):
         for m in shots:
-            attack = recover(model, data, classes, m, capability, params, seed, pre_retain_acc)
+            attack = recover(model, data, classes, m, capability, params, seed, sets)
             outcomes[m] = attack.outcome()
-            pre_retain_acc = attack.pre_retain_acc
+            sets = attack.sets
     return outcomes
 
 
