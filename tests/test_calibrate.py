@@ -17,6 +17,7 @@ import yaml
 
 from pfm.attacks import calibrate, harness
 from pfm.attacks.calibrate import Trial, choose, main, params_block, reference_targets
+from pfm.attacks.capabilities import CAPABILITIES
 from pfm.attacks.harness import Forward, Outcome
 from pfm.attacks.probes import AttackData
 from pfm.attacks.protocol import DatasetKnobs
@@ -215,7 +216,7 @@ def test_the_scoring_sets_are_built_once_per_model_and_change_nothing(
     the attack run alone at each m."""
     model = make_model(with_prompts=capability == "prompt_head").forget(FORGET)
     recovery = params(shots=(0, 1, 5), steps=2)
-    shots = [m for m in recovery.shots if m >= (1 if capability == "prototype" else 0)]
+    shots = [m for m in recovery.shots if CAPABILITIES.get(capability).applies(m)]
     passes, encoded = [], []
     accuracy = Forward.accuracy
     monkeypatch.setattr(Forward, "accuracy", lambda f, d: passes.append(1) or accuracy(f, d))
