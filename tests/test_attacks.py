@@ -20,11 +20,12 @@ import pytest
 import torch
 import yaml
 
-from pfm.attacks import CAPABILITIES, MIA_VARIANTS, MiaParams, RecoveryParams, suite
+from pfm.attacks import CAPABILITIES, MIA_VARIANTS, MiaParams, RecoveryParams, mia, suite
 from pfm.attacks.capabilities import Budget
 from pfm.attacks.harness import Forward, Outcome, head_inputs, relearn_time
 from pfm.attacks.mia import (
     MembershipData,
+    Outputs,
     balance,
     logreg_accuracy,
     loss_auc,
@@ -225,11 +226,11 @@ def test_logreg_accuracy_known_answers() -> None:
 
 @pytest.mark.parametrize("name", list(MIA_VARIANTS))
 def test_every_variant_tells_a_leaky_model_from_a_clean_one(name: str) -> None:
-    variant = MIA_VARIANTS.get(name)
-    leaky, clean = variant(membership(True), MIA, 0), variant(membership(False), MIA, 0)
+    score = MIA_VARIANTS.get(name).score
+    leaky, clean = score(membership(True), MIA, 0), score(membership(False), MIA, 0)
     assert min(leaky, clean) >= 0.0 and max(leaky, clean) <= 1.0
     assert LEAK_DIRECTION[name] * (leaky - clean) > 0.4, (leaky, clean)
-    assert variant(membership(True), MIA, 0) == leaky  # seed-deterministic
+    assert score(membership(True), MIA, 0) == leaky  # seed-deterministic
 
 
 # --- membership inference: known answers on models --------------------------------------
@@ -260,6 +261,37 @@ def test_mia_attack_reports_every_variant_seeded(plain: PromptedClassifier) -> N
     assert set(metrics) == {f"mia.{name}" for name in MIA_VARIANTS}
     assert all(0.0 <= v <= 1.0 for v in metrics.values())
     assert mia_attack(plain, train_split, test_split, FORGET, MIA, 0) == metrics
+
+
+def test_only_the_shadow_rows_the_attacker_fits_on_are_forwarded(
+    plain: PromptedClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shadow sets are balanced before the forward: every variant's value is the one
+    the whole sets give, and the larger side costs no more forwards than the smaller."""
+    train_split = DATA.splits["train"]  # 8 a class
+    test_split = toy_dataset(num_classes=4, per_class=6, seed=1).splits["train"]
+
+    def whole(split: Split, keep: bool) -> Outputs:
+        part = SplitTensors(class_slice(split, FORGET, keep), plain.input_size, CPU)
+        return per_sample(plain, part, 64)
+
+    sets = [whole(s, keep) for keep in (True, False) for s in (train_split, test_split)]
+    everything = MembershipData(sets[0], sets[1], sets[2], sets[3])
+    expected = {f"mia.{n}": MIA_VARIANTS.get(n).score(everything, MIA, 0) for n in MIA_VARIANTS}
+    forwarded: list[int] = []
+
+    def counted(model: PromptedClassifier, data: SplitTensors, batch_size: int) -> Outputs:
+        forwarded.append(len(data))
+        return per_sample(model, data, batch_size)
+
+    monkeypatch.setattr(mia, "per_sample", counted)
+    assert mia_attack(plain, train_split, test_split, FORGET, MIA, 0) == expected
+    assert forwarded == [8, 6, 18, 18]  # members, non-members, 24 → 18 shadow members, 18
+    forwarded.clear()
+    auc_only = mia.membership_data(plain, train_split, test_split, FORGET, 64, None)
+    assert forwarded == [8, 6] and auc_only.shadow_members is None
+    with pytest.raises(ValueError, match="shadow sets"):
+        MIA_VARIANTS.get("efficacy").score(auc_only, MIA, 0)
 
 
 # --- draws -------------------------------------------------------------------------------

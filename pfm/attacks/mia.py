@@ -78,12 +78,23 @@ class Outputs:
 class MembershipData:
     members: Outputs  # forgotten classes, train split
     non_members: Outputs  # forgotten classes, test split
-    shadow_members: Outputs  # retained classes, train split
-    shadow_non_members: Outputs  # retained classes, test split
+    shadow_members: Outputs | None = None  # retained classes, train split; None: not read
+    shadow_non_members: Outputs | None = None  # retained classes, test split
 
 
-Variant = Callable[[MembershipData, MiaParams, int], float]
-MIA_VARIANTS: Registry[Variant] = Registry("membership-inference variant")
+Score = Callable[[MembershipData, MiaParams, int], float]
+
+
+@dataclass(frozen=True)
+class MiaVariant:
+    """A variant's score, and whether it reads the shadow (retained-class) sets: those
+    are most of the data, so they are forwarded only when a variant asked for reads them."""
+
+    score: Score
+    reads_shadow: bool
+
+
+MIA_VARIANTS: Registry[MiaVariant] = Registry("membership-inference variant")
 
 
 def outputs_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> Outputs:
@@ -95,7 +106,7 @@ def outputs_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> Outputs:
     return Outputs(loss.numpy(), (-loss).exp().numpy(), entropy.numpy())
 
 
-@torch.no_grad()
+@torch.inference_mode()  # scoring only: what leaves is an array
 def per_sample(model: PromptedClassifier, data: SplitTensors, batch_size: int) -> Outputs:
     """``model``'s outputs on every sample of ``data`` under deployment inference."""
     if len(data) == 0:
@@ -115,16 +126,21 @@ def loss_auc(member_loss: np.ndarray, non_member_loss: np.ndarray) -> float:
     return float(roc_auc_score(labels, -np.r_[member_loss, non_member_loss]))
 
 
+def balanced_rows(n_a: int, n_b: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted rows of two sets of ``n_a`` and ``n_b`` samples, each side cut to the
+    smaller size by a seeded random subset; a side already that size keeps every row in
+    order, so balancing twice with the same seed is balancing once."""
+    n = min(n_a, n_b)
+    return np.sort(rng.choice(n_a, n, replace=False)), np.sort(rng.choice(n_b, n, replace=False))
+
+
 def balance(
     a: np.ndarray, b: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Both arrays cut to the smaller one's length by a seeded random subset, so an
     attacker's accuracy of 0.5 means chance, not the class ratio."""
-    n = min(len(a), len(b))
-    return (
-        a[np.sort(rng.choice(len(a), n, replace=False))],
-        b[np.sort(rng.choice(len(b), n, replace=False))],
-    )
+    rows_a, rows_b = balanced_rows(len(a), len(b), rng)
+    return a[rows_a], b[rows_b]
 
 
 def svc_non_member_rate(
@@ -164,15 +180,16 @@ def logreg_accuracy(
     return float(scores.mean())
 
 
-@MIA_VARIANTS.register("loss_auc")
 def _loss_auc(data: MembershipData, params: MiaParams, seed: int) -> float:
     return loss_auc(data.members.loss, data.non_members.loss)
 
 
-def _svc_on(feature: str) -> Variant:
+def _svc_on(feature: str) -> Score:
     """MIA-efficacy with the per-sample ``Outputs`` field ``feature`` as the SVC input."""
 
     def variant(data: MembershipData, params: MiaParams, seed: int) -> float:
+        if data.shadow_members is None or data.shadow_non_members is None:
+            raise ValueError("MIA-efficacy fits its attacker on the shadow sets: none given")
         shadow_in, shadow_out, members = (
             getattr(outputs, feature)
             for outputs in (data.shadow_members, data.shadow_non_members, data.members)
@@ -182,15 +199,16 @@ def _svc_on(feature: str) -> Variant:
     return variant
 
 
-MIA_VARIANTS.register("efficacy")(_svc_on("confidence"))
-MIA_VARIANTS.register("efficacy_entropy")(_svc_on("entropy"))
-
-
-@MIA_VARIANTS.register("loss_logreg")
 def _loss_logreg(data: MembershipData, params: MiaParams, seed: int) -> float:
     return logreg_accuracy(
         data.members.loss, data.non_members.loss, params.cv_splits, params.cv_test_size, seed
     )
+
+
+MIA_VARIANTS.register("loss_auc")(MiaVariant(_loss_auc, reads_shadow=False))
+MIA_VARIANTS.register("efficacy")(MiaVariant(_svc_on("confidence"), reads_shadow=True))
+MIA_VARIANTS.register("efficacy_entropy")(MiaVariant(_svc_on("entropy"), reads_shadow=True))
+MIA_VARIANTS.register("loss_logreg")(MiaVariant(_loss_logreg, reads_shadow=False))
 
 
 def membership_data(
@@ -199,20 +217,28 @@ def membership_data(
     test: Split,
     classes: tuple[int, ...],
     batch_size: int,
+    shadow_seed: int | None,
 ) -> MembershipData:
-    """The four sample sets of the module docstring, as ``model``'s outputs."""
+    """The sample sets of the module docstring, as ``model``'s outputs. The shadow sets
+    only where ``shadow_seed`` is given (the seed the variants balance them with), and
+    then only the rows that balancing keeps: the attacker is fitted on nothing else, so
+    its value is that of the whole sets balanced, at a fraction of the forwards."""
     device = next(model.parameters()).device
 
-    def outputs(split: Split, keep: bool) -> Outputs:
-        sliced = SplitTensors(class_slice(split, classes, keep), model.input_size, device)
-        return per_sample(model, sliced, batch_size)
+    def outputs(split: Split) -> Outputs:
+        return per_sample(model, SplitTensors(split, model.input_size, device), batch_size)
 
-    return MembershipData(
-        members=outputs(train, True),
-        non_members=outputs(test, True),
-        shadow_members=outputs(train, False),
-        shadow_non_members=outputs(test, False),
+    members = outputs(class_slice(train, classes, True))
+    non_members = outputs(class_slice(test, classes, True))
+    if shadow_seed is None:
+        return MembershipData(members, non_members)
+    shadow = [class_slice(split, classes, False) for split in (train, test)]
+    rows = balanced_rows(len(shadow[0]), len(shadow[1]), np.random.default_rng(shadow_seed))
+    shadow_in, shadow_out = (
+        outputs(Split(split.inputs[r], split.labels[r]))
+        for split, r in zip(shadow, rows, strict=True)
     )
+    return MembershipData(members, non_members, shadow_in, shadow_out)
 
 
 def attack(
@@ -224,6 +250,8 @@ def attack(
     seed: int,
 ) -> dict[str, float]:
     """``mia.<variant>`` for every registered variant, on one unlearned model."""
+    variants = {name: MIA_VARIANTS.get(name) for name in MIA_VARIANTS}
+    shadow_seed = seed if any(v.reads_shadow for v in variants.values()) else None
     with autocast(next(model.parameters()).device, params.precision):
-        data = membership_data(model, train, test, classes, params.batch_size)
-    return {f"mia.{name}": MIA_VARIANTS.get(name)(data, params, seed) for name in MIA_VARIANTS}
+        data = membership_data(model, train, test, classes, params.batch_size, shadow_seed)
+    return {f"mia.{name}": v.score(data, params, seed) for name, v in variants.items()}

@@ -55,10 +55,11 @@ def validation_scores(
     forget, retain = split_accuracies(
         model, data, classes, scoring.seed, scoring.batch_size, scoring.precision
     )
-    with autocast(device, scoring.precision):
-        members = membership_data(model, train, val, classes, scoring.batch_size)
     variant = MIA_VARIANTS.get(scoring.primary_mia)
-    return Scores(forget, retain, variant(members, scoring.mia, scoring.seed))
+    shadow_seed = scoring.seed if variant.reads_shadow else None
+    with autocast(device, scoring.precision):
+        members = membership_data(model, train, val, classes, scoring.batch_size, shadow_seed)
+    return Scores(forget, retain, variant.score(members, scoring.mia, scoring.seed))
 
 
 def distance(scores: Scores, reference: Scores, weights: ObjectiveWeights) -> float:
