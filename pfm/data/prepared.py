@@ -75,6 +75,8 @@ class PreparedDataset:
     data_type: str = "image"
     feature_norm: tuple[float, float] | None = None  # audio: train (mean, std) applied
     source: Mapping[str, str] | None = None  # provenance: licence, source files' SHA-256
+    # text: per class, the token its answer word starts with (pfm.data.tokens.answer_tokens)
+    answer_tokens: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         extra = set(self.splits) - set(SPLITS)
@@ -92,6 +94,10 @@ class PreparedDataset:
                 )
             if len(split) and (split.labels.min() < 0 or split.labels.max() >= self.num_classes):
                 raise ValueError(f"{split_name} labels fall outside 0..{self.num_classes - 1}")
+        if self.answer_tokens is not None and len(self.answer_tokens) != self.num_classes:
+            raise ValueError(
+                f"{len(self.answer_tokens)} answer tokens for {self.num_classes} classes"
+            )
 
     @property
     def num_classes(self) -> int:
@@ -115,6 +121,8 @@ def save_prepared(dataset: PreparedDataset, out_dir: str | Path) -> None:
     }
     if dataset.feature_norm is not None:
         arrays["feature_norm"] = np.array(dataset.feature_norm, dtype=np.float64)
+    if dataset.answer_tokens is not None:
+        arrays["answer_tokens"] = np.array(dataset.answer_tokens, dtype=np.int64)
     for split_name, split in dataset.splits.items():
         arrays[f"{split_name}_images"] = split.inputs
         arrays[f"{split_name}_labels"] = split.labels.astype(np.int64)
@@ -209,6 +217,12 @@ def _assemble(name: str, arrays: Mapping[str, Any]) -> PreparedDataset:
     class_names = tuple(str(n) for n in arrays["class_names"])
     data_type = str(arrays["data_type"]) if "data_type" in arrays else "image"
     norm = tuple(float(v) for v in arrays["feature_norm"]) if "feature_norm" in arrays else None
+    answers = tuple(int(t) for t in arrays["answer_tokens"]) if "answer_tokens" in arrays else None
     return PreparedDataset(
-        name=name, class_names=class_names, splits=splits, data_type=data_type, feature_norm=norm
+        name=name,
+        class_names=class_names,
+        splits=splits,
+        data_type=data_type,
+        feature_norm=norm,
+        answer_tokens=answers,
     )

@@ -12,6 +12,10 @@ hash part of the dataset's ``source``.
   from); it adds no BOS token, so a row is the text's own tokens, padded with
   ``<|im_end|>`` (masked out). SmolLM2-135M and ``llama-tiny`` share its 49,152 tokens.
 
+A text dataset also records each class's answer token (``answer_tokens``): the first
+token of its class word after a space, which a causal language model read through its own
+output layer (``model.head: answers``, ``pfm.models.answers``) would write next.
+
 Stage ``validate`` compares the declared vocabulary size with the text backbone's
 ``config.vocab_size`` (``pfm.limits.check_backbone``) without loading either.
 """
@@ -111,3 +115,19 @@ def token_splits(
         splits[name] = Split(tokens[start : start + len(texts)], labels)
         start += len(texts)
     return splits
+
+
+def answer_word(class_name: str) -> str:
+    """The word a class is answered with: the last dotted part of its name, underscores as
+    spaces (WordNet's ``noun.artifact`` → ``artifact``; BBC's ``business`` as it is)."""
+    return class_name.rsplit(".", 1)[-1].replace("_", " ")
+
+
+def answer_tokens(class_names: Sequence[str], tokenizer_name: str = "minilm") -> tuple[int, ...]:
+    """Each class's answer token: the first token of `` <answer word>``, the word as it
+    follows the text (after a space), without the tokenizer's special tokens."""
+    encode = tokenizer(tokenizer_name)
+    return tuple(
+        int(encode(" " + answer_word(name), add_special_tokens=False)["input_ids"][0])
+        for name in class_names
+    )

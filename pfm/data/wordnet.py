@@ -23,7 +23,7 @@ from pfm.config import Bounds, Count, Natural, NonEmpty, OneOf
 from pfm.data.prepared import PreparedDataset
 from pfm.data.registry import DATASETS, DESCRIPTIONS, DatasetInfo
 from pfm.data.splits import draw_splits
-from pfm.data.tokens import TokenizerName, token_splits, tokenizer_source
+from pfm.data.tokens import TokenizerName, answer_tokens, token_splits, tokenizer_source
 from pfm.files import file_digest
 
 LEXNAMES = (
@@ -131,6 +131,7 @@ def wordnet_supersenses(
         splits=splits,
         data_type="text",
         source=source,
+        answer_tokens=answer_tokens(tuple(chosen), tokenizer),
     )
 
 

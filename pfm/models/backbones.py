@@ -258,6 +258,7 @@ def llama_tiny_config() -> LlamaConfig:
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=128,
+        tie_word_embeddings=True,  # as SmolLM2: its output layer is the input embedding
     )
 
 

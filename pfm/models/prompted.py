@@ -16,6 +16,8 @@ default too).
 A plain classifier for the baselines is the same model with an empty bank; with
 ``tuning="full"`` instead of LoRA every encoder weight trains, which is how the
 ``pretrain`` stage makes a backbone (``pfm/pretrain.py``).
+``head="answers"`` makes a causal language model's output layer for each class's
+answer token the head, frozen (``pfm.models.answers``): the model answers by its next word.
 ``prefix_len > 0`` adds deep prefixes (``pfm.models.prefix``): p learnable key rows and
 p value rows in front of each encoder block's attention keys and values, the parameters
 PI-Prefix trains; 0 (the default) means none.
@@ -31,6 +33,7 @@ from peft import PeftModel
 from torch import nn
 
 from pfm.models.adapters import LoraSpec, add_lora
+from pfm.models.answers import HEADS, answer_head
 from pfm.models.backbones import (
     CLS_LAYOUT,
     Backbone,
@@ -63,6 +66,8 @@ class ModelSpec:
     input_size: int | None = None  # input length (px, or frames); None: the backbone's own
     prefix_len: int = 0  # p: deep-prefix key/value rows per encoder block; 0: no prefixes
     readout: str | None = None  # what the head reads: cls | mean | last; None: the backbone's
+    head: str = "linear"  # linear | answers (pfm.models.answers)
+    answers: tuple[int, ...] = ()  # head answers: each class's answer token, class order
 
 
 class Bank(NamedTuple):
@@ -433,6 +438,13 @@ def assemble(spec: ModelSpec, backbone: Backbone, seed: int) -> PromptedClassifi
         raise ValueError(f"need at least 2 classes, got {spec.num_classes}")
     if spec.readout is not None and spec.readout not in READOUTS:
         raise ValueError(f"readout must be one of {READOUTS} or None, got {spec.readout!r}")
+    if spec.head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, got {spec.head!r}")
+    if spec.head == "answers" and len(spec.answers) != spec.num_classes:
+        raise ValueError(
+            f"model.head: answers needs each class's answer token, got {len(spec.answers)} for "
+            f"{spec.num_classes} classes: text datasets record them in prepare (prepare it again)"
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if spec.tuning == "lora":
@@ -440,6 +452,9 @@ def assemble(spec: ModelSpec, backbone: Backbone, seed: int) -> PromptedClassifi
         else:
             encoder = backbone.model.requires_grad_(True)
         head = nn.Linear(backbone.hidden_size, spec.num_classes)
+        if spec.head == "answers":
+            read = spec.readout or backbone.layout.readout
+            head = answer_head(backbone.model, spec.answers, read, spec.final_layernorm)
         bank = spec.num_classes if spec.with_prompts else 0
         prompts = torch.randn(bank, spec.prompt_len, backbone.hidden_size)
         prefixes = None
