@@ -66,7 +66,7 @@ NAMES = (
     "evaluate.modes[*]", "*.device",
     "pretrain.architecture", "pretrain.dataset", "attacks.recovery.capabilities[*]",
     "attacks.recovery.prompt_init", "attacks.recovery.ood_datasets.*", "unlearn.*.target",
-    "model.lora.targets", "data.*.features", "data.*.train_split", "data.*.tokenizer",
+    "model.lora.targets", "model.head", "data.*.features", "data.*.train_split", "data.*.tokenizer",
     "*.precision",
     "aggregate.primary_mia", "recipes",
 )  # fmt: skip
