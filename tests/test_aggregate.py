@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
+from pfm.files import STAGED
 from pfm.reporting.aggregate import (
     AggregateParams,
     collect,
@@ -845,6 +846,19 @@ def test_a_units_seed_folder_reads_as_the_flat_layout(tmp_path: Path) -> None:
     write(tmp_path / "bad", "unlearn", "toy", "seed1/pfm", 0, {"epochs": 1})
     with pytest.raises(ValueError, match="seed0.json in the folder of seed 1"):
         collect([tmp_path / "bad" / "unlearn"])
+
+
+def test_a_killed_stages_staging_folder_is_not_read(tmp_path: Path) -> None:
+    """A stage killed half-way leaves its staging folder beside its output
+    (``<dataset>/.seed<s>.staged-…/seed<s>/<method>/seed<s>.json``, pfm.files.Staging):
+    half a run that must not enter the summary as a dataset of its own, nor as the run."""
+    folders = write_metrics(tmp_path)
+    clean = to_json(summarised(folders))
+    leftover = f"{STAGED}x1y2/seed1/pfm"
+    write(tmp_path, "unlearn", "toy", f".seed1{leftover}", 1, FILES[("toy", "pfm", 1, "unlearn")])
+    write(tmp_path, "eval", "toy", f"pfm/.seed1.json{STAGED}z", 1, {"no_forget.none.acc": 0.9})
+    assert len(list(tmp_path.rglob(f"*{STAGED}*"))) == 2
+    assert to_json(summarised(folders)) == clean
 
 
 def test_summary_json_is_strict_and_flat(summary: dict[str, float]) -> None:

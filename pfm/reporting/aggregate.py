@@ -318,6 +318,13 @@ def run_of(path: Path, folder: Path) -> tuple[str, str, int]:
     return parts[-2], parts[-1], seed
 
 
+def _hidden(path: Path, folder: Path) -> bool:
+    """Whether ``path`` lies below a hidden folder: a staging folder that a killed stage
+    left beside its output (``pfm.files.Staging``) holds half a run, named like a whole
+    one; no dataset, unit or method is named with a leading dot."""
+    return any(part.startswith(".") for part in path.relative_to(folder).parts[:-1])
+
+
 def run_files(folder: Path, what: str) -> Iterator[tuple[Path, str, str, int, Mapping]]:
     """Every ``<dataset>/[seed<s>/]<method>/seed<s>.json`` below ``folder`` with its
     dataset, method, seed and JSON object (none where the folder does not exist: a stage
@@ -326,7 +333,7 @@ def run_files(folder: Path, what: str) -> Iterator[tuple[Path, str, str, int, Ma
     if not folder.is_dir():
         return
     for path in sorted(folder.rglob("seed*.json")):
-        if SEED_FILE.match(path.name) is None:
+        if SEED_FILE.match(path.name) is None or _hidden(path, folder):
             continue
         dataset, method, seed = run_of(path, folder)
         payload = read_json(path)
