@@ -15,8 +15,13 @@ and peak memory, written as a flat metrics file that ``dvc metrics diff`` compar
   wall seconds to a named part (``charge``; ``pfm.parallel.run_all`` does it for jobs it
   is told the parts of), written as ``stage.<stage>.part.<part>.{seconds,runs}``. Runs
   side by side overlap, so parts sum to about ``workers`` × the wall time they span.
+- Machine: the ``machine.*`` strings say what ran the stage, as far as its numbers can
+  depend on it. A seed does not fix a model across machines: torch picks its CPU kernels
+  by the instruction set, and the same code and seed trained three different DINOv2-S
+  prompt models on AVX-512, on AVX2 and on another machine (reports/evidence/README.md).
 """
 
+import platform
 import resource
 import sys
 import time
@@ -48,6 +53,37 @@ def stage_cost() -> dict[str, float]:
     return {"wall_seconds": wall, "cpu_seconds": cpu, "peak_rss_mib": peak}
 
 
+def cpu_model() -> str:
+    """The CPU's model name with its family and model numbers where Linux gives them
+    (``AMD EPYC (family 25, model 17)``): a name alone can cover several generations."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or platform.machine()
+    if "cpu family" in fields and "model" in fields:
+        return f"{name} (family {fields['cpu family']}, model {fields['model']})"
+    return name
+
+
+def machine() -> dict[str, str]:
+    """``machine.*``: the CPU, and where the stage loaded torch (stages that do not, the
+    report's, are torch-free) its version, the CPU kernels it dispatches to and the GPU it
+    used."""
+    out = {"machine.cpu": cpu_model()}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        out["machine.torch"] = str(torch.__version__)
+        out["machine.torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        if torch.cuda.is_initialized():
+            out["machine.gpu"] = torch.cuda.get_device_name()
+    return out
+
+
 def reset_parts() -> None:
     """Forget every charged part: a stage's cost file holds its own runs only."""
     _parts.clear()
@@ -73,7 +109,7 @@ def write_stage_cost(path: Path, stage: str) -> None:
     finished."""
     cost = stage_cost()
     measured = {metric_key(stage, measure): round(cost[measure], 2) for measure in MEASURES}
-    write_json(path, {**measured, **part_keys(stage)})
+    write_json(path, {**measured, **part_keys(stage), **machine()})
     print(
         f"stage {stage}: {cost['wall_seconds']:.1f} s wall, {cost['cpu_seconds']:.1f} s CPU, "
         f"peak {cost['peak_rss_mib']:.0f} MiB → {path}"

@@ -2,6 +2,8 @@
 report's table of them (``pfm.reporting.stage_times``)."""
 
 import multiprocessing
+import os
+import subprocess
 import sys
 import time
 from functools import partial
@@ -55,8 +57,35 @@ def test_run_stage_writes_the_cost_after_main(tmp_path: Path, monkeypatch) -> No
         "stage.train.wall_seconds",
         "stage.train.cpu_seconds",
         "stage.train.peak_rss_mib",
+        "machine.cpu",
+        "machine.torch",
+        "machine.torch_cpu_capability",
     }
     assert cost["stage.train.wall_seconds"] > 0 and cost["stage.train.peak_rss_mib"] > 0
+    assert cost["machine.torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert cost["machine.torch"] == torch.__version__ and cost["machine.cpu"]
+
+
+def _recorded_machine(tmp_path: Path, code: str, **env: str) -> dict[str, str]:
+    """The machine keys a fresh interpreter running ``code`` then writing its cost records."""
+    out = tmp_path / "seed0.json"
+    script = (
+        f"{code}\nfrom pfm.stage_clock import write_stage_cost\nwrite_stage_cost({str(out)!r}, 's')"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, env={**os.environ, **env})
+    return {k: v for k, v in read_json(out).items() if k.startswith("machine.")}
+
+
+def test_the_cpu_kernels_torch_was_held_to_are_recorded(tmp_path: Path) -> None:
+    """The digits seed that trained another model under AVX2 kernels: the file says which."""
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip("an x86-64 CPU with AVX2 is needed to hold torch to AVX2")
+    recorded = _recorded_machine(tmp_path, "import torch", ATEN_CPU_CAPABILITY="avx2")
+    assert recorded["machine.torch_cpu_capability"] == "AVX2"
+
+
+def test_a_stage_without_torch_records_the_cpu_alone(tmp_path: Path) -> None:
+    assert set(_recorded_machine(tmp_path, "import json")) == {"machine.cpu"}
 
 
 def test_a_failed_stage_writes_no_cost(tmp_path: Path, monkeypatch) -> None:
@@ -102,7 +131,39 @@ def test_table_totals_each_stage_longest_first(tmp_path: Path) -> None:
         ["prepare", "digits", "", "5.0", "4.0", "300"],
         ["**prepare**", "total", "", "5.0", "4.0", "300"],
         ["**total**", "", "", "215.0", "374.0", "950"],
+        [""],
+        ["Stage runs by machine:"],
+        [""],
+        ["- not recorded (files written before machines were): 3 runs"],
     ]
+
+
+def test_the_machines_that_ran_the_stages_are_named_with_their_runs(tmp_path: Path) -> None:
+    write_cost(tmp_path, "train/digits/seed0.json", "train", 1.0, 1.0, 1)
+    write_cost(tmp_path, "train/digits/seed1.json", "train", 1.0, 1.0, 1)
+    write_cost(tmp_path, "prepare/digits.json", "prepare", 1.0, 1.0, 1)
+    machines = {"seed0": "AVX512", "seed1": "AVX2"}
+    for seed, capability in machines.items():
+        path = tmp_path / "train" / "digits" / f"{seed}.json"
+        write_json(
+            path,
+            {**read_json(path), "machine.cpu": "X", "machine.torch_cpu_capability": capability},
+        )
+    lines = stage_time_lines(read_stage_times(tmp_path))
+    start = lines.index("Stage runs by machine:")
+    assert lines[start + 2 :] == [
+        "- cpu X; torch_cpu_capability AVX512: train digits seed 0",
+        "- cpu X; torch_cpu_capability AVX2: train digits seed 1",
+        "- not recorded (files written before machines were): 1 run",
+    ]
+    one = tmp_path / "one"
+    write_json(
+        one / "train" / "digits" / "seed0.json",
+        read_json(tmp_path / "train" / "digits" / "seed0.json"),
+    )
+    assert stage_time_lines(read_stage_times(one))[-1] == (
+        "Every stage run on one machine: cpu X; torch_cpu_capability AVX512."
+    )
 
 
 def test_no_files_no_table(tmp_path: Path) -> None:

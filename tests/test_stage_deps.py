@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pfm.attacks.probes import ood_candidates
+from pfm.derive import RETRAIN_FROM_PLAIN
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "pfm"
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
@@ -147,3 +150,46 @@ def test_training_and_unlearning_run_no_attack_code(name: str) -> None:
     """Only the attacks import ``pfm.attacks``: an attack's edit reruns no model's training."""
     code = stage_code(STAGES[name]["cmd"])
     assert not [f for f in code if covers(f"{PACKAGE}/attacks", f)]
+
+
+def listed_params(stage: dict) -> list[str]:
+    """A stage's params entries from params.yaml (a file's own entries aside)."""
+    return [p for p in stage.get("params", []) if isinstance(p, str)]
+
+
+def reads(listed: list[str], key: str) -> bool:
+    """Whether params entries ``listed`` cover ``key``: the key itself or a section above it."""
+    return any(key == entry or key.startswith(f"{entry}.") for entry in listed)
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_a_stage_reading_a_derived_recipe_depends_on_what_it_is_derived_from(name: str) -> None:
+    """``unlearn.retrain``'s unset keys follow ``train_base``, whose follow ``train``
+    (``pfm.derive``): a stage reading it and not them is served from DVC's run-cache with
+    the old source's values (stage hand-recipes was: ``-S train_base.epochs=3`` left
+    retrain's recipe at 10 epochs)."""
+    listed = listed_params(STAGES[name])
+    if not reads(listed, "unlearn.retrain"):
+        return
+    sources = [
+        f"{section}.{key}" for key in RETRAIN_FROM_PLAIN for section in ("train_base", "train")
+    ]
+    assert not [s for s in sources if not reads(listed, s)], f"{name} misses some of {sources}"
+
+
+def ood_probe_datasets() -> set[str]:
+    """Every dataset ``attacks.recovery.ood_datasets`` names, in params.yaml or a profile."""
+    names: set[str] = set()
+    for path in (ROOT / "params.yaml", *sorted((ROOT / "profiles").rglob("*.yaml"))):
+        recovery = (yaml.safe_load(path.read_text()).get("attacks") or {}).get("recovery") or {}
+        for choice in (recovery.get("ood_datasets") or {}).values():
+            names.update(ood_candidates(choice))
+    return names
+
+
+def test_the_attack_depends_on_the_data_params_of_every_ood_probe_it_can_build() -> None:
+    """The attack builds its OOD probe from ``data.<name>`` (``pfm.attacks.probes``)."""
+    listed = listed_params(STAGES["attack"])
+    probes = ood_probe_datasets()
+    assert {"fashion-mnist", "bbc-news", "digits"} <= probes
+    assert not [n for n in sorted(probes) if not reads(listed, f"data.{n}")]

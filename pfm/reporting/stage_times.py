@@ -6,7 +6,8 @@ as DVC outputs may not overlap): ``<stage>/<dataset>/seed<s>.json`` for a (datas
 item, ``<stage>/<name>.json`` for a stage run once per dataset or model (``prepare``,
 ``convert``, ``pretrain``). A file holds ``stage.<stage>.<measure>`` for each of
 ``MEASURES``, and, where the stage charged its runs to parts (``pfm.stage_clock.charge``),
-``stage.<stage>.part.<part>.{seconds,runs}``. Torch-free: the report reads it.
+``stage.<stage>.part.<part>.{seconds,runs}``, and the ``machine.*`` strings of what ran it
+(none in files written before they were recorded). Torch-free: the report reads it.
 """
 
 import re
@@ -23,6 +24,7 @@ LAYOUT = re.compile(r"^[^/]+/(?P<name>[^/]+?)(?:/seed(?P<seed>\d+))?\.json$")
 KEY = re.compile(rf"^stage\.(?P<stage>[^.]+)\.(?:{'|'.join(MEASURES)})$")
 PART = re.compile(r"^stage\.[^.]+\.part\.(?P<part>.+)\.seconds$")
 TOTAL = "total"
+MACHINE = "machine."
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,12 @@ class StageRun:
     seed: int | None
     cost: Mapping[str, float]
     parts: Mapping[str, tuple[float, int]] = field(default_factory=dict)  # → (seconds, runs)
+    machine: Mapping[str, str] = field(default_factory=dict)  # machine.* → what ran it
+
+    @property
+    def label(self) -> str:
+        """``train digits seed 0``, ``convert dinov2-small``."""
+        return f"{self.stage} {self.name}" + ("" if self.seed is None else f" seed {self.seed}")
 
 
 def read_stage_times(root: Path) -> list[StageRun]:
@@ -58,7 +66,10 @@ def read_stage_times(root: Path) -> list[StageRun]:
         seed = place.group("seed")
         cost = {measure: float(payload[key]) for measure, key in keys.items()}
         place_seed = None if seed is None else int(seed)
-        runs.append(StageRun(stage, place.group("name"), place_seed, cost, _parts(payload)))
+        machine = {k: str(v) for k, v in payload.items() if k.startswith(MACHINE)}
+        runs.append(
+            StageRun(stage, place.group("name"), place_seed, cost, _parts(payload), machine)
+        )
     return runs
 
 
@@ -103,7 +114,33 @@ def stage_time_lines(runs: list[StageRun]) -> list[str]:
     rows.append([f"**{TOTAL}**", "", "", *_cells(total(runs))])
     headers = ["stage", "dataset / model", "seed", "wall s", "CPU s", "peak RSS MiB"]
     table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
-    return [*table.splitlines(), *part_lines(runs)]
+    return [*table.splitlines(), *part_lines(runs), *machine_lines(runs)]
+
+
+def machine_lines(runs: list[StageRun]) -> list[str]:
+    """Markdown lines: what ran the stages, once where one machine ran them all, else each
+    machine with its runs (a unit rebuilt on another machine's CPU kernels can train
+    another model: ``pfm.stage_clock``); runs from before machines were recorded counted."""
+    groups: dict[str, list[str]] = {}
+    for run in runs:
+        if run.machine:
+            what = "; ".join(
+                f"{k.removeprefix(MACHINE)} {v}" for k, v in sorted(run.machine.items())
+            )
+            groups.setdefault(what, []).append(run.label)
+    unrecorded = sum(not run.machine for run in runs)
+    lines = [""]
+    if len(groups) == 1 and not unrecorded:
+        lines.append(f"Every stage run on one machine: {next(iter(groups))}.")
+    else:
+        lines += ["Stage runs by machine:", ""]
+        lines += [f"- {what}: {', '.join(labels)}" for what, labels in groups.items()]
+        if unrecorded:
+            runs_word = "run" if unrecorded == 1 else "runs"
+            lines.append(
+                f"- not recorded (files written before machines were): {unrecorded} {runs_word}"
+            )
+    return lines
 
 
 def part_lines(runs: list[StageRun]) -> list[str]:

@@ -1,0 +1,271 @@
+"""What a cut buys and what it costs, measured in one run: ``python -m pfm.cut_benchmark``.
+
+A cut is a params overlay (a profile file, e.g. fewer epochs for a recipe chosen on
+validation). The benchmark builds two copies of the committed project, ``before`` (params
+with ``--profile``) and ``after`` (the same with the cut on top), both held to one
+(dataset, seed) unit, and runs ``dvc repro`` of the named stages in each, one after the
+other on the same machine. It reads back
+
+- each stage's own cost files (``pfm.stage_clock``: wall and CPU seconds, peak memory)
+  and gives the after / before ratio per stage. The copies share one DVC cache, so a
+  stage the cut leaves alone is restored in ``after`` from ``before``'s run-cache: its
+  cost file is the same bytes, and it is marked ``restored`` rather than timed twice;
+- the figures both runs produce (the aggregate summary of their metric files, the keys
+  the report reads), each put in one of: ``equal`` (the same number), ``within`` (moved,
+  but by no more than the half-width of the before run's 95 % interval), ``outside``
+  (moved further), or ``no interval`` (moved, one unit: nothing to judge it by). Cost
+  keys (seconds, memory) are timings, not figures, and are left out.
+
+A clone, not the working tree: the measurement is of a commit, named in the output.
+"""
+
+import argparse
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tabulate import tabulate
+
+from pfm.files import write_json
+from pfm.profile import merged
+from pfm.reporting.aggregate import collect, summarise
+from pfm.reporting.stage_times import StageRun, read_stage_times
+from pfm.stage_clock import MEASURES
+from pfm.stats import FRACTION
+
+ARMS = ("before", "after")
+# the aggregate stage's metric sources (dvc.yaml): where every figure a report shows lives
+METRIC_SOURCES = (
+    ("", "metrics/train"),
+    ("eval", "metrics/eval"),
+    ("", "metrics/unlearn"),
+    ("", "metrics/attacks"),
+    ("", "metrics/samples"),
+)
+TIMING = re.compile(r"seconds|memory|rss")  # a summary key that is a cost measure, not a figure
+VERDICTS = ("equal", "within", "outside", "no interval")
+SHOWN_MOVES = 15  # figures outside their interval listed by name, largest move first
+
+
+@dataclass(frozen=True)
+class StageRatio:
+    """One stage's cost in both arms; ``restored``: ``after`` took it from the run-cache."""
+
+    stage: str
+    before: Mapping[str, float]
+    after: Mapping[str, float]
+    restored: bool
+
+    def ratio(self, measure: str) -> float:
+        base = self.before[measure]
+        return self.after[measure] / base if base else math.nan
+
+
+@dataclass(frozen=True)
+class FigureMove:
+    key: str
+    before: float
+    after: float
+    ci95: float
+    verdict: str
+
+
+def arm_params(
+    params: Mapping[str, Any],
+    profile: Mapping[str, Any],
+    cut: Mapping[str, Any],
+    dataset: str,
+    seed: int,
+) -> dict[str, dict[str, Any]]:
+    """Each arm's params: ``params`` with ``profile``, held to one unit; ``after`` adds
+    ``cut``. A cut that changes the unit itself would compare different work."""
+    for key in ("datasets", "seeds"):
+        if key in cut:
+            raise ValueError(f"a cut may not set {key!r}: both arms run the same unit")
+    before = merged(merged(params, profile), {"datasets": [dataset], "seeds": [seed]})
+    return {"before": before, "after": merged(before, cut)}
+
+
+def _run(command: Sequence[str], cwd: Path) -> None:
+    """``command`` in ``cwd`` with this interpreter's scripts first on the PATH; its output
+    goes to ours, so a long repro shows its progress."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run(command, cwd=cwd, env=env, check=True)
+
+
+def make_arm(root: Path, folder: Path, params: Mapping[str, Any], cache: Path) -> None:
+    """A clone of ``root``'s committed project at ``folder`` with ``params``, on ``cache``."""
+    _run(["git", "clone", "--quiet", str(root), str(folder)], cwd=root)
+    (folder / "params.yaml").write_text(yaml.safe_dump(dict(params), sort_keys=False))
+    _run(["dvc", "config", "--local", "cache.dir", str(cache)], cwd=folder)
+
+
+def targets(stages: Sequence[str], dataset: str, seed: int) -> list[str]:
+    """dvc.yaml's matrix item of each stage for the unit (``train@digits-0``); a stage
+    named with its item already (``prepare@digits``) stays as it is."""
+    return [stage if "@" in stage else f"{stage}@{dataset}-{seed}" for stage in stages]
+
+
+def stage_costs(folder: Path) -> dict[str, tuple[StageRun, bytes]]:
+    """Every stage run's cost in ``folder`` and its file's bytes, by the stage's name
+    (with the model or dataset of a stage run once per one: ``convert.dinov2-small``)."""
+    root = folder / "metrics" / "stages"
+    if not root.is_dir():
+        return {}
+    files = sorted(root.rglob("*.json"))  # the order read_stage_times reads them in
+    return {
+        run.stage if run.seed is not None else f"{run.stage}.{run.name}": (run, path.read_bytes())
+        for run, path in zip(read_stage_times(root), files, strict=True)
+    }
+
+
+def stage_ratios(before: Path, after: Path) -> list[StageRatio]:
+    """Every stage both arms ran, in ``before``'s order."""
+    first, second = stage_costs(before), stage_costs(after)
+    return [
+        StageRatio(name, run.cost, second[name][0].cost, raw == second[name][1])
+        for name, (run, raw) in first.items()
+        if name in second
+    ]
+
+
+def summary_of(folder: Path) -> dict[str, float]:
+    """The aggregate summary of an arm's metric files (no report, no figures)."""
+    sources = [(prefix, folder / path) for prefix, path in METRIC_SOURCES]
+    summary = summarise(collect(sources), {FRACTION: 0.05})  # margin: no key read here
+    return {k: v for k, v in summary.items() if isinstance(v, int | float)}
+
+
+def figure_moves(before: Mapping[str, float], after: Mapping[str, float]) -> list[FigureMove]:
+    """Every mean both summaries hold that is a figure (not a timing), judged against the
+    before run's interval (module docstring)."""
+    moves = []
+    for key, old in before.items():
+        if not key.endswith(".mean") or TIMING.search(key) or key not in after:
+            continue
+        new = after[key]
+        ci95 = before.get(f"{key.removesuffix('.mean')}.ci95", math.nan)
+        if old == new or (math.isnan(old) and math.isnan(new)):
+            verdict = "equal"
+        elif not math.isfinite(ci95):
+            verdict = "no interval"
+        else:
+            verdict = "within" if abs(new - old) <= ci95 else "outside"
+        moves.append(FigureMove(key, old, new, ci95, verdict))
+    return moves
+
+
+def flat_result(ratios: Sequence[StageRatio], moves: Sequence[FigureMove]) -> dict[str, float]:
+    """The benchmark's metrics file: flat keys, stable across runs of one cut."""
+    out: dict[str, float] = {}
+    for row in ratios:
+        for measure in MEASURES:
+            name = f"stage.{row.stage}.{measure}"
+            out[f"{name}.before"] = row.before[measure]
+            out[f"{name}.after"] = row.after[measure]
+            out[f"{name}.ratio"] = row.ratio(measure)
+        out[f"stage.{row.stage}.restored"] = float(row.restored)
+    for verdict in VERDICTS:
+        out[f"figures.{verdict}"] = float(sum(m.verdict == verdict for m in moves))
+    return out
+
+
+def report(ratios: Sequence[StageRatio], moves: Sequence[FigureMove], header: Sequence[str]) -> str:
+    """Markdown: the per-stage table, the figure counts, the largest moves outside."""
+    rows = [
+        [
+            row.stage,
+            *(f"{row.before[m]:.0f} → {row.after[m]:.0f}" for m in MEASURES[:2]),
+            f"{row.ratio('wall_seconds'):.2f}",
+            f"{row.before['peak_rss_mib']:.0f} → {row.after['peak_rss_mib']:.0f}",
+            "restored" if row.restored else "",
+        ]
+        for row in ratios
+    ]
+    heads = ["stage", "wall s", "CPU s", "wall after / before", "peak MiB", ""]
+    counts = ", ".join(
+        f"{verdict} {sum(m.verdict == verdict for m in moves)}" for verdict in VERDICTS
+    )
+    outside = sorted(
+        (m for m in moves if m.verdict in ("outside", "no interval")),
+        key=lambda m: -abs(m.after - m.before),
+    )
+    moved = [
+        [m.key, f"{m.before:.3f}", f"{m.after:.3f}", f"{m.ci95:.3f}", m.verdict] for m in outside
+    ]
+    lines = [*header, "", tabulate(rows, heads, tablefmt="github"), ""]
+    lines += [f"Figures ({len(moves)} means, timings aside): {counts}.", ""]
+    if moved:
+        lines += [
+            f"Largest moves without the before run's interval around them ({len(moved)} in all):",
+            "",
+            tabulate(moved[:SHOWN_MOVES], ["figure", "before", "after", "± before", ""], "github"),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def commit_of(folder: Path) -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(
+        prog="python -m pfm.cut_benchmark", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--cut", required=True, type=Path, help="params overlay (YAML)")
+    parser.add_argument("--profile", type=Path, help="overlay both arms share (a profile)")
+    parser.add_argument("--stages", nargs="+", required=True, help="dvc.yaml matrix stages")
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, type=Path, help="folder for cut.json, cut.md")
+    parser.add_argument("--work", type=Path, help="folder for the two clones (default: temp)")
+    parser.add_argument("--root", type=Path, default=Path("."), help="the project to clone")
+    args = parser.parse_args(argv)
+    root = args.root.resolve()
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    profile = {} if args.profile is None else yaml.safe_load(args.profile.read_text())
+    cut = yaml.safe_load(args.cut.read_text())
+    if not isinstance(cut, Mapping) or not cut:
+        raise ValueError(f"{args.cut} must hold a non-empty mapping of overrides")
+    arms = arm_params(params, profile, cut, args.dataset, args.seed)
+    work = Path(tempfile.mkdtemp(prefix="pfm-cut-")) if args.work is None else args.work
+    folders = {arm: work / arm for arm in ARMS}
+    for arm in ARMS:
+        make_arm(root, folders[arm], arms[arm], work / "cache")
+        print(f"cut benchmark: {arm} arm, dvc repro in {folders[arm]}", flush=True)
+        _run(["dvc", "repro", *targets(args.stages, args.dataset, args.seed)], folders[arm])
+    ratios = stage_ratios(folders["before"], folders["after"])
+    moves = figure_moves(summary_of(folders["before"]), summary_of(folders["after"]))
+    header = [
+        f"# Cut {args.cut.name} on {args.dataset}, seed {args.seed}",
+        "",
+        f"Commit `{commit_of(folders['before'])}`; both arms "
+        f"{'on ' + str(args.profile) if args.profile else 'on params.yaml'}; "
+        f"`after` adds `{yaml.safe_dump(cut, default_flow_style=True).strip()}`; "
+        f"`dvc repro {' '.join(targets(args.stages, args.dataset, args.seed))}` in each, "
+        "before then after, on this machine.",
+    ]
+    result = flat_result(ratios, moves)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "cut.json", result)
+    (args.out / "cut.md").write_text(report(ratios, moves, header) + "\n")
+    print(report(ratios, moves, header))
+    if args.work is None:
+        shutil.rmtree(work)
+    return result
+
+
+if __name__ == "__main__":
+    main()
