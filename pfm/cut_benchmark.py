@@ -14,7 +14,13 @@ other on the same machine. It reads back
   the report reads), each put in one of: ``equal`` (the same number), ``within`` (moved,
   but by no more than the half-width of the before run's 95 % interval), ``outside``
   (moved further), or ``no interval`` (moved, one unit: nothing to judge it by). Cost
-  keys (seconds, memory) are timings, not figures, and are left out.
+  keys (seconds, memory) are timings, not figures, and are left out. The scored figures
+  (the declared metrics on the accuracy / AUC scale the report's verdicts rest on:
+  ``pfm.stats.METRICS``) are counted and listed apart from the counts a recipe changes by
+  construction (optimizer steps, samples touched);
+- the verdicts: every paired comparison with a reference (``<run>.<metric>.verdict``:
+  equivalent, inconclusive, apart) that the cut changes, named. A cut that flips a
+  verdict changes a conclusion of the report, whatever its figures' intervals say.
 
 A clone, not the working tree: the measurement is of a commit, named in the output.
 """
@@ -38,9 +44,9 @@ from tabulate import tabulate
 from pfm.files import write_json
 from pfm.profile import merged
 from pfm.reporting.aggregate import collect, summarise
-from pfm.reporting.stage_times import StageRun, read_stage_times
+from pfm.reporting.stage_times import StageRun, machine_lines, read_stage_times
 from pfm.stage_clock import MEASURES
-from pfm.stats import FRACTION
+from pfm.stats import FRACTION, Verdict, metric_of
 
 ARMS = ("before", "after")
 # the aggregate stage's metric sources (dvc.yaml): where every figure a report shows lives
@@ -78,6 +84,12 @@ class FigureMove:
     ci95: float
     verdict: str
 
+    @property
+    def scored(self) -> bool:
+        """A declared metric on the accuracy / AUC scale (``<dataset>.<run>.<name>.mean``)."""
+        metric = metric_of(self.key.removesuffix(".mean").split(".", 2)[-1])
+        return metric is not None and metric.scale == FRACTION
+
 
 def arm_params(
     params: Mapping[str, Any],
@@ -103,8 +115,11 @@ def _run(command: Sequence[str], cwd: Path) -> None:
 
 
 def make_arm(root: Path, folder: Path, params: Mapping[str, Any], cache: Path) -> None:
-    """A clone of ``root``'s committed project at ``folder`` with ``params``, on ``cache``."""
-    _run(["git", "clone", "--quiet", str(root), str(folder)], cwd=root)
+    """A clone of ``root``'s committed project at ``folder`` with ``params``, on ``cache``;
+    an existing clone is kept (``--resume``: its ``dvc repro`` reruns what is not up to
+    date, nothing where the arm finished)."""
+    if not (folder / ".git").is_dir():
+        _run(["git", "clone", "--quiet", str(root), str(folder)], cwd=root)
     (folder / "params.yaml").write_text(yaml.safe_dump(dict(params), sort_keys=False))
     _run(["dvc", "config", "--local", "cache.dir", str(cache)], cwd=folder)
 
@@ -164,9 +179,31 @@ def figure_moves(before: Mapping[str, float], after: Mapping[str, float]) -> lis
     return moves
 
 
-def flat_result(ratios: Sequence[StageRatio], moves: Sequence[FigureMove]) -> dict[str, float]:
+def verdict_flips(
+    before: Mapping[str, float], after: Mapping[str, float]
+) -> dict[str, tuple[str, str]]:
+    """``<run>.<metric>`` → its verdict before and after, for each comparison both runs
+    hold whose verdict the cut changed."""
+    return {
+        key.removesuffix(".verdict"): (Verdict(int(old)).word, Verdict(int(after[key])).word)
+        for key, old in before.items()
+        if key.endswith(".verdict") and key in after and after[key] != old
+    }
+
+
+def compared(summary: Mapping[str, float]) -> int:
+    return sum(key.endswith(".verdict") for key in summary)
+
+
+def flat_result(
+    ratios: Sequence[StageRatio],
+    moves: Sequence[FigureMove],
+    flips: Mapping[str, tuple[str, str]] | None = None,
+    comparisons: int = 0,
+) -> dict[str, float]:
     """The benchmark's metrics file: flat keys, stable across runs of one cut."""
-    out: dict[str, float] = {}
+    out: dict[str, float] = {"verdicts.compared": float(comparisons)}
+    out["verdicts.changed"] = float(len(flips or {}))
     for row in ratios:
         for measure in MEASURES:
             name = f"stage.{row.stage}.{measure}"
@@ -176,10 +213,40 @@ def flat_result(ratios: Sequence[StageRatio], moves: Sequence[FigureMove]) -> di
         out[f"stage.{row.stage}.restored"] = float(row.restored)
     for verdict in VERDICTS:
         out[f"figures.{verdict}"] = float(sum(m.verdict == verdict for m in moves))
+        out[f"scored.{verdict}"] = float(sum(m.verdict == verdict for m in moves if m.scored))
     return out
 
 
-def report(ratios: Sequence[StageRatio], moves: Sequence[FigureMove], header: Sequence[str]) -> str:
+def _counts(moves: Sequence[FigureMove]) -> str:
+    return ", ".join(f"{v} {sum(m.verdict == v for m in moves)}" for v in VERDICTS)
+
+
+def _moved_table(moves: Sequence[FigureMove], title: str) -> list[str]:
+    """The moves without the before run's interval around them, largest first."""
+    moved = sorted(
+        (m for m in moves if m.verdict in ("outside", "no interval")),
+        key=lambda m: -abs(m.after - m.before),
+    )
+    if not moved:
+        return []
+    rows = [[m.key, f"{m.before:.3f}", f"{m.after:.3f}", f"{m.ci95:.3f}", m.verdict] for m in moved]
+    heads = ["figure", "before", "after", "± before", ""]
+    shown = tabulate(rows[:SHOWN_MOVES], heads, tablefmt="github")
+    return [
+        f"{title} ({len(rows)} in all, the largest {min(len(rows), SHOWN_MOVES)}):",
+        "",
+        shown,
+        "",
+    ]
+
+
+def report(
+    ratios: Sequence[StageRatio],
+    moves: Sequence[FigureMove],
+    header: Sequence[str],
+    flips: Mapping[str, tuple[str, str]] | None = None,
+    comparisons: int = 0,
+) -> str:
     """Markdown: the per-stage table, the figure counts, the largest moves outside."""
     rows = [
         [
@@ -192,25 +259,21 @@ def report(ratios: Sequence[StageRatio], moves: Sequence[FigureMove], header: Se
         for row in ratios
     ]
     heads = ["stage", "wall s", "CPU s", "wall after / before", "peak MiB", ""]
-    counts = ", ".join(
-        f"{verdict} {sum(m.verdict == verdict for m in moves)}" for verdict in VERDICTS
-    )
-    outside = sorted(
-        (m for m in moves if m.verdict in ("outside", "no interval")),
-        key=lambda m: -abs(m.after - m.before),
-    )
-    moved = [
-        [m.key, f"{m.before:.3f}", f"{m.after:.3f}", f"{m.ci95:.3f}", m.verdict] for m in outside
-    ]
+    scored = [m for m in moves if m.scored]
+    others = [m for m in moves if not m.scored]
     lines = [*header, "", tabulate(rows, heads, tablefmt="github"), ""]
-    lines += [f"Figures ({len(moves)} means, timings aside): {counts}.", ""]
-    if moved:
-        lines += [
-            f"Largest moves without the before run's interval around them ({len(moved)} in all):",
-            "",
-            tabulate(moved[:SHOWN_MOVES], ["figure", "before", "after", "± before", ""], "github"),
-            "",
-        ]
+    lines += [
+        f"Scored figures (accuracies and AUCs, {len(scored)} means): {_counts(scored)}.",
+        f"Other figures (counts, {len(others)} means, timings aside): {_counts(others)}.",
+        "",
+    ]
+    flips = flips or {}
+    lines += [f"Verdicts against the reference: {len(flips)} of {comparisons} changed.", ""]
+    if flips:
+        rows = [[key, old, new] for key, (old, new) in flips.items()]
+        lines += [tabulate(rows, ["comparison", "before", "after"], tablefmt="github"), ""]
+    lines += _moved_table(scored, "Scored figures without the before run's interval around them")
+    lines += _moved_table(others, "Other figures that moved without an interval around them")
     return "\n".join(lines)
 
 
@@ -231,6 +294,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, type=Path, help="folder for cut.json, cut.md")
     parser.add_argument("--work", type=Path, help="folder for the two clones (default: temp)")
+    parser.add_argument(
+        "--resume", action="store_true", help="go on with the clones already in --work"
+    )
     parser.add_argument("--root", type=Path, default=Path("."), help="the project to clone")
     args = parser.parse_args(argv)
     root = args.root.resolve()
@@ -241,13 +307,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         raise ValueError(f"{args.cut} must hold a non-empty mapping of overrides")
     arms = arm_params(params, profile, cut, args.dataset, args.seed)
     work = Path(tempfile.mkdtemp(prefix="pfm-cut-")) if args.work is None else args.work
+    if args.work is not None and any(work.glob("*/.git")) and not args.resume:
+        raise ValueError(f"{work} holds clones of an earlier run: --resume, or another --work")
     folders = {arm: work / arm for arm in ARMS}
     for arm in ARMS:
         make_arm(root, folders[arm], arms[arm], work / "cache")
         print(f"cut benchmark: {arm} arm, dvc repro in {folders[arm]}", flush=True)
         _run(["dvc", "repro", *targets(args.stages, args.dataset, args.seed)], folders[arm])
     ratios = stage_ratios(folders["before"], folders["after"])
-    moves = figure_moves(summary_of(folders["before"]), summary_of(folders["after"]))
+    summaries = {arm: summary_of(folders[arm]) for arm in ARMS}
+    moves = figure_moves(summaries["before"], summaries["after"])
+    flips = verdict_flips(summaries["before"], summaries["after"])
+    comparisons = compared(summaries["before"])
     header = [
         f"# Cut {args.cut.name} on {args.dataset}, seed {args.seed}",
         "",
@@ -256,12 +327,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         f"`after` adds `{yaml.safe_dump(cut, default_flow_style=True).strip()}`; "
         f"`dvc repro {' '.join(targets(args.stages, args.dataset, args.seed))}` in each, "
         "before then after, on this machine.",
+        *machine_lines([run for arm in ARMS for run, _ in stage_costs(folders[arm]).values()]),
     ]
-    result = flat_result(ratios, moves)
+    result = flat_result(ratios, moves, flips, comparisons)
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "cut.json", result)
-    (args.out / "cut.md").write_text(report(ratios, moves, header) + "\n")
-    print(report(ratios, moves, header))
+    text = report(ratios, moves, header, flips, comparisons)
+    (args.out / "cut.md").write_text(text + "\n")
+    print(text)
     if args.work is None:
         shutil.rmtree(work)
     return result

@@ -17,6 +17,7 @@ from pfm.cut_benchmark import (
     stage_ratios,
     summary_of,
     targets,
+    verdict_flips,
 )
 from pfm.files import write_json
 from tests.test_pipeline import make_project, sh, tiny_params
@@ -62,6 +63,7 @@ def test_each_figure_is_judged_against_the_before_runs_interval_and_timings_are_
         "d.a.cost.unlearn_seconds.mean": 3.0,
     }
     verdicts = {m.key: m.verdict for m in figure_moves(before, after)}
+    assert not [m for m in figure_moves(before, after) if m.scored]
     assert verdicts == {
         "d.a.acc.mean": "equal",
         "d.b.acc.mean": "within",
@@ -122,3 +124,37 @@ def test_both_arms_run_and_a_cut_of_the_plain_recipe_leaves_the_prompt_models_fi
     )
     assert result["figures.equal"] == sum(m.verdict == "equal" for m in moves) < len(moves)
     assert "digits.plain.epochs.mean" in (out / "cut.md").read_text()
+
+
+def test_the_accuracies_the_verdicts_rest_on_are_counted_apart_from_counts() -> None:
+    before = {
+        "digits.ssd.k1.forget_acc.mean": 0.04, "digits.ssd.k1.forget_acc.ci95": 0.07,
+        "digits.ssd.k1.cost.optimizer_steps.mean": 310.0,
+        "digits.ssd.samples.test_acc.mean": 0.9, "digits.ssd.samples.test_acc.ci95": 0.01,
+    }  # fmt: skip
+    after = {
+        "digits.ssd.k1.forget_acc.mean": 0.18,
+        "digits.ssd.k1.cost.optimizer_steps.mean": 93.0,
+        "digits.ssd.samples.test_acc.mean": 0.9,
+    }
+    moves = figure_moves(before, after)
+    assert {m.key: m.scored for m in moves} == {
+        "digits.ssd.k1.forget_acc.mean": True,
+        "digits.ssd.k1.cost.optimizer_steps.mean": False,
+        "digits.ssd.samples.test_acc.mean": True,
+    }
+    flat = flat_result([], moves)
+    assert (flat["scored.outside"], flat["scored.equal"], flat["figures.no interval"]) == (1, 1, 1)
+
+
+def test_a_verdict_the_cut_changes_is_named_with_both_words() -> None:
+    before = {
+        "d.ssd.k1.forget_acc.verdict": -1.0,
+        "d.scrub.k1.forget_acc.verdict": 0.0,
+        "x.mean": 1.0,
+    }
+    after = {"d.ssd.k1.forget_acc.verdict": 1.0, "d.scrub.k1.forget_acc.verdict": 0.0}
+    flips = verdict_flips(before, after)
+    assert flips == {"d.ssd.k1.forget_acc": ("apart", "equivalent")}
+    flat = flat_result([], [], flips, 2)
+    assert (flat["verdicts.changed"], flat["verdicts.compared"]) == (1, 2)

@@ -149,6 +149,11 @@ def test_the_machines_that_ran_the_stages_are_named_with_their_runs(tmp_path: Pa
             path,
             {**read_json(path), "machine.cpu": "X", "machine.torch_cpu_capability": capability},
         )
+    write_json(
+        tmp_path / "hand-recipes" / "digits.json",
+        {"stage.hand-recipes.wall_seconds": 1, "stage.hand-recipes.cpu_seconds": 1,
+         "stage.hand-recipes.peak_rss_mib": 1, "machine.cpu": "X"},
+    )  # fmt: skip
     lines = stage_time_lines(read_stage_times(tmp_path))
     start = lines.index("Stage runs by machine:")
     assert lines[start + 2 :] == [

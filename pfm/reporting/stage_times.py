@@ -120,14 +120,17 @@ def stage_time_lines(runs: list[StageRun]) -> list[str]:
 def machine_lines(runs: list[StageRun]) -> list[str]:
     """Markdown lines: what ran the stages, once where one machine ran them all, else each
     machine with its runs (a unit rebuilt on another machine's CPU kernels can train
-    another model: ``pfm.stage_clock``); runs from before machines were recorded counted."""
-    groups: dict[str, list[str]] = {}
+    another model: ``pfm.stage_clock``); runs from before machines were recorded counted.
+    A torch-free stage (its file names the CPU alone) is not a machine of its own where
+    a stage that loaded torch names the same CPU."""
+    cpu = f"{MACHINE}cpu"
+    torch_cpus = {run.machine.get(cpu) for run in runs if len(run.machine) > 1}
+    groups: dict[str, dict[str, None]] = {}
     for run in runs:
-        if run.machine:
-            what = "; ".join(
-                f"{k.removeprefix(MACHINE)} {v}" for k, v in sorted(run.machine.items())
-            )
-            groups.setdefault(what, []).append(run.label)
+        if not run.machine or (len(run.machine) == 1 and run.machine.get(cpu) in torch_cpus):
+            continue
+        what = "; ".join(f"{k.removeprefix(MACHINE)} {v}" for k, v in sorted(run.machine.items()))
+        groups.setdefault(what, {})[run.label] = None  # a label once, in order
     unrecorded = sum(not run.machine for run in runs)
     lines = [""]
     if len(groups) == 1 and not unrecorded:
