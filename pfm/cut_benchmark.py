@@ -212,8 +212,9 @@ def flat_result(
             out[f"{name}.ratio"] = row.ratio(measure)
         out[f"stage.{row.stage}.restored"] = float(row.restored)
     for verdict in VERDICTS:
-        out[f"figures.{verdict}"] = float(sum(m.verdict == verdict for m in moves))
-        out[f"scored.{verdict}"] = float(sum(m.verdict == verdict for m in moves if m.scored))
+        key = verdict.replace(" ", "_")  # flat keys without spaces: no_interval
+        out[f"figures.{key}"] = float(sum(m.verdict == verdict for m in moves))
+        out[f"scored.{key}"] = float(sum(m.verdict == verdict for m in moves if m.scored))
     return out
 
 

@@ -144,7 +144,7 @@ def test_the_accuracies_the_verdicts_rest_on_are_counted_apart_from_counts() -> 
         "digits.ssd.samples.test_acc.mean": True,
     }
     flat = flat_result([], moves)
-    assert (flat["scored.outside"], flat["scored.equal"], flat["figures.no interval"]) == (1, 1, 1)
+    assert (flat["scored.outside"], flat["scored.equal"], flat["figures.no_interval"]) == (1, 1, 1)
 
 
 def test_a_verdict_the_cut_changes_is_named_with_both_words() -> None:

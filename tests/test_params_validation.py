@@ -162,7 +162,7 @@ def test_the_file_as_written_passes_and_derived_keys_are_checked() -> None:
     assert refusal(bad).startswith("train_base.eval_modes: expected [none]")
 
 
-@pytest.mark.parametrize("profile", sorted((ROOT / "profiles").glob("*.yaml")), ids=str)
+@pytest.mark.parametrize("profile", sorted((ROOT / "profiles").rglob("*.yaml")), ids=str)
 def test_every_profile_passes_laid_over_params(profile: Path) -> None:
     """Profiles are overrides on params.yaml as written (``pfm.profile``), completed after."""
     check_params(merged(RAW, yaml.safe_load(profile.read_text())), devices=False)

@@ -298,7 +298,12 @@ def test_join_counts_on_the_shared_tally_and_keeps_each_rows_mark() -> None:
         join(a, CountedSplit(DATA.splits["val"], 32, CPU, Tally(), True))
 
 
-@pytest.mark.parametrize("profile", [None, *sorted(p.name for p in (ROOT / "profiles").iterdir())])
+PROFILE_NAMES = sorted(
+    p.relative_to(ROOT / "profiles").as_posix() for p in (ROOT / "profiles").rglob("*.yaml")
+)
+
+
+@pytest.mark.parametrize("profile", [None, *PROFILE_NAMES])
 def test_profiles_hold_a_valid_recipe_per_method_and_retrain_follows_train_base(
     profile: str | None,
 ) -> None:
