@@ -9,7 +9,7 @@ other on the same machine. It reads back
 - each stage's own cost files (``pfm.stage_clock``: wall and CPU seconds, peak memory)
   and gives the after / before ratio per stage. The copies share one DVC cache, so a
   stage the cut leaves alone is restored in ``after`` from ``before``'s run-cache: its
-  cost file is the same bytes, and it is marked ``restored`` rather than timed twice;
+  cost file holds the same values, and it is marked ``restored`` rather than timed twice;
 - the figures both runs produce (the aggregate summary of their metric files, the keys
   the report reads), each put in one of: ``equal`` (the same number), ``within`` (moved,
   but by no more than the half-width of the before run's 95 % interval), ``outside``
@@ -43,7 +43,8 @@ from tabulate import tabulate
 
 from pfm.files import write_json
 from pfm.profile import merged
-from pfm.reporting.aggregate import collect, summarise
+from pfm.reporting.aggregate import Summary, collect, summarise
+from pfm.reporting.provenance import git_commit
 from pfm.reporting.stage_times import StageRun, machine_lines, read_stage_times
 from pfm.stage_clock import MEASURES
 from pfm.stats import FRACTION, Verdict, metric_of
@@ -130,34 +131,32 @@ def targets(stages: Sequence[str], dataset: str, seed: int) -> list[str]:
     return [stage if "@" in stage else f"{stage}@{dataset}-{seed}" for stage in stages]
 
 
-def stage_costs(folder: Path) -> dict[str, tuple[StageRun, bytes]]:
-    """Every stage run's cost in ``folder`` and its file's bytes, by the stage's name
-    (with the model or dataset of a stage run once per one: ``convert.dinov2-small``)."""
+def stage_costs(folder: Path) -> dict[str, StageRun]:
+    """Every stage run's cost in ``folder``, by the stage's name (with the model or dataset
+    of a stage run once per one: ``convert.dinov2-small``)."""
     root = folder / "metrics" / "stages"
     if not root.is_dir():
         return {}
-    files = sorted(root.rglob("*.json"))  # the order read_stage_times reads them in
     return {
-        run.stage if run.seed is not None else f"{run.stage}.{run.name}": (run, path.read_bytes())
-        for run, path in zip(read_stage_times(root), files, strict=True)
+        run.stage if run.seed is not None else f"{run.stage}.{run.name}": run
+        for run in read_stage_times(root)
     }
 
 
-def stage_ratios(before: Path, after: Path) -> list[StageRatio]:
-    """Every stage both arms ran, in ``before``'s order."""
-    first, second = stage_costs(before), stage_costs(after)
+def stage_ratios(first: Mapping[str, StageRun], second: Mapping[str, StageRun]) -> list[StageRatio]:
+    """Every stage both arms ran, in the first's order; a run whose every value (cost,
+    parts, machine) is the first's was restored, not run again."""
     return [
-        StageRatio(name, run.cost, second[name][0].cost, raw == second[name][1])
-        for name, (run, raw) in first.items()
+        StageRatio(name, run.cost, second[name].cost, run == second[name])
+        for name, run in first.items()
         if name in second
     ]
 
 
-def summary_of(folder: Path) -> dict[str, float]:
+def summary_of(folder: Path) -> Summary:
     """The aggregate summary of an arm's metric files (no report, no figures)."""
     sources = [(prefix, folder / path) for prefix, path in METRIC_SOURCES]
-    summary = summarise(collect(sources), {FRACTION: 0.05})  # margin: no key read here
-    return {k: v for k, v in summary.items() if isinstance(v, int | float)}
+    return summarise(collect(sources), {FRACTION: 0.05})  # margin: no key read here
 
 
 def figure_moves(before: Mapping[str, float], after: Mapping[str, float]) -> list[FigureMove]:
@@ -278,12 +277,6 @@ def report(
     return "\n".join(lines)
 
 
-def commit_of(folder: Path) -> str:
-    return subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(
         prog="python -m pfm.cut_benchmark", description=__doc__.split("\n")[0]
@@ -311,11 +304,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     if args.work is not None and any(work.glob("*/.git")) and not args.resume:
         raise ValueError(f"{work} holds clones of an earlier run: --resume, or another --work")
     folders = {arm: work / arm for arm in ARMS}
+    items = targets(args.stages, args.dataset, args.seed)
     for arm in ARMS:
         make_arm(root, folders[arm], arms[arm], work / "cache")
         print(f"cut benchmark: {arm} arm, dvc repro in {folders[arm]}", flush=True)
-        _run(["dvc", "repro", *targets(args.stages, args.dataset, args.seed)], folders[arm])
-    ratios = stage_ratios(folders["before"], folders["after"])
+        _run(["dvc", "repro", *items], folders[arm])
+    costs = {arm: stage_costs(folders[arm]) for arm in ARMS}
+    ratios = stage_ratios(costs["before"], costs["after"])
     summaries = {arm: summary_of(folders[arm]) for arm in ARMS}
     moves = figure_moves(summaries["before"], summaries["after"])
     flips = verdict_flips(summaries["before"], summaries["after"])
@@ -323,12 +318,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     header = [
         f"# Cut {args.cut.name} on {args.dataset}, seed {args.seed}",
         "",
-        f"Commit `{commit_of(folders['before'])}`; both arms "
+        f"Commit `{git_commit(folders['before'])}`; both arms "
         f"{'on ' + str(args.profile) if args.profile else 'on params.yaml'}; "
         f"`after` adds `{yaml.safe_dump(cut, default_flow_style=True).strip()}`; "
-        f"`dvc repro {' '.join(targets(args.stages, args.dataset, args.seed))}` in each, "
+        f"`dvc repro {' '.join(items)}` in each, "
         "before then after, on this machine.",
-        *machine_lines([run for arm in ARMS for run, _ in stage_costs(folders[arm]).values()]),
+        *machine_lines([run for arm in ARMS for run in costs[arm].values()]),
     ]
     result = flat_result(ratios, moves, flips, comparisons)
     args.out.mkdir(parents=True, exist_ok=True)

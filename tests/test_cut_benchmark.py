@@ -14,6 +14,7 @@ from pfm.cut_benchmark import (
     figure_moves,
     flat_result,
     main,
+    stage_costs,
     stage_ratios,
     summary_of,
     targets,
@@ -90,7 +91,7 @@ def test_a_stage_the_run_cache_restored_is_marked_and_the_ratio_is_after_over_be
     for arm, unlearn in ((before, 200.0), (after, 50.0)):
         _cost_file(arm, "train", 100.0)
         _cost_file(arm, "unlearn", unlearn)
-    rows = {row.stage: row for row in stage_ratios(before, after)}
+    rows = {row.stage: row for row in stage_ratios(stage_costs(before), stage_costs(after))}
     assert rows["train"].restored and not rows["unlearn"].restored
     assert rows["unlearn"].ratio("wall_seconds") == 0.25
     flat = flat_result(list(rows.values()), [])
