@@ -210,14 +210,14 @@ def test_methods_are_seed_deterministic(plain: PromptedClassifier) -> None:
 
 
 def test_grad_ascent_recipe_guards_against_collapse(plain: PromptedClassifier) -> None:
-    """Ascent is unbounded: at a too-large learning rate it wrecks the retained classes.
-    The default recipe's guard (stop once a forget batch's cross-entropy reaches ln C) lets
-    even that learning rate forget the class and keep the others; the default recipe keeps
-    them."""
+    """Ascent is unbounded: at a too-large learning rate (9e-3 on this toy model) it wrecks
+    the retained classes. The default recipe's guard (stop once a forget batch's
+    cross-entropy reaches ln C) lets even that learning rate forget the class and keep the
+    others; the default recipe keeps them."""
     split = DATA.splits["train"]
     recipe = default_recipe("grad_ascent")
     assert isinstance(recipe, AscentRecipe) and recipe.stop_at_chance
-    too_large = dataclasses.replace(recipe, lr=30 * recipe.lr, steps=40, batch_size=8)
+    too_large = dataclasses.replace(recipe, lr=9e-3, steps=40, batch_size=8)
     assert accuracy(plain, split, FORGET, inside=False) == 1.0
     runaway = dataclasses.replace(too_large, stop_at_chance=False)
     unguarded, cost = unlearn("grad_ascent", plain, FORGET, split, runaway, 0)
@@ -231,13 +231,23 @@ def test_grad_ascent_recipe_guards_against_collapse(plain: PromptedClassifier) -
     assert accuracy(default, split, FORGET, inside=False) == 1.0
 
 
+# The rate the guard was designed on, and the default recipe's: stage tune's best at k = 1
+# trades retained accuracy for forgetting (0.65 at k = 5 and 0.79 at k = 1 on this model
+# against 0.75 and 0.87; docs/tuning-log.md#tune), so its bars are lower.
 @pytest.mark.slow
-def test_default_grad_ascent_recipe_keeps_digits_from_collapsing_at_k5() -> None:
+@pytest.mark.parametrize(
+    ("lr", "kept_at_k5", "kept_at_k1"),
+    [pytest.param(3e-4, 0.7, 0.8, id="design-lr"), pytest.param(None, 0.6, 0.75, id="default")],
+)
+def test_ascent_guard_keeps_digits_from_collapsing_at_k5(
+    lr: float | None, kept_at_k5: float, kept_at_k1: float
+) -> None:
     """The default profile's hard case: ascending on 5 of digits' 10 classes at once
     collapses a plain model onto one of them (retained ~0, forget batches ~1/5 accurate,
-    so no accuracy guard fires). The default recipe, on a plain model trained by the
-    default ``train_base`` recipe (5 epochs here, for time), must keep the retained
-    classes where the same budget without the guard loses them; at k = 1 it forgets."""
+    so no accuracy guard fires). On a plain model trained by the default ``train_base``
+    recipe (5 epochs here, for time), the guarded recipe (at ``lr``; None: the default's)
+    must keep the retained classes where the same budget without the guard loses them;
+    at k = 1 it forgets."""
     dataset = build_dataset("digits", PARAMS["data"]["digits"])
     model = build_model(model_spec(PARAMS["model"], dataset.num_classes, False), 0)
     base = PARAMS["train_base"]
@@ -246,16 +256,17 @@ def test_default_grad_ascent_recipe_keeps_digits_from_collapsing_at_k5() -> None
     train(model, plain_objective, *splits, config, 0, None, "")
     test = dataset.splits["test"]
     recipe = default_recipe("grad_ascent")
+    recipe = recipe if lr is None else dataclasses.replace(recipe, lr=lr)
     five, one = (2, 3, 4, 6, 8), (5,)
     guarded, cost = unlearn("grad_ascent", model, five, dataset.splits["train"], recipe, 0)
     unguarded_recipe = dataclasses.replace(recipe, stop_at_chance=False)
     unguarded, _ = unlearn("grad_ascent", model, five, dataset.splits["train"], unguarded_recipe, 0)
     assert cost.optimizer_steps < recipe.steps  # the guard, not the budget, stopped it
     assert accuracy(unguarded, test, five, inside=False) < 0.5
-    assert accuracy(guarded, test, five, inside=False) > 0.7
+    assert accuracy(guarded, test, five, inside=False) > kept_at_k5
     forgot, _ = unlearn("grad_ascent", model, one, dataset.splits["train"], recipe, 0)
     assert accuracy(forgot, test, one, inside=True) < 0.3
-    assert accuracy(forgot, test, one, inside=False) > 0.8
+    assert accuracy(forgot, test, one, inside=False) > kept_at_k1
 
 
 def test_saliency_mask_keeps_the_largest_gradients_over_all_tensors() -> None:
