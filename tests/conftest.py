@@ -1,5 +1,7 @@
 """Shared fixtures: small real models and datasets that build in well under a second."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,14 @@ import torch
 from pfm.data.prepared import PreparedDataset, Split
 from pfm.models.prompted import ModelSpec, PromptedClassifier, build_model
 from pfm.unlearn.data import CountedSplit
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILES = sorted((ROOT / "profiles").rglob("*.yaml"))  # every profile, profiles/cuts/ too
+
+
+def profile_id(path: Path | None) -> str:
+    """A profile's test id: its path under profiles/ (None: params.yaml alone)."""
+    return "params.yaml" if path is None else path.relative_to(ROOT / "profiles").as_posix()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -30,6 +30,7 @@ from pfm.config import (
 from pfm.data import DATASETS
 from pfm.derive import completed
 from pfm.validate import check_params
+from tests.conftest import PROFILES, profile_id
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = yaml.safe_load((ROOT / "params.yaml").read_text())  # the file's own keys
@@ -162,7 +163,7 @@ def test_the_file_as_written_passes_and_derived_keys_are_checked() -> None:
     assert refusal(bad).startswith("train_base.eval_modes: expected [none]")
 
 
-@pytest.mark.parametrize("profile", sorted((ROOT / "profiles").rglob("*.yaml")), ids=str)
+@pytest.mark.parametrize("profile", PROFILES, ids=profile_id)
 def test_every_profile_passes_laid_over_params(profile: Path) -> None:
     """Profiles are overrides on params.yaml as written (``pfm.profile``), completed after."""
     check_params(merged(RAW, yaml.safe_load(profile.read_text())), devices=False)

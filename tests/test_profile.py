@@ -16,9 +16,9 @@ from dvc.utils.hydra import apply_overrides
 from pfm.config import load_params
 from pfm.profile import flags, main, merged
 from pfm.validate import check_params
+from tests.conftest import PROFILES, profile_id
 
 ROOT = Path(__file__).resolve().parents[1]
-PROFILES = sorted((ROOT / "profiles").rglob("*.yaml"))  # the cuts in profiles/cuts/ too
 
 
 def applied(params: Path, profile: Path, tmp_path: Path, check: bool = True) -> dict[str, Any]:
@@ -78,7 +78,7 @@ def test_a_key_params_lacks_or_a_bad_value_is_refused_by_name(
         flags(profile, ROOT / "params.yaml")
 
 
-@pytest.mark.parametrize("profile", PROFILES, ids=lambda path: path.relative_to(ROOT).as_posix())
+@pytest.mark.parametrize("profile", PROFILES, ids=profile_id)
 def test_every_profile_applies_to_params_yaml_and_validates(tmp_path: Path, profile: Path) -> None:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     overrides = yaml.safe_load(profile.read_text())

@@ -17,6 +17,7 @@ import yaml
 
 from pfm.attacks.probes import ood_candidates
 from pfm.derive import RETRAIN_FROM_PLAIN
+from tests.conftest import PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "pfm"
@@ -180,7 +181,7 @@ def test_a_stage_reading_a_derived_recipe_depends_on_what_it_is_derived_from(nam
 def ood_probe_datasets() -> set[str]:
     """Every dataset ``attacks.recovery.ood_datasets`` names, in params.yaml or a profile."""
     names: set[str] = set()
-    for path in (ROOT / "params.yaml", *sorted((ROOT / "profiles").rglob("*.yaml"))):
+    for path in (ROOT / "params.yaml", *PROFILES):
         recovery = (yaml.safe_load(path.read_text()).get("attacks") or {}).get("recovery") or {}
         for choice in (recovery.get("ood_datasets") or {}).values():
             names.update(ood_candidates(choice))

@@ -33,7 +33,7 @@ from pfm.unlearn.manifest import draw_entry, draw_file, keeping, read_manifest, 
 from pfm.unlearn.salun import saliency_mask
 from pfm.unlearn.ssd import dampen
 from pfm.unlearn.suite import base_model, benchmark, score_references
-from tests.conftest import make_model, toy_dataset
+from tests.conftest import PROFILES, make_model, profile_id, toy_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load_params(ROOT / "params.yaml")  # with the keys it leaves to derivation
@@ -309,20 +309,15 @@ def test_join_counts_on_the_shared_tally_and_keeps_each_rows_mark() -> None:
         join(a, CountedSplit(DATA.splits["val"], 32, CPU, Tally(), True))
 
 
-PROFILE_NAMES = sorted(
-    p.relative_to(ROOT / "profiles").as_posix() for p in (ROOT / "profiles").rglob("*.yaml")
-)
-
-
-@pytest.mark.parametrize("profile", [None, *PROFILE_NAMES])
+@pytest.mark.parametrize("profile", [None, *PROFILES], ids=profile_id)
 def test_profiles_hold_a_valid_recipe_per_method_and_retrain_follows_train_base(
-    profile: str | None,
+    profile: Path | None,
 ) -> None:
     """params.yaml alone and with each profile applied, as `dvc exp run` applies it: every
     method runs with a valid recipe and the reference retrains with the plain model's
     own recipe."""
     own = load_params(ROOT / "params.yaml", complete=False)
-    overrides = {} if profile is None else yaml.safe_load((ROOT / "profiles" / profile).read_text())
+    overrides = {} if profile is None else yaml.safe_load(profile.read_text())
     params = completed(merged(own, overrides))
     assert set(params["methods"]) == set(METHODS)
     for name in params["methods"]:
